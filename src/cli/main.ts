@@ -1,0 +1,35 @@
+// src/cli: the `slinkyfs` command. One module per subcommand, each exporting a yargs
+// CommandModule; main() wires them together and maps errors to exit codes in one place.
+import yargs from 'yargs';
+import type { CommandModule } from 'yargs';
+import { UserError } from './errors';
+import { exitCodeFor, describeError } from './exitCodes';
+
+// Subcommand modules, loaded lazily so `slinkyfs --help` does not pay for FUSE or LMDB.
+const COMMANDS: ReadonlyArray<() => CommandModule<any, any>> = [
+];
+
+export async function main(argv: string[]): Promise<void> {
+  const version: string = require('../../../package.json').version;
+  let parser = yargs(argv)
+    .scriptName('slinkyfs')
+    .usage('$0 <command> [options]\n\nStatic linking reloaded: digest-based sharing of slinked executables.')
+    .version(version)
+    .strict()
+    .demandCommand(1, 'name a command (see --help)')
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .fail((msg, err) => {
+      throw err ?? new UserError(msg);
+    });
+  for (const load of COMMANDS) parser = parser.command(load());
+  try {
+    await parser.parseAsync();
+  } catch (err) {
+    process.exitCode = exitCodeFor(err);
+    process.stderr.write(`slinkyfs: ${describeError(err)}\n`);
+    if (process.env.SLINKYFS_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  }
+}
