@@ -1,5 +1,7 @@
 // src/cli: the `slinkyfs` command. One module per subcommand, each exporting a yargs
 // CommandModule; main() wires them together and maps errors to exit codes in one place.
+import fs from 'node:fs';
+import path from 'node:path';
 import yargs from 'yargs';
 import type { CommandModule } from 'yargs';
 import { UserError } from './errors';
@@ -9,8 +11,18 @@ import { exitCodeFor, describeError } from './exitCodes';
 const COMMANDS: ReadonlyArray<() => CommandModule<any, any>> = [
 ];
 
+function packageVersion(): string {
+  // dist/src/cli or src/cli: walk up to the project's package.json.
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++, dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')).version;
+  }
+  return 'unknown';
+}
+
 export async function main(argv: string[]): Promise<void> {
-  const version: string = require('../../../package.json').version;
+  const version = packageVersion();
   let parser = yargs(argv)
     .scriptName('slinkyfs')
     .usage('$0 <command> [options]\n\nStatic linking reloaded: digest-based sharing of slinked executables.')
