@@ -1,0 +1,199 @@
+// Reading and rewriting a file's content. A file is an extent map (its recipe): chunk digests at
+// file offsets. Writes collect in an Overlay; committing re-chunks only the affected region.
+// That is possible because the chunker restarts its rolling hash at every chunk start, so a
+// chunk's end depends only on bytes from its own start: re-chunking begins at the start of the
+// old chunk holding the first changed byte and stops as soon as a new cut lands on an old cut
+// past the change (the two chunkings agree from there on). The result is byte-for-byte the
+// chunking a fresh copy of the file would get, whatever the write pattern: that is what makes
+// identical files share every chunk.
+import { digestOf, type Digest } from '../chunking/digest';
+import { nextCut, LBFS_PARAMS, type ChunkerParams } from '../chunking/chunker';
+import { encodeChunkAsync } from '../chunking/compress';
+import type { ChunkSource } from './chunkSource';
+import type { Extent, Ino } from './records';
+import type { Overlay } from './overlay';
+import type { Store, StoredChunk } from './store';
+import { ChunkMissingError } from './errors';
+import { digestToString } from '../chunking/digest';
+
+/** Window of file bytes materialised at a time while re-chunking. */
+const WINDOW = 4 << 20;
+
+/**
+ * Fill `target` with the committed bytes of `ino` starting at `offset` (bytes past `size` are
+ * left as they are; holes read as zero only if `target` was zeroed).
+ */
+export async function readCommitted(
+  store: Store,
+  source: ChunkSource,
+  ino: Ino,
+  offset: number,
+  target: Buffer,
+): Promise<void> {
+  const end = offset + target.length;
+  const extents = store.extents(ino, offset, end);
+  const chunks = await Promise.all(extents.map((e) => source.getChunk(e.digest)));
+  for (let i = 0; i < extents.length; i++) {
+    const e = extents[i];
+    const chunk = chunks[i];
+    if (!chunk) throw new ChunkMissingError(`chunk ${digestToString(e.digest)} of inode ${ino} is missing`);
+    const from = Math.max(offset, e.offset);
+    const to = Math.min(end, e.offset + e.length);
+    chunk.copy(target, from - offset, from - e.offset, to - e.offset);
+  }
+}
+
+export interface NewExtent extends Extent {
+  plain: Buffer;
+}
+
+export interface RewritePlan {
+  removed: Extent[];
+  added: NewExtent[];
+  newSize: number;
+}
+
+/**
+ * Work out the new recipe of `ino` after applying `overlay` and resizing to `newSize`. Reads old
+ * bytes through `source` only where the overlay does not cover the re-chunked region.
+ */
+export async function planRewrite(
+  store: Store,
+  source: ChunkSource,
+  ino: Ino,
+  oldSize: number,
+  newSize: number,
+  overlay: Overlay,
+  params: ChunkerParams = LBFS_PARAMS,
+): Promise<RewritePlan> {
+  const old = store.extents(ino);
+  const dirty: Array<[number, number]> = [];
+  for (const [a, b] of overlay.ranges()) if (a < newSize) dirty.push([a, Math.min(b, newSize)]);
+  if (newSize !== oldSize) dirty.push([Math.min(oldSize, newSize), Math.max(oldSize, newSize)]);
+  dirty.sort((x, y) => x[0] - y[0]);
+
+  // Old cut points that were content-defined (the last one, at EOF, was forced by the end).
+  const oldCuts = new Set<number>();
+  for (const e of old) if (e.offset + e.length < oldSize) oldCuts.add(e.offset + e.length);
+
+  const materialize = async (from: number, to: number): Promise<Buffer> => {
+    const buf = Buffer.alloc(to - from);
+    const committedEnd = Math.min(to, oldSize);
+    for (const [ga, gb] of uncovered(overlay, from, committedEnd)) {
+      await readCommitted(store, source, ino, ga, buf.subarray(ga - from, gb - from));
+    }
+    overlay.copyInto(from, buf);
+    return buf;
+  };
+
+  const added: NewExtent[] = [];
+  const rewritten: Array<[number, number]> = [];
+  let p = 0; // everything before p has been decided
+  for (const [a, b] of dirty) {
+    if (a < p && b <= p) continue;
+    let s = restartPoint(old, a, oldSize);
+    if (s < p) s = p;
+    if (s >= newSize) continue;
+    let pos = s;
+    let winStart = -1;
+    let win = Buffer.alloc(0);
+    for (;;) {
+      const need = Math.min(pos + params.maxSize, newSize);
+      if (winStart < 0 || pos < winStart || need > winStart + win.length) {
+        winStart = pos;
+        win = await materialize(pos, Math.min(newSize, pos + Math.max(WINDOW, params.maxSize)));
+      }
+      const winEnd = winStart + win.length;
+      const len = nextCut(win, pos - winStart, win.length, winEnd === newSize, params);
+      const plain = win.subarray(pos - winStart, pos - winStart + len);
+      added.push({ offset: pos, length: len, digest: digestOf(plain), plain });
+      pos += len;
+      if (pos >= newSize) break;
+      if (pos >= b && oldCuts.has(pos)) break; // resynchronised with the old chunking
+    }
+    rewritten.push([s, pos]);
+    p = pos;
+  }
+
+  const removed = old.filter(
+    (e) => e.offset >= newSize || rewritten.some(([s, c]) => e.offset >= s && e.offset < c),
+  );
+  return { removed, added, newSize };
+}
+
+/** Start of the old chunk that must be re-cut when byte `a` changes (see the module comment). */
+function restartPoint(old: readonly Extent[], a: number, oldSize: number): number {
+  if (a === 0 || old.length === 0) return 0;
+  const probe = Math.min(a - 1, oldSize - 1);
+  // binary search: last extent with offset <= probe
+  let lo = 0;
+  let hi = old.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (old[mid].offset <= probe) lo = mid;
+    else hi = mid - 1;
+  }
+  return old[lo].offset <= probe ? old[lo].offset : 0;
+}
+
+/** Sub-ranges of [from, to) not covered by the overlay. */
+function uncovered(overlay: Overlay, from: number, to: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let pos = from;
+  for (const [a, b] of overlay.ranges()) {
+    if (b <= pos) continue;
+    if (a >= to) break;
+    if (a > pos) out.push([pos, Math.min(a, to)]);
+    pos = Math.max(pos, b);
+    if (pos >= to) break;
+  }
+  if (pos < to) out.push([pos, to]);
+  return out;
+}
+
+/** Encode (compress) the plan's chunks that the store does not hold yet. */
+export async function encodeMissing(store: Store, chunks: readonly NewExtent[]): Promise<Map<string, StoredChunk>> {
+  const out = new Map<string, StoredChunk>();
+  const jobs: Promise<void>[] = [];
+  for (const c of chunks) {
+    const k = c.digest.toString('latin1');
+    if (out.has(k) || store.hasChunk(c.digest)) continue;
+    out.set(k, { codec: 0, data: c.plain }); // placeholder, replaced below
+    jobs.push(encodeChunkAsync(c.plain).then((enc) => void out.set(k, enc)));
+  }
+  await Promise.all(jobs);
+  return out;
+}
+
+export class NeedEncodingError extends Error {
+  constructor(readonly digest: Digest) {
+    super('chunk needs encoding');
+  }
+}
+
+/** Apply a plan inside a store transaction: take new references, drop old ones, swap extents. */
+export function applyPlan(store: Store, ino: Ino, plan: RewritePlan, encoded: Map<string, StoredChunk>): void {
+  for (const e of plan.added) {
+    if (!store.refChunk(e.digest, e.length, encoded.get(e.digest.toString('latin1')))) throw new NeedEncodingError(e.digest);
+  }
+  for (const e of plan.removed) {
+    store.removeExtent(ino, e.offset);
+    store.unrefChunk(e.digest);
+  }
+  for (const e of plan.added) store.putExtent(ino, e);
+}
+
+/** Drop a file's whole recipe (inside txn): used when its inode goes away. */
+export function dropContent(store: Store, ino: Ino): void {
+  for (const e of store.extents(ino)) {
+    store.removeExtent(ino, e.offset);
+    store.unrefChunk(e.digest);
+  }
+}
+
+/** Bytes a plan adds to the database, for the size-limit check. */
+export function planBytes(plan: RewritePlan, encoded: Map<string, StoredChunk>): number {
+  let n = plan.added.length * 64;
+  for (const c of encoded.values()) n += c.data.length + 64;
+  return n;
+}

@@ -1,0 +1,155 @@
+// Binary codecs for the store's LMDB values. Fixed little-endian layouts (documented in
+// docs/FORMAT.md) rather than msgpack: every byte is specified, so the store can be read by
+// another implementation and a record's size is known without parsing.
+import { asDigest, digestLengthForId, type Digest } from '../chunking/digest';
+
+export type Ino = number;
+export const ROOT_INO: Ino = 1;
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+export interface InodeRecord {
+  ino: Ino;
+  mode: number; // file type and permission bits, as st_mode
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number; // logical bytes; for symlinks the target's length
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** Symlink target; empty for other kinds. */
+  target: string;
+}
+
+export function isDir(rec: InodeRecord): boolean {
+  return (rec.mode & S_IFMT) === S_IFDIR;
+}
+export function isReg(rec: InodeRecord): boolean {
+  return (rec.mode & S_IFMT) === S_IFREG;
+}
+export function isSymlink(rec: InodeRecord): boolean {
+  return (rec.mode & S_IFMT) === S_IFLNK;
+}
+
+const INODE_VERSION = 1;
+const INODE_FIXED = 1 + 4 * 4 + 8 + 8 * 3; // version, mode, uid, gid, nlink, size, times
+
+export function encodeInode(rec: InodeRecord): Buffer {
+  const target = Buffer.from(rec.target, 'utf8');
+  const b = Buffer.allocUnsafe(INODE_FIXED + target.length);
+  let o = b.writeUInt8(INODE_VERSION, 0);
+  o = b.writeUInt32LE(rec.mode >>> 0, o);
+  o = b.writeUInt32LE(rec.uid >>> 0, o);
+  o = b.writeUInt32LE(rec.gid >>> 0, o);
+  o = b.writeUInt32LE(rec.nlink >>> 0, o);
+  o = b.writeBigUInt64LE(BigInt(rec.size), o);
+  o = b.writeDoubleLE(rec.atimeMs, o);
+  o = b.writeDoubleLE(rec.mtimeMs, o);
+  o = b.writeDoubleLE(rec.ctimeMs, o);
+  target.copy(b, o);
+  return b;
+}
+
+export function decodeInode(ino: Ino, b: Uint8Array): InodeRecord {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
+  if (buf.length < INODE_FIXED || buf[0] !== INODE_VERSION) throw new RecordFormatError(`inode ${ino}: bad record`);
+  return {
+    ino,
+    mode: buf.readUInt32LE(1),
+    uid: buf.readUInt32LE(5),
+    gid: buf.readUInt32LE(9),
+    nlink: buf.readUInt32LE(13),
+    size: Number(buf.readBigUInt64LE(17)),
+    atimeMs: buf.readDoubleLE(25),
+    mtimeMs: buf.readDoubleLE(33),
+    ctimeMs: buf.readDoubleLE(41),
+    target: buf.toString('utf8', INODE_FIXED),
+  };
+}
+
+export class RecordFormatError extends Error {
+  override name = 'RecordFormatError';
+}
+
+/** 8-byte big-endian inode key: big-endian so LMDB's byte order is numeric order. */
+export function inoKey(ino: Ino): Buffer {
+  const k = Buffer.allocUnsafe(8);
+  k.writeBigUInt64BE(BigInt(ino));
+  return k;
+}
+export function readIno(b: Uint8Array, offset = 0): Ino {
+  return Number(Buffer.from(b.buffer, b.byteOffset, b.length).readBigUInt64BE(offset));
+}
+
+/** Directory entry key: parent inode (8 bytes BE) followed by the entry name in UTF-8. */
+export function direntKey(parent: Ino, name: string): Buffer {
+  const n = Buffer.from(name, 'utf8');
+  const k = Buffer.allocUnsafe(8 + n.length);
+  k.writeBigUInt64BE(BigInt(parent));
+  n.copy(k, 8);
+  return k;
+}
+
+/** Extent key: inode (8 bytes BE) and the extent's file offset (8 bytes BE). */
+export function extentKey(ino: Ino, offset: number): Buffer {
+  const k = Buffer.allocUnsafe(16);
+  k.writeBigUInt64BE(BigInt(ino));
+  k.writeBigUInt64BE(BigInt(offset), 8);
+  return k;
+}
+
+/** One entry of a file's recipe: the chunk that holds bytes [offset, offset + length). */
+export interface Extent {
+  offset: number;
+  length: number;
+  digest: Digest;
+}
+
+/** Extent value: chunk length (u32 LE) followed by the tagged digest. */
+export function encodeExtentValue(length: number, digest: Digest): Buffer {
+  const v = Buffer.allocUnsafe(4 + digest.length);
+  v.writeUInt32LE(length, 0);
+  digest.copy(v, 4);
+  return v;
+}
+
+export function decodeExtent(key: Uint8Array, value: Uint8Array): Extent {
+  const k = Buffer.from(key.buffer, key.byteOffset, key.length);
+  const v = Buffer.from(value.buffer, value.byteOffset, value.length);
+  if (k.length !== 16 || v.length < 5 || v.length !== 4 + digestLengthForId(v[4])) {
+    throw new RecordFormatError('bad extent record');
+  }
+  return {
+    offset: Number(k.readBigUInt64BE(8)),
+    length: v.readUInt32LE(0),
+    // copy: LMDB values may live in reused buffers
+    digest: asDigest(Buffer.from(v.subarray(4))),
+  };
+}
+
+/** Chunk reference record: refcount, plaintext length, stored (encoded) length, codec. */
+export interface ChunkRef {
+  refs: number;
+  length: number;
+  storedLength: number;
+  codec: number;
+}
+
+export function encodeChunkRef(r: ChunkRef): Buffer {
+  const b = Buffer.allocUnsafe(13);
+  b.writeUInt32LE(r.refs, 0);
+  b.writeUInt32LE(r.length, 4);
+  b.writeUInt32LE(r.storedLength, 8);
+  b.writeUInt8(r.codec, 12);
+  return b;
+}
+
+export function decodeChunkRef(b: Uint8Array): ChunkRef {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
+  if (buf.length !== 13) throw new RecordFormatError('bad chunk reference record');
+  return { refs: buf.readUInt32LE(0), length: buf.readUInt32LE(4), storedLength: buf.readUInt32LE(8), codec: buf[12] };
+}

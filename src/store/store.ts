@@ -1,0 +1,359 @@
+// src/store: the LMDB store behind the filesystem. One LMDB environment holds six databases
+// (see docs/FORMAT.md, "Store"): inodes, directory entries, file recipes as extent maps, chunk
+// reference records, chunk bytes, and orphans. Every filesystem change the daemon acknowledges is
+// one call to Store.txn(): an LMDB child transaction, so a crash or an exception leaves the
+// previous or the new state, never a mix. Reads are synchronous (LMDB reads are memory-mapped
+// and take microseconds); writes are queued and committed off the main thread by lmdb-js.
+import fs from 'node:fs';
+import path from 'node:path';
+import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
+import { asDigest, type Digest, DEFAULT_ALGORITHM } from '../chunking/digest';
+import {
+  type ChunkRef,
+  type Extent,
+  type InodeRecord,
+  type Ino,
+  ROOT_INO,
+  S_IFDIR,
+  decodeChunkRef,
+  decodeExtent,
+  decodeInode,
+  direntKey,
+  encodeChunkRef,
+  encodeExtentValue,
+  encodeInode,
+  extentKey,
+  inoKey,
+  readIno,
+} from './records';
+import { CorruptStoreError, InvalidError, StoreError, StoreFullError, isSpaceError } from './errors';
+
+export const STORE_FORMAT_VERSION = 1;
+
+export interface StoreOptions {
+  readOnly?: boolean;
+  /** Upper bound on the database file in bytes; writes beyond it fail with StoreFullError. */
+  maxBytes?: number;
+}
+
+export interface StoreFormat {
+  format: number;
+  hashAlgorithm: string;
+  chunker: { name: string; windowSize: number; minSize: number; maxSize: number; maskBits: number; polynomial: string };
+  createdMs: number;
+}
+
+/** Encoded chunk bytes as they sit in the chunks database. */
+export interface StoredChunk {
+  codec: number;
+  data: Buffer;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class Store {
+  private constructor(
+    readonly dir: string,
+    private readonly env: RootDatabase<Buffer, Buffer>,
+    private readonly meta: Database<Buffer, string>,
+    private readonly inodes: Database<Buffer, Buffer>,
+    private readonly dirents: Database<Buffer, Buffer>,
+    private readonly extentsDb: Database<Buffer, Buffer>,
+    private readonly chunkRefs: Database<Buffer, Buffer>,
+    private readonly chunks: Database<Buffer, Buffer>,
+    private readonly orphans: Database<Buffer, Buffer>,
+    readonly options: StoreOptions,
+  ) {}
+
+  static async open(dir: string, options: StoreOptions = {}): Promise<Store> {
+    const dbDir = path.join(dir, 'db');
+    if (options.readOnly && !fs.existsSync(path.join(dbDir, 'data.mdb'))) {
+      throw new StoreError(`no slinkyfs store at ${dir}`);
+    }
+    await fs.promises.mkdir(dbDir, { recursive: true });
+    let env: RootDatabase<Buffer, Buffer>;
+    try {
+      env = openLmdb<Buffer, Buffer>({
+        path: dbDir,
+        maxDbs: 16,
+        readOnly: options.readOnly ?? false,
+        encoding: 'binary',
+        keyEncoding: 'binary',
+        // Values are our own binary records; lmdb-js's shared structures and cache add nothing.
+        cache: false,
+      });
+    } catch (err) {
+      throw new StoreError(`cannot open store at ${dir}: ${(err as Error).message}`);
+    }
+    const db = (name: string) => env.openDB<Buffer, Buffer>({ name, encoding: 'binary', keyEncoding: 'binary', cache: false });
+    const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary', cache: false });
+    const store = new Store(dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), options);
+    if (!options.readOnly) await store.initialise();
+    else store.checkFormat();
+    return store;
+  }
+
+  private checkFormat(): StoreFormat {
+    const raw = this.meta.get('format');
+    if (!raw) throw new CorruptStoreError(`${this.dir} is not a slinkyfs store (no format record)`);
+    const f = JSON.parse(raw.toString('utf8')) as StoreFormat;
+    if (f.format !== STORE_FORMAT_VERSION) {
+      throw new CorruptStoreError(`store format ${f.format} is not supported (this slinkyfs reads format ${STORE_FORMAT_VERSION})`);
+    }
+    return f;
+  }
+
+  private async initialise(): Promise<void> {
+    if (this.meta.get('format')) {
+      this.checkFormat();
+      return;
+    }
+    const { LBFS_PARAMS } = await import('../chunking/chunker');
+    const now = Date.now();
+    const format: StoreFormat = {
+      format: STORE_FORMAT_VERSION,
+      hashAlgorithm: DEFAULT_ALGORITHM,
+      chunker: {
+        name: 'rabin-lbfs',
+        windowSize: LBFS_PARAMS.windowSize,
+        minSize: LBFS_PARAMS.minSize,
+        maxSize: LBFS_PARAMS.maxSize,
+        maskBits: LBFS_PARAMS.maskBits,
+        polynomial: `0x${LBFS_PARAMS.polynomial.toString(16)}`,
+      },
+      createdMs: now,
+    };
+    await this.txn(() => {
+      if (this.meta.get('format')) return;
+      this.meta.put('format', Buffer.from(JSON.stringify(format)));
+      this.putInode({ ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 0, atimeMs: now, mtimeMs: now, ctimeMs: now, target: '' });
+      this.setCounter('nextIno', ROOT_INO + 1);
+    });
+  }
+
+  get format(): StoreFormat {
+    return this.checkFormat();
+  }
+
+  // ---- transactions -------------------------------------------------------------------------
+
+  /**
+   * Run `fn` as one atomic change. `fn` is synchronous and may throw: its writes are then rolled
+   * back (a child transaction) and the promise rejects. `newBytes` is an estimate of the space
+   * the change adds, checked against the size limit before anything is written.
+   */
+  async txn<T>(fn: () => T, newBytes = 0): Promise<T> {
+    if (this.options.readOnly) throw new StoreError('store is open read-only');
+    this.checkSpace(newBytes);
+    try {
+      return await this.env.transaction(() => this.env.childTransaction(fn) as T);
+    } catch (err) {
+      if (isSpaceError(err)) throw new StoreFullError(`store is full: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /** Resolves once every committed change is on stable storage (fsync). */
+  async flushed(): Promise<void> {
+    await this.env.flushed;
+  }
+
+  /** Bytes the database file occupies up to its highest used page. */
+  usedBytes(): number {
+    const s = this.env.getStats() as { pageSize: number; lastPageNumber: number };
+    return (s.lastPageNumber + 1) * s.pageSize;
+  }
+
+  private checkSpace(newBytes: number): void {
+    const max = this.options.maxBytes;
+    if (max && this.usedBytes() + newBytes > max) {
+      throw new StoreFullError(`store is full: ${this.usedBytes() + newBytes} bytes needed, limit ${max}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.env.close();
+  }
+
+  // ---- counters -----------------------------------------------------------------------------
+
+  private getCounter(name: string): number {
+    const raw = this.meta.get(name);
+    return raw ? Number(raw.readBigUInt64LE(0)) : 0;
+  }
+  private setCounter(name: string, value: number): void {
+    const b = Buffer.allocUnsafe(8);
+    b.writeBigUInt64LE(BigInt(value));
+    this.meta.put(name, b);
+  }
+
+  /** A fresh inode number (inside txn). Numbers are never reused, so stale handles cannot alias. */
+  allocIno(): Ino {
+    const ino = this.getCounter('nextIno');
+    this.setCounter('nextIno', ino + 1);
+    return ino;
+  }
+
+  // ---- inodes -------------------------------------------------------------------------------
+
+  getInode(ino: Ino): InodeRecord | undefined {
+    const raw = this.inodes.getBinary(inoKey(ino));
+    return raw ? decodeInode(ino, raw) : undefined;
+  }
+
+  putInode(rec: InodeRecord): void {
+    this.inodes.put(inoKey(rec.ino), encodeInode(rec));
+  }
+
+  removeInode(ino: Ino): void {
+    this.inodes.remove(inoKey(ino));
+    this.orphans.remove(inoKey(ino));
+  }
+
+  *allInodes(): Generator<InodeRecord> {
+    for (const { key, value } of this.inodes.getRange({})) yield decodeInode(readIno(key), value);
+  }
+
+  /** Inodes with no name left but still open; removed when closed or at the next mount. */
+  markOrphan(ino: Ino): void {
+    this.orphans.put(inoKey(ino), EMPTY);
+  }
+  orphanInodes(): Ino[] {
+    return Array.from(this.orphans.getKeys({}), (k) => readIno(k));
+  }
+
+  // ---- directories --------------------------------------------------------------------------
+
+  lookup(parent: Ino, name: string): Ino | undefined {
+    const raw = this.dirents.getBinary(direntKey(parent, name));
+    return raw ? readIno(raw) : undefined;
+  }
+
+  addEntry(parent: Ino, name: string, ino: Ino): void {
+    this.dirents.put(direntKey(parent, name), inoKey(ino));
+  }
+
+  removeEntry(parent: Ino, name: string): void {
+    this.dirents.remove(direntKey(parent, name));
+  }
+
+  /** Entries of a directory in byte order of their names. */
+  *entries(parent: Ino): Generator<{ name: string; ino: Ino }> {
+    const start = inoKey(parent);
+    const end = inoKey(parent + 1);
+    for (const { key, value } of this.dirents.getRange({ start, end })) {
+      yield { name: Buffer.from(key).toString('utf8', 8), ino: readIno(value) };
+    }
+  }
+
+  hasEntries(parent: Ino): boolean {
+    for (const _ of this.dirents.getKeys({ start: inoKey(parent), end: inoKey(parent + 1), limit: 1 })) return true;
+    return false;
+  }
+
+  // ---- recipes (extent maps) ----------------------------------------------------------------
+
+  /** Extents of `ino` that overlap [from, to), in offset order. */
+  extents(ino: Ino, from = 0, to = Number.MAX_SAFE_INTEGER): Extent[] {
+    const out: Extent[] = [];
+    // The extent holding `from` starts at or before it: find it with one reverse step.
+    let start = extentKey(ino, from);
+    for (const { key } of this.extentsDb.getRange({ start, end: extentKey(ino, 0), reverse: true, limit: 1 })) {
+      start = Buffer.from(key);
+    }
+    const end = to >= Number.MAX_SAFE_INTEGER ? inoKey(ino + 1) : extentKey(ino, to);
+    for (const { key, value } of this.extentsDb.getRange({ start, end })) {
+      const e = decodeExtent(key, value);
+      if (e.offset + e.length > from) out.push(e);
+    }
+    return out;
+  }
+
+  putExtent(ino: Ino, e: Extent): void {
+    this.extentsDb.put(extentKey(ino, e.offset), encodeExtentValue(e.length, e.digest));
+  }
+
+  removeExtent(ino: Ino, offset: number): void {
+    this.extentsDb.remove(extentKey(ino, offset));
+  }
+
+  // ---- chunks -------------------------------------------------------------------------------
+
+  chunkRef(digest: Digest): ChunkRef | undefined {
+    const raw = this.chunkRefs.getBinary(digest);
+    return raw ? decodeChunkRef(raw) : undefined;
+  }
+
+  hasChunk(digest: Digest): boolean {
+    return this.chunkRefs.doesExist(digest);
+  }
+
+  /** The chunk's encoded bytes (a private copy), or undefined. */
+  readStoredChunk(digest: Digest): StoredChunk | undefined {
+    const ref = this.chunkRef(digest);
+    if (!ref) return undefined;
+    const data = this.chunks.getBinary(digest);
+    if (!data) return undefined;
+    return { codec: ref.codec, data };
+  }
+
+  /**
+   * Take one reference on a chunk (inside txn). A chunk new to the store needs its encoded bytes;
+   * returns false when they were needed but not given, so the caller can encode and retry.
+   */
+  refChunk(digest: Digest, length: number, encoded?: StoredChunk): boolean {
+    const ref = this.chunkRef(digest);
+    if (ref) {
+      this.chunkRefs.put(digest, encodeChunkRef({ ...ref, refs: ref.refs + 1 }));
+      return true;
+    }
+    if (!encoded) return false;
+    this.chunks.put(digest, encoded.data);
+    this.chunkRefs.put(digest, encodeChunkRef({ refs: 1, length, storedLength: encoded.data.length, codec: encoded.codec }));
+    return true;
+  }
+
+  /** Drop one reference (inside txn); the chunk's bytes go with its last reference. */
+  unrefChunk(digest: Digest): void {
+    const ref = this.chunkRef(digest);
+    if (!ref) throw new CorruptStoreError(`reference to a chunk the store does not have`);
+    if (ref.refs <= 1) {
+      this.chunkRefs.remove(digest);
+      this.chunks.remove(digest);
+    } else {
+      this.chunkRefs.put(digest, encodeChunkRef({ ...ref, refs: ref.refs - 1 }));
+    }
+  }
+
+  /** Replace the reference count outright (gc's repair path). */
+  setChunkRefs(digest: Digest, refs: number): void {
+    const ref = this.chunkRef(digest);
+    if (!ref) return;
+    if (refs === 0) {
+      this.chunkRefs.remove(digest);
+      this.chunks.remove(digest);
+    } else this.chunkRefs.put(digest, encodeChunkRef({ ...ref, refs }));
+  }
+
+  *allChunkRefs(): Generator<{ digest: Digest; ref: ChunkRef }> {
+    for (const { key, value } of this.chunkRefs.getRange({})) {
+      yield { digest: asDigest(Buffer.from(key)), ref: decodeChunkRef(value) };
+    }
+  }
+
+  *allChunkKeys(): Generator<Digest> {
+    for (const key of this.chunks.getKeys({})) yield asDigest(Buffer.from(key));
+  }
+
+  *allExtents(): Generator<{ ino: Ino; extent: Extent }> {
+    for (const { key, value } of this.extentsDb.getRange({})) {
+      yield { ino: readIno(key), extent: decodeExtent(key, value) };
+    }
+  }
+
+  assertWritable(): void {
+    if (this.options.readOnly) throw new InvalidError('store is open read-only');
+  }
+}
+
+export { StoreFullError };
