@@ -1,0 +1,37 @@
+/* Shared declarations of the slinky_native N-API addon (build/slinky_native.node): the Rabin cut
+ * finder (addon_rabin.c) and zstd chunk compression (addon_zstd.c), registered by addon.c.
+ * N-API only, so one build works with every Node.js release that has N-API version 8. */
+#ifndef SLINKY_ADDON_H
+#define SLINKY_ADDON_H
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes carried by thrown errors' `code` property; src/chunking maps them to typed errors. */
+#define SLINKY_ERR_CORRUPT "SLINKY_CORRUPT_CHUNK"
+#define SLINKY_ERR_ARG "SLINKY_BAD_ARGUMENT"
+#define SLINKY_ERR_INTERNAL "SLINKY_NATIVE_INTERNAL"
+
+/* Evaluate a napi call; on failure leave (with a pending JS exception if there is none). */
+#define NAPI_OK(env, call)                                                       \
+  do {                                                                           \
+    if ((call) != napi_ok) {                                                     \
+      slinky_throw_last(env, #call);                                             \
+      return NULL;                                                               \
+    }                                                                            \
+  } while (0)
+
+void slinky_throw_last(napi_env env, const char *what);
+
+/* Argument helpers: each throws a TypeError/RangeError and returns false on bad input. */
+bool slinky_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len);
+bool slinky_get_index(napi_env env, napi_value v, const char *name, size_t max, size_t *out);
+bool slinky_get_int(napi_env env, napi_value v, const char *name, int64_t lo, int64_t hi, int64_t *out);
+
+napi_status slinky_init_rabin(napi_env env, napi_value exports);
+napi_status slinky_init_zstd(napi_env env, napi_value exports);
+
+#endif

@@ -1,0 +1,338 @@
+/* zstd compression of single chunks with Debian's libzstd: synchronous calls for small work on
+ * the caller's thread and napi_async_work variants that run on the libuv threadpool so the
+ * mount daemon's event loop keeps answering FUSE while chunks are (de)compressed.
+ *
+ * Decompression never trusts the frame: output goes into a buffer of exactly the length the
+ * caller expects (from its own metadata), and anything that does not decode to exactly that
+ * many bytes is reported as a corrupt chunk. */
+#include "addon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+/* Largest chunk the addon accepts in either direction; far above any chunker maxSize. */
+#define MAX_CHUNK_BYTES (1u << 30)
+
+/* One context per thread (the JS thread and each threadpool thread), created on first use and
+ * kept for the life of the thread: contexts are expensive to create relative to an 8 KiB chunk. */
+static __thread ZSTD_CCtx *tls_cctx;
+static __thread ZSTD_DCtx *tls_dctx;
+
+static ZSTD_CCtx *cctx(void)
+{
+  if (!tls_cctx) tls_cctx = ZSTD_createCCtx();
+  return tls_cctx;
+}
+
+static ZSTD_DCtx *dctx(void)
+{
+  if (!tls_dctx) tls_dctx = ZSTD_createDCtx();
+  return tls_dctx;
+}
+
+/* Compress into dst (capacity ZSTD_compressBound(len)); returns size or a zstd error code. */
+static size_t do_compress(void *dst, size_t cap, const void *src, size_t len, int level)
+{
+  ZSTD_CCtx *c = cctx();
+  if (!c) return (size_t)-ZSTD_error_memory_allocation;
+  return ZSTD_compressCCtx(c, dst, cap, src, len, level);
+}
+
+/* Decode exactly `expected` bytes or fail; writes at most `expected` bytes into dst. On failure
+ * fills msg. */
+static bool do_decompress(void *dst, size_t expected, const void *src, size_t len, char *msg, size_t msglen)
+{
+  ZSTD_DCtx *d = dctx();
+  if (!d) {
+    snprintf(msg, msglen, "out of memory for a zstd context");
+    return false;
+  }
+  /* A zero-capacity destination may be NULL; zstd wants a valid pointer. */
+  static char empty;
+  size_t r = ZSTD_decompressDCtx(d, expected ? dst : &empty, expected, src, len);
+  if (ZSTD_isError(r)) {
+    snprintf(msg, msglen, "zstd: %s", ZSTD_getErrorName(r));
+    return false;
+  }
+  if (r != expected) {
+    snprintf(msg, msglen, "zstd frame decodes to %zu bytes, expected %zu", r, expected);
+    return false;
+  }
+  return true;
+}
+
+static bool get_level(napi_env env, napi_value v, int *level)
+{
+  int64_t l;
+  if (!slinky_get_int(env, v, "level", ZSTD_minCLevel(), ZSTD_maxCLevel(), &l)) return false;
+  *level = (int)l;
+  return true;
+}
+
+static bool get_length(napi_env env, napi_value v, size_t *len)
+{
+  return slinky_get_index(env, v, "expectedLength", MAX_CHUNK_BYTES, len);
+}
+
+static bool check_input_size(napi_env env, size_t len)
+{
+  if (len > MAX_CHUNK_BYTES) {
+    napi_throw_range_error(env, SLINKY_ERR_ARG, "chunk larger than 1 GiB");
+    return false;
+  }
+  return true;
+}
+
+/* ---- synchronous -------------------------------------------------------------------------- */
+
+/* Scratch output for synchronous compression on the JS thread, grown as needed, so a chunk costs
+ * one copy (into an exact-size Buffer) and no malloc. */
+static __thread uint8_t *tls_scratch;
+static __thread size_t tls_scratch_len;
+
+/* zstdCompress(data: Uint8Array, level) -> Buffer */
+static napi_value zstd_compress_sync(napi_env env, napi_callback_info info)
+{
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *src;
+  size_t len;
+  int level;
+  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !check_input_size(env, len) ||
+      !get_level(env, argv[1], &level)) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdCompress(data, level)");
+    return NULL;
+  }
+  size_t cap = ZSTD_compressBound(len);
+  if (tls_scratch_len < cap) {
+    uint8_t *grown = realloc(tls_scratch, cap);
+    if (!grown) {
+      napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
+      return NULL;
+    }
+    tls_scratch = grown;
+    tls_scratch_len = cap;
+  }
+  size_t n = do_compress(tls_scratch, cap, src, len, level);
+  if (ZSTD_isError(n)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "zstd compression failed: %s", ZSTD_getErrorName(n));
+    napi_throw_error(env, SLINKY_ERR_INTERNAL, msg);
+    return NULL;
+  }
+  napi_value out;
+  NAPI_OK(env, napi_create_buffer_copy(env, n, tls_scratch, NULL, &out));
+  return out;
+}
+
+/* zstdDecompress(data: Uint8Array, expectedLength) -> Buffer of exactly expectedLength bytes */
+static napi_value zstd_decompress_sync(napi_env env, napi_callback_info info)
+{
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *src;
+  size_t len, expected;
+  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !get_length(env, argv[1], &expected)) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdDecompress(data, expectedLength)");
+    return NULL;
+  }
+  napi_value out;
+  void *dst;
+  NAPI_OK(env, napi_create_buffer(env, expected, &dst, &out));
+  char msg[200];
+  if (!do_decompress(dst, expected, src, len, msg, sizeof msg)) {
+    napi_throw_error(env, SLINKY_ERR_CORRUPT, msg);
+    return NULL;
+  }
+  return out;
+}
+
+/* ---- asynchronous ------------------------------------------------------------------------- */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref input_ref;  /* keeps the input alive while a pool thread reads it */
+  napi_ref output_ref; /* decompression: the Buffer being filled */
+  const uint8_t *src;
+  size_t src_len;
+  uint8_t *dst;        /* compression: malloc'd bound-size output; decompression: Buffer memory */
+  size_t dst_len;      /* compression: compressed size; decompression: expected size */
+  int level;
+  bool decompress;
+  bool ok;
+  const char *err_code;
+  char msg[200];
+} zstd_job;
+
+static void job_execute(napi_env env, void *data)
+{
+  (void)env;
+  zstd_job *job = data;
+  if (job->decompress) {
+    job->ok = do_decompress(job->dst, job->dst_len, job->src, job->src_len, job->msg, sizeof job->msg);
+    job->err_code = SLINKY_ERR_CORRUPT;
+    return;
+  }
+  size_t cap = ZSTD_compressBound(job->src_len);
+  job->dst = malloc(cap ? cap : 1);
+  if (!job->dst) {
+    snprintf(job->msg, sizeof job->msg, "out of memory");
+    job->err_code = SLINKY_ERR_INTERNAL;
+    return;
+  }
+  size_t n = do_compress(job->dst, cap, job->src, job->src_len, job->level);
+  if (ZSTD_isError(n)) {
+    snprintf(job->msg, sizeof job->msg, "zstd compression failed: %s", ZSTD_getErrorName(n));
+    job->err_code = SLINKY_ERR_INTERNAL;
+    return;
+  }
+  job->dst_len = n;
+  job->ok = true;
+}
+
+static void job_complete(napi_env env, napi_status status, void *data)
+{
+  zstd_job *job = data;
+  napi_value result = NULL, error = NULL;
+  if (status != napi_ok) {
+    job->ok = false;
+    job->err_code = SLINKY_ERR_INTERNAL;
+    snprintf(job->msg, sizeof job->msg, "zstd job cancelled");
+  }
+  if (job->ok) {
+    if (job->decompress) {
+      if (napi_get_reference_value(env, job->output_ref, &result) != napi_ok) result = NULL;
+    } else if (napi_create_buffer_copy(env, job->dst_len, job->dst, NULL, &result) != napi_ok) {
+      result = NULL;
+    }
+    if (!result) {
+      job->err_code = SLINKY_ERR_INTERNAL;
+      snprintf(job->msg, sizeof job->msg, "could not create the result buffer");
+    }
+  }
+  if (result) {
+    napi_resolve_deferred(env, job->deferred, result);
+  } else {
+    napi_value code, msg;
+    napi_create_string_utf8(env, job->err_code, NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, job->msg, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  napi_delete_reference(env, job->input_ref);
+  if (job->output_ref) napi_delete_reference(env, job->output_ref);
+  if (!job->decompress) free(job->dst);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static napi_value queue_job(napi_env env, zstd_job *job, napi_value input)
+{
+  napi_value promise, name;
+  if (napi_create_reference(env, input, 1, &job->input_ref) != napi_ok ||
+      napi_create_string_utf8(env, "slinky:zstd", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, job_execute, job_complete, job, &job->work) != napi_ok ||
+      napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    /* Only reachable when the engine itself is failing; release what was taken. */
+    if (job->input_ref) napi_delete_reference(env, job->input_ref);
+    if (job->output_ref) napi_delete_reference(env, job->output_ref);
+    if (job->work) napi_delete_async_work(env, job->work);
+    free(job);
+    slinky_throw_last(env, "queueing a zstd job");
+    return NULL;
+  }
+  return promise;
+}
+
+/* zstdCompressAsync(data, level) -> Promise<Buffer> */
+static napi_value zstd_compress_async(napi_env env, napi_callback_info info)
+{
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *src;
+  size_t len;
+  int level;
+  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !check_input_size(env, len) ||
+      !get_level(env, argv[1], &level)) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdCompressAsync(data, level)");
+    return NULL;
+  }
+  zstd_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
+    return NULL;
+  }
+  job->src = src;
+  job->src_len = len;
+  job->level = level;
+  return queue_job(env, job, argv[0]);
+}
+
+/* zstdDecompressAsync(data, expectedLength) -> Promise<Buffer> */
+static napi_value zstd_decompress_async(napi_env env, napi_callback_info info)
+{
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *src;
+  size_t len, expected;
+  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !get_length(env, argv[1], &expected)) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdDecompressAsync(data, expectedLength)");
+    return NULL;
+  }
+  zstd_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
+    return NULL;
+  }
+  napi_value out;
+  void *dst;
+  if (napi_create_buffer(env, expected, &dst, &out) != napi_ok ||
+      napi_create_reference(env, out, 1, &job->output_ref) != napi_ok) {
+    free(job);
+    slinky_throw_last(env, "allocating the output buffer");
+    return NULL;
+  }
+  job->src = src;
+  job->src_len = len;
+  job->dst = dst;
+  job->dst_len = expected;
+  job->decompress = true;
+  return queue_job(env, job, argv[0]);
+}
+
+static napi_value zstd_version(napi_env env, napi_callback_info info)
+{
+  (void)info;
+  napi_value v;
+  NAPI_OK(env, napi_create_string_utf8(env, ZSTD_versionString(), NAPI_AUTO_LENGTH, &v));
+  return v;
+}
+
+napi_status slinky_init_zstd(napi_env env, napi_value exports)
+{
+  napi_property_descriptor props[] = {
+      {"zstdCompress", NULL, zstd_compress_sync, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"zstdDecompress", NULL, zstd_decompress_sync, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"zstdCompressAsync", NULL, zstd_compress_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"zstdDecompressAsync", NULL, zstd_decompress_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"zstdVersion", NULL, zstd_version, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}
