@@ -9,6 +9,11 @@ import { exitCodeFor, describeError } from './exitCodes';
 
 // Subcommand modules, loaded lazily so `slinkyfs --help` does not pay for FUSE or LMDB.
 const COMMANDS: ReadonlyArray<() => CommandModule<any, any>> = [
+  () => require('./slink').default,
+  () => require('./digest').default,
+  () => require('./inspect').default,
+  () => require('./mount').default,
+  () => require('./umount').default,
 ];
 
 function packageVersion(): string {

@@ -1,0 +1,117 @@
+// `slinkyfs mount MOUNTPOINT`: start the daemon. Like sshfs it goes to the background once the
+// mount is ready (the parent waits for the child's "ready" line on a pipe), unless -f.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CommandModule } from 'yargs';
+import { startDaemon } from '../fs/daemon';
+import { UserError } from './errors';
+import { storeDirFrom, withStore } from './storeArg';
+import { parseSize } from './units';
+
+interface Args {
+  mountpoint: string;
+  store?: string;
+  foreground: boolean;
+  'max-size'?: string;
+  'ready-fd'?: number;
+}
+
+function makeLogger(file: string, toStderr: boolean): (line: string) => void {
+  const stream = fs.createWriteStream(file, { flags: 'a' });
+  return (line: string) => {
+    const text = `${new Date().toISOString()} [${process.pid}] ${line}\n`;
+    stream.write(text);
+    if (toStderr) process.stderr.write(text);
+  };
+}
+
+async function runForeground(args: Args, storeDir: string): Promise<void> {
+  fs.mkdirSync(storeDir, { recursive: true });
+  const log = makeLogger(path.join(storeDir, 'slinkyfs.log'), args['ready-fd'] === undefined);
+  const readyFd = args['ready-fd'];
+  const tell = (msg: string) => {
+    if (readyFd === undefined) return;
+    try {
+      fs.writeSync(readyFd, msg + '\n');
+      fs.closeSync(readyFd);
+    } catch {
+      /* the parent went away */
+    }
+  };
+  let daemon;
+  try {
+    daemon = await startDaemon({
+      mountpoint: args.mountpoint,
+      storeDir,
+      maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
+      log,
+    });
+  } catch (err) {
+    log(`mount failed: ${(err as Error).message}`);
+    tell(`error ${(err as Error).message}`);
+    throw err;
+  }
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      log(`${sig}: unmounting`);
+      void daemon.stop();
+    });
+  }
+  tell('ready');
+  await daemon.stopped;
+  process.exit(0);
+}
+
+async function runBackground(args: Args, storeDir: string): Promise<void> {
+  // Re-run the same entry script (bin/slinkyfs) as the daemon.
+  const childArgs = [process.argv[1], 'mount', args.mountpoint, '--store', storeDir, '--foreground', '--ready-fd', '3'];
+  if (args['max-size']) childArgs.push('--max-size', args['max-size']);
+  fs.mkdirSync(storeDir, { recursive: true });
+  const out = fs.openSync(path.join(storeDir, 'slinkyfs.log'), 'a');
+  const child = spawn(process.execPath, childArgs, { detached: true, stdio: ['ignore', out, out, 'pipe'] });
+  fs.closeSync(out);
+  const answer = await new Promise<string>((resolve) => {
+    let text = '';
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.setEncoding('utf8');
+    pipe.on('data', (d: string) => (text += d));
+    pipe.on('end', () => resolve(text.trim()));
+    child.on('exit', (code) => resolve(text.trim() || `error daemon exited with status ${code}`));
+    setTimeout(() => resolve(text.trim() || 'error the daemon did not report ready within 60 s'), 60000).unref();
+  });
+  if (answer !== 'ready') {
+    child.kill('SIGTERM');
+    throw new UserError(answer.replace(/^error /, ''), 3);
+  }
+  child.unref();
+  (child.stdio[3] as any)?.destroy?.();
+}
+
+const command: CommandModule<{}, Args> = {
+  command: 'mount <mountpoint>',
+  describe: 'mount a slinkyfs store (goes to the background once ready)',
+  builder: (y) =>
+    withStore(y)
+      .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on, e.g. /slinky' })
+      .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
+      .option('max-size', { type: 'string', describe: 'limit the store database to this size (e.g. 10G); writes beyond it get ENOSPC' })
+      .option('ready-fd', { type: 'number', hidden: true })
+      .example('$0 mount /slinky', 'mount the default store at /slinky')
+      .example('$0 mount /mnt/s --store /var/lib/slinkyfs -f', 'mount another store in the foreground'),
+  handler: async (args) => {
+    if (!fs.existsSync(args.mountpoint)) {
+      let stale = false;
+      try {
+        fs.statSync(args.mountpoint);
+      } catch (err) {
+        stale = (err as NodeJS.ErrnoException).code === 'ENOTCONN';
+      }
+      if (!stale) throw new UserError(`mountpoint ${args.mountpoint} does not exist`);
+    }
+    const storeDir = storeDirFrom({ store: args.store });
+    if (args.foreground) await runForeground(args, storeDir);
+    else await runBackground(args, storeDir);
+  },
+};
+export default command;

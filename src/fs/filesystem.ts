@@ -1,0 +1,540 @@
+// src/fs: POSIX filesystem semantics over the store, and the FUSE daemon that serves them.
+// This file holds the semantics (paths, inodes, handles, write buffering) with no FUSE types,
+// so it can be driven by the FUSE adapter (fuseOps.ts) and by tests alike. Every change it
+// acknowledges is one store transaction.
+import type { ChunkSource } from '../store/chunkSource';
+import { CachedSource } from '../store/cachedSource';
+import {
+  ExistsError,
+  InvalidError,
+  IsDirError,
+  NotDirError,
+  NotEmptyError,
+  NotFoundError,
+} from '../store/errors';
+import {
+  applyPlan,
+  dropContent,
+  encodeMissing,
+  NeedEncodingError,
+  planBytes,
+  planRewrite,
+  readCommitted,
+} from '../store/fileContent';
+import { Overlay } from '../store/overlay';
+import {
+  type InodeRecord,
+  type Ino,
+  ROOT_INO,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  isDir,
+  isReg,
+  isSymlink,
+} from '../store/records';
+import type { Store } from '../store/store';
+import { E, ErrnoError } from './errno';
+import { RwLock } from './rwLock';
+
+/** Uncommitted bytes one open file may hold before a write commits them (memory bound). */
+export const COMMIT_THRESHOLD = 8 << 20;
+const NAME_MAX = 255;
+
+export interface Caller {
+  uid: number;
+  gid: number;
+}
+
+export interface Attr {
+  ino: Ino;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  blocks: number;
+  blksize: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+/** State of a file that is open: its uncommitted writes and the lock that orders them. */
+interface FileState {
+  ino: Ino;
+  overlay: Overlay;
+  size: number;
+  committedSize: number;
+  mtimeMs: number;
+  dirty: boolean;
+  opens: number;
+  lock: RwLock;
+}
+
+interface Handle {
+  state: FileState;
+  flags: number;
+}
+
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+
+export interface FilesystemOptions {
+  /** Called for events worth a line in the daemon's log. */
+  log?: (line: string) => void;
+  cacheBytes?: number;
+}
+
+export class Filesystem {
+  readonly source: CachedSource;
+  private readonly states = new Map<Ino, FileState>();
+  private readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+  private readonly log: (line: string) => void;
+
+  constructor(readonly store: Store, source: ChunkSource, options: FilesystemOptions = {}) {
+    this.source = source instanceof CachedSource ? source : new CachedSource(source, options.cacheBytes);
+    this.log = options.log ?? (() => undefined);
+  }
+
+  // ---- path resolution ----------------------------------------------------------------------
+
+  private components(p: string): string[] {
+    if (!p.startsWith('/')) throw new InvalidError(`not an absolute path: ${p}`);
+    return p.split('/').filter((c) => c.length > 0);
+  }
+
+  private resolve(p: string): InodeRecord {
+    let ino = ROOT_INO;
+    for (const name of this.components(p)) {
+      const dir = this.inode(ino);
+      if (!isDir(dir)) throw new NotDirError(p);
+      const child = this.store.lookup(ino, name);
+      if (child === undefined) throw new NotFoundError(p);
+      ino = child;
+    }
+    return this.inode(ino);
+  }
+
+  private resolveParent(p: string): { parent: InodeRecord; name: string } {
+    const parts = this.components(p);
+    const name = parts.pop();
+    if (name === undefined) throw new InvalidError('the root has no parent');
+    if (Buffer.byteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
+    const parent = this.resolve('/' + parts.join('/'));
+    if (!isDir(parent)) throw new NotDirError(p);
+    return { parent, name };
+  }
+
+  private inode(ino: Ino): InodeRecord {
+    const rec = this.store.getInode(ino);
+    if (!rec) throw new NotFoundError(`inode ${ino}`);
+    return rec;
+  }
+
+  // ---- attributes ---------------------------------------------------------------------------
+
+  private attrOf(rec: InodeRecord): Attr {
+    const st = this.states.get(rec.ino);
+    const size = st ? st.size : rec.size;
+    return {
+      ino: rec.ino,
+      mode: rec.mode,
+      uid: rec.uid,
+      gid: rec.gid,
+      nlink: rec.nlink,
+      size,
+      blocks: Math.ceil(size / 512),
+      blksize: 4096,
+      atimeMs: rec.atimeMs,
+      mtimeMs: st && st.dirty ? st.mtimeMs : rec.mtimeMs,
+      ctimeMs: st && st.dirty ? Math.max(st.mtimeMs, rec.ctimeMs) : rec.ctimeMs,
+    };
+  }
+
+  async getattr(p: string): Promise<Attr> {
+    return this.attrOf(this.resolve(p));
+  }
+
+  async fgetattr(fh: number): Promise<Attr> {
+    return this.attrOf(this.inode(this.handle(fh).state.ino));
+  }
+
+  async readdir(p: string): Promise<string[]> {
+    const dir = this.resolve(p);
+    if (!isDir(dir)) throw new NotDirError(p);
+    const names = ['.', '..'];
+    for (const e of this.store.entries(dir.ino)) names.push(e.name);
+    return names;
+  }
+
+  async readlink(p: string): Promise<string> {
+    const rec = this.resolve(p);
+    if (!isSymlink(rec)) throw new InvalidError(`not a symlink: ${p}`);
+    return rec.target;
+  }
+
+  async chmod(p: string, mode: number): Promise<void> {
+    const ino = this.resolve(p).ino;
+    await this.store.txn(() => {
+      const rec = this.inode(ino);
+      this.store.putInode({ ...rec, mode: (rec.mode & S_IFMT) | (mode & 0o7777), ctimeMs: Date.now() });
+    });
+  }
+
+  async chown(p: string, uid: number, gid: number): Promise<void> {
+    const ino = this.resolve(p).ino;
+    await this.store.txn(() => {
+      const rec = this.inode(ino);
+      // (uid_t)-1 / (gid_t)-1 mean "leave unchanged"
+      const newUid = uid === 0xffffffff || uid === -1 ? rec.uid : uid;
+      const newGid = gid === 0xffffffff || gid === -1 ? rec.gid : gid;
+      let mode = rec.mode;
+      // POSIX: a chown of a regular file by anyone clears set-user-ID and set-group-ID.
+      if (isReg(rec) && (newUid !== rec.uid || newGid !== rec.gid)) mode &= ~0o6000;
+      this.store.putInode({ ...rec, uid: newUid, gid: newGid, mode, ctimeMs: Date.now() });
+    });
+  }
+
+  async utimens(p: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    const ino = this.resolve(p).ino;
+    const st = this.states.get(ino);
+    if (st) st.mtimeMs = mtimeMs;
+    await this.store.txn(() => {
+      const rec = this.inode(ino);
+      this.store.putInode({ ...rec, atimeMs, mtimeMs, ctimeMs: Date.now() });
+    });
+  }
+
+  // ---- namespace ----------------------------------------------------------------------------
+
+  private newInode(ino: Ino, mode: number, caller: Caller, extra: Partial<InodeRecord> = {}): InodeRecord {
+    const now = Date.now();
+    return { ino, mode, uid: caller.uid, gid: caller.gid, nlink: 1, size: 0, atimeMs: now, mtimeMs: now, ctimeMs: now, target: '', ...extra };
+  }
+
+  private touchDir(dir: InodeRecord, nlinkDelta = 0): void {
+    const now = Date.now();
+    const cur = this.inode(dir.ino);
+    this.store.putInode({ ...cur, nlink: cur.nlink + nlinkDelta, mtimeMs: now, ctimeMs: now });
+  }
+
+  /** Create a name for a new inode; the checks run inside the transaction. */
+  private async createNode(p: string, make: (ino: Ino) => InodeRecord): Promise<InodeRecord> {
+    const { parent, name } = this.resolveParent(p);
+    return this.store.txn(() => {
+      if (!this.store.getInode(parent.ino)) throw new NotFoundError(p);
+      if (this.store.lookup(parent.ino, name) !== undefined) throw new ExistsError(p);
+      const rec = make(this.store.allocIno());
+      this.store.putInode(rec);
+      this.store.addEntry(parent.ino, name, rec.ino);
+      this.touchDir(parent, isDir(rec) ? 1 : 0);
+      return rec;
+    });
+  }
+
+  async mkdir(p: string, mode: number, caller: Caller): Promise<void> {
+    await this.createNode(p, (ino) => this.newInode(ino, S_IFDIR | (mode & 0o7777), caller, { nlink: 2 }));
+  }
+
+  async symlink(target: string, p: string, caller: Caller): Promise<void> {
+    await this.createNode(p, (ino) =>
+      this.newInode(ino, S_IFLNK | 0o777, caller, { target, size: Buffer.byteLength(target) }),
+    );
+  }
+
+  async mknod(p: string, mode: number, caller: Caller): Promise<void> {
+    if ((mode & S_IFMT) !== S_IFREG && (mode & S_IFMT) !== 0) throw new ErrnoError(E.EPERM, 'only regular files');
+    await this.createNode(p, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller));
+  }
+
+  async rmdir(p: string): Promise<void> {
+    const { parent, name } = this.resolveParent(p);
+    await this.store.txn(() => {
+      const ino = this.store.lookup(parent.ino, name);
+      if (ino === undefined) throw new NotFoundError(p);
+      const rec = this.inode(ino);
+      if (!isDir(rec)) throw new NotDirError(p);
+      if (this.store.hasEntries(ino)) throw new NotEmptyError(p);
+      this.store.removeEntry(parent.ino, name);
+      this.store.removeInode(ino);
+      this.touchDir(parent, -1);
+    });
+  }
+
+  async unlink(p: string): Promise<void> {
+    const { parent, name } = this.resolveParent(p);
+    await this.store.txn(() => {
+      const ino = this.store.lookup(parent.ino, name);
+      if (ino === undefined) throw new NotFoundError(p);
+      const rec = this.inode(ino);
+      if (isDir(rec)) throw new IsDirError(p);
+      this.store.removeEntry(parent.ino, name);
+      this.dropLink(rec);
+      this.touchDir(parent);
+    });
+  }
+
+  /** One name fewer for `rec` (inside txn); the inode and its content go with the last name. */
+  private dropLink(rec: InodeRecord): void {
+    const cur = this.inode(rec.ino);
+    if (cur.nlink > 1) {
+      this.store.putInode({ ...cur, nlink: cur.nlink - 1, ctimeMs: Date.now() });
+      return;
+    }
+    if (this.states.has(rec.ino)) {
+      // Still open: keep the data until the last close (POSIX); a crash leaves an orphan that
+      // the next mount reclaims.
+      this.store.putInode({ ...cur, nlink: 0, ctimeMs: Date.now() });
+      this.store.markOrphan(rec.ino);
+      return;
+    }
+    dropContent(this.store, rec.ino);
+    this.store.removeInode(rec.ino);
+  }
+
+  async link(existing: string, p: string): Promise<void> {
+    const src = this.resolve(existing);
+    if (isDir(src)) throw new ErrnoError(E.EPERM, `hard link to a directory: ${existing}`);
+    const { parent, name } = this.resolveParent(p);
+    await this.store.txn(() => {
+      if (this.store.lookup(parent.ino, name) !== undefined) throw new ExistsError(p);
+      const rec = this.inode(src.ino);
+      if (rec.nlink >= 0xffff) throw new ErrnoError(E.EMLINK, 'too many links');
+      this.store.putInode({ ...rec, nlink: rec.nlink + 1, ctimeMs: Date.now() });
+      this.store.addEntry(parent.ino, name, rec.ino);
+      this.touchDir(parent);
+    });
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const a = this.resolveParent(from);
+    const b = this.resolveParent(to);
+    await this.store.txn(() => {
+      const srcIno = this.store.lookup(a.parent.ino, a.name);
+      if (srcIno === undefined) throw new NotFoundError(from);
+      const src = this.inode(srcIno);
+      const dstIno = this.store.lookup(b.parent.ino, b.name);
+      if (dstIno === srcIno) return; // same file: POSIX says do nothing
+      if (isDir(src) && this.isAncestor(srcIno, b.parent.ino)) {
+        throw new InvalidError(`cannot move ${from} into itself`);
+      }
+      if (dstIno !== undefined) {
+        const dst = this.inode(dstIno);
+        if (isDir(dst)) {
+          if (!isDir(src)) throw new IsDirError(to);
+          if (this.store.hasEntries(dstIno)) throw new NotEmptyError(to);
+          this.store.removeEntry(b.parent.ino, b.name);
+          this.store.removeInode(dstIno);
+          this.touchDir(b.parent, -1);
+        } else {
+          if (isDir(src)) throw new NotDirError(to);
+          this.store.removeEntry(b.parent.ino, b.name);
+          this.dropLink(dst);
+        }
+      }
+      this.store.removeEntry(a.parent.ino, a.name);
+      this.store.addEntry(b.parent.ino, b.name, srcIno);
+      const moved = isDir(src) && a.parent.ino !== b.parent.ino ? 1 : 0;
+      this.touchDir(a.parent, -moved);
+      this.touchDir(b.parent, moved);
+      this.store.putInode({ ...this.inode(srcIno), ctimeMs: Date.now() });
+    });
+  }
+
+  /** True when directory `ancestor` is `ino` or contains it. */
+  private isAncestor(ancestor: Ino, ino: Ino): boolean {
+    // Directories have exactly one name, so walking up from `ino` is a chain.
+    let cur = ino;
+    for (let depth = 0; depth < 4096; depth++) {
+      if (cur === ancestor) return true;
+      if (cur === ROOT_INO) return false;
+      const up = this.store.findParent(cur);
+      if (up === undefined) return false;
+      cur = up;
+    }
+    return false;
+  }
+
+  // ---- files --------------------------------------------------------------------------------
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh);
+    if (!h) throw new ErrnoError(E.EBADF, `bad file handle ${fh}`);
+    return h;
+  }
+
+  private attach(rec: InodeRecord, flags: number): number {
+    let st = this.states.get(rec.ino);
+    if (!st) {
+      st = {
+        ino: rec.ino,
+        overlay: new Overlay(),
+        size: rec.size,
+        committedSize: rec.size,
+        mtimeMs: rec.mtimeMs,
+        dirty: false,
+        opens: 0,
+        lock: new RwLock(),
+      };
+      this.states.set(rec.ino, st);
+    }
+    st.opens++;
+    const fh = this.nextFh++;
+    this.handles.set(fh, { state: st, flags });
+    return fh;
+  }
+
+  async create(p: string, mode: number, caller: Caller, flags = 2): Promise<number> {
+    const rec = await this.createNode(p, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller));
+    return this.attach(rec, flags);
+  }
+
+  async open(p: string, flags: number): Promise<number> {
+    const rec = this.resolve(p);
+    if (isDir(rec)) throw new IsDirError(p);
+    if (!isReg(rec)) throw new InvalidError(`not a regular file: ${p}`);
+    return this.attach(rec, flags);
+  }
+
+  async read(fh: number, target: Buffer, length: number, position: number): Promise<number> {
+    const st = this.handle(fh).state;
+    return st.lock.shared(async () => {
+      if (position >= st.size) return 0;
+      const n = Math.min(length, st.size - position);
+      const out = target.subarray(0, n);
+      const committedEnd = Math.min(position + n, st.committedSize);
+      if (committedEnd > position) {
+        await readCommitted(this.store, this.source, st.ino, position, out.subarray(0, committedEnd - position));
+      }
+      if (committedEnd < position + n) out.fill(0, Math.max(0, committedEnd - position));
+      st.overlay.copyInto(position, out);
+      return n;
+    });
+  }
+
+  async write(fh: number, data: Buffer, length: number, position: number): Promise<number> {
+    const h = this.handle(fh);
+    if ((h.flags & O_ACCMODE) === O_RDONLY) throw new ErrnoError(E.EBADF, 'file not open for writing');
+    const st = h.state;
+    return st.lock.exclusive(async () => {
+      st.overlay.write(position, data.subarray(0, length));
+      st.size = Math.max(st.size, position + length);
+      st.mtimeMs = Date.now();
+      st.dirty = true;
+      if (st.overlay.bytes >= COMMIT_THRESHOLD) await this.commit(st);
+      return length;
+    });
+  }
+
+  async truncate(p: string, size: number): Promise<void> {
+    const rec = this.resolve(p);
+    if (isDir(rec)) throw new IsDirError(p);
+    if (!isReg(rec)) throw new InvalidError(`not a regular file: ${p}`);
+    const fh = this.attach(rec, 2);
+    try {
+      await this.ftruncate(fh, size);
+    } finally {
+      await this.release(fh);
+    }
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    if (size < 0 || !Number.isSafeInteger(size)) throw new InvalidError('bad size');
+    const st = this.handle(fh).state;
+    await st.lock.exclusive(async () => {
+      st.overlay.truncate(size);
+      st.size = size;
+      st.mtimeMs = Date.now();
+      st.dirty = true;
+      await this.commit(st);
+    });
+  }
+
+  async flush(fh: number): Promise<void> {
+    const st = this.handle(fh).state;
+    await st.lock.exclusive(() => this.commit(st));
+  }
+
+  async fsync(fh: number): Promise<void> {
+    await this.flush(fh);
+    await this.store.flushed();
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    const st = h.state;
+    this.handles.delete(fh);
+    await st.lock.exclusive(async () => {
+      st.opens--;
+      const rec = this.store.getInode(st.ino);
+      if (rec && rec.nlink > 0) {
+        try {
+          await this.commit(st);
+        } finally {
+          if (st.opens === 0) this.states.delete(st.ino);
+        }
+        return;
+      }
+      if (st.opens > 0) return;
+      this.states.delete(st.ino);
+      if (rec) {
+        // last close of an unlinked file: its data goes now
+        await this.store.txn(() => {
+          const cur = this.store.getInode(st.ino);
+          if (!cur || cur.nlink > 0) return;
+          dropContent(this.store, st.ino);
+          this.store.removeInode(st.ino);
+        });
+      }
+    });
+  }
+
+  /** Chunk and store the file's pending writes as one transaction. Caller holds the lock. */
+  private async commit(st: FileState): Promise<void> {
+    if (!st.dirty) return;
+    const plan = await planRewrite(this.store, this.source, st.ino, st.committedSize, st.size, st.overlay);
+    let encoded = await encodeMissing(this.store, plan.added);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store.txn(() => {
+          const rec = this.inode(st.ino);
+          applyPlan(this.store, st.ino, plan, encoded);
+          this.store.putInode({ ...rec, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: Math.max(rec.ctimeMs, st.mtimeMs) });
+        }, planBytes(plan, encoded));
+        break;
+      } catch (err) {
+        // A chunk we saw in the store was reclaimed before our transaction: encode and retry.
+        if (err instanceof NeedEncodingError && attempt < 3) {
+          encoded = await encodeMissing(this.store, plan.added);
+          continue;
+        }
+        this.log(`commit of inode ${st.ino} failed: ${(err as Error).message}`);
+        throw err;
+      }
+    }
+    // The last chunk is what the next append re-reads: keep it hot.
+    const last = plan.added[plan.added.length - 1];
+    if (last) this.source.add(last.digest, Buffer.from(last.plain));
+    st.overlay.clear();
+    st.committedSize = st.size;
+    st.dirty = false;
+  }
+
+  /** Commit every open file's pending writes (on unmount). */
+  async commitAll(): Promise<void> {
+    for (const st of this.states.values()) {
+      await st.lock.exclusive(() => this.commit(st)).catch((err) => this.log(`commit on unmount failed: ${err.message}`));
+    }
+  }
+
+  async access(p: string): Promise<void> {
+    this.resolve(p);
+  }
+
+  get openFiles(): number {
+    return this.handles.size;
+  }
+}

@@ -1,0 +1,41 @@
+// Reading /proc/self/mountinfo to find slinkyfs mounts: the daemon sets the FUSE fsname to its
+// store directory, so a mountpoint leads back to its store (for `stats MOUNTPOINT`, `umount`).
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface MountEntry {
+  mountpoint: string;
+  fstype: string;
+  source: string;
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function readMounts(): MountEntry[] {
+  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [left, right] = line.split(' - ');
+    if (!right) continue;
+    const mountpoint = unescape(left.split(' ')[4]);
+    const [fstype, source] = right.split(' ');
+    out.push({ mountpoint, fstype, source: unescape(source) });
+  }
+  return out;
+}
+
+export const FSTYPE = 'fuse.slinkyfs';
+
+export function findSlinkyMount(mountpoint: string): MountEntry | undefined {
+  const want = path.resolve(mountpoint);
+  // the last entry wins: mounts stack
+  return readMounts().filter((m) => m.mountpoint === want && m.fstype === FSTYPE).pop();
+}
+
+export function isMountpoint(mountpoint: string): boolean {
+  const want = path.resolve(mountpoint);
+  return readMounts().some((m) => m.mountpoint === want);
+}
