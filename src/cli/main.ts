@@ -14,6 +14,9 @@ const COMMANDS: ReadonlyArray<() => CommandModule<any, any>> = [
   () => require('./inspect').default,
   () => require('./mount').default,
   () => require('./umount').default,
+  () => require('./stats').default,
+  () => require('./verify').default,
+  () => require('./gc').default,
 ];
 
 function packageVersion(): string {

@@ -246,6 +246,18 @@ export class Store {
     }
   }
 
+  /**
+   * The directory holding directory `dirIno`. Directories have one name, so this is unique. It
+   * scans the entries: only rename's "into itself" check needs it, and that is rare.
+   */
+  findParent(dirIno: Ino): Ino | undefined {
+    const want = inoKey(dirIno);
+    for (const { key, value } of this.dirents.getRange({})) {
+      if (want.equals(value)) return readIno(key);
+    }
+    return undefined;
+  }
+
   hasEntries(parent: Ino): boolean {
     for (const _ of this.dirents.getKeys({ start: inoKey(parent), end: inoKey(parent + 1), limit: 1 })) return true;
     return false;
@@ -333,6 +345,11 @@ export class Store {
       this.chunkRefs.remove(digest);
       this.chunks.remove(digest);
     } else this.chunkRefs.put(digest, encodeChunkRef({ ...ref, refs }));
+  }
+
+  /** Remove chunk bytes that have no reference record (gc's repair path). */
+  removeChunkBytes(digest: Digest): void {
+    this.chunks.remove(digest);
   }
 
   *allChunkRefs(): Generator<{ digest: Digest; ref: ChunkRef }> {

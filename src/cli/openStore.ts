@@ -1,0 +1,24 @@
+// Opening a store from the CLI: read-only while a daemon serves it (LMDB allows readers in other
+// processes), and a clear error when there is no store or a writer holds it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Store } from '../store/store';
+import { readLock } from '../store/lock';
+import { UserError } from './errors';
+
+export async function openStoreForReading(dir: string): Promise<Store> {
+  if (!fs.existsSync(path.join(dir, 'db', 'data.mdb'))) throw new UserError(`no slinkyfs store at ${dir}`);
+  try {
+    return await Store.open(dir, { readOnly: true });
+  } catch (err) {
+    throw new UserError(`cannot open store ${dir}: ${(err as Error).message}`);
+  }
+}
+
+/** Writers must be alone: refuse while a daemon holds the store. */
+export async function openStoreForWriting(dir: string): Promise<Store> {
+  const holder = readLock(dir);
+  if (holder) throw new UserError(`store ${dir} is in use by slinkyfs daemon pid ${holder.pid}; unmount it first`, 3);
+  if (!fs.existsSync(path.join(dir, 'db', 'data.mdb'))) throw new UserError(`no slinkyfs store at ${dir}`);
+  return Store.open(dir);
+}
