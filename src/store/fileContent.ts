@@ -96,7 +96,7 @@ export async function planRewrite(
     if (s >= newSize) continue;
     let pos = s;
     let winStart = -1;
-    let win = Buffer.alloc(0);
+    let win: Buffer = Buffer.alloc(0);
     for (;;) {
       const need = Math.min(pos + params.maxSize, newSize);
       if (winStart < 0 || pos < winStart || need > winStart + win.length) {

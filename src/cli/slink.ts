@@ -1,0 +1,129 @@
+// `slinkyfs slink`: one program, or every file of a directory, into slinked files.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { CommandModule } from 'yargs';
+import { UserError } from './errors';
+import { progressBar } from './progress';
+import { SlinkContext, SlinkRefusal, slinkFile, type SlinkResult } from '../elf/slink';
+import { ElfFormatError, MissingLibraryError, UnsupportedElfError } from '../elf/errors';
+import { SlinkedFormatError } from '../elf/manifest';
+
+interface Args {
+  input?: string;
+  output?: string;
+  dir?: string;
+  force: boolean;
+  digests: boolean;
+}
+
+/** Errors that describe the input, not a bug: one line, no stack. */
+function inputProblem(err: unknown): string | null {
+  if (
+    err instanceof SlinkRefusal ||
+    err instanceof MissingLibraryError ||
+    err instanceof ElfFormatError ||
+    err instanceof UnsupportedElfError ||
+    err instanceof SlinkedFormatError
+  ) {
+    return err.message;
+  }
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'ELOOP') {
+    return (err as Error).message;
+  }
+  return null;
+}
+
+function describe(r: SlinkResult): string {
+  if (r.kind === 'copied-static') return `${r.output}: statically linked, copied as it is (${r.size} bytes)`;
+  return `${r.output}: ${r.objects.length} objects, ${r.size} bytes`;
+}
+
+async function slinkOne(args: Args): Promise<void> {
+  const input = args.input!;
+  const output = args.output ?? `${path.basename(input)}.slinked`;
+  try {
+    const r = await slinkFile(input, output, { force: args.force, digestAlgorithm: args.digests ? undefined : null });
+    process.stdout.write(`${describe(r)}\n`);
+  } catch (err) {
+    // Already slinked: the wanted state exists, so it is a report and not a failure.
+    if (err instanceof SlinkRefusal && err.reason === 'already-slinked') {
+      process.stderr.write(`slinkyfs: ${err.message}\n`);
+      return;
+    }
+    const problem = inputProblem(err);
+    if (problem) throw new UserError(`cannot slink ${input}: ${problem}`);
+    throw err;
+  }
+}
+
+interface Outcome {
+  readonly name: string;
+  readonly status: 'done' | 'skipped' | 'failed';
+  readonly detail: string;
+}
+
+async function slinkDir(args: Args): Promise<void> {
+  const dir = args.dir!;
+  if (!args.output) throw new UserError('--dir needs -o OUTDIR');
+  const outDir = args.output;
+  let entries: string[];
+  try {
+    entries = (await fs.readdir(dir)).sort();
+  } catch (err) {
+    throw new UserError(`cannot read ${dir}: ${(err as Error).message}`);
+  }
+  await fs.mkdir(outDir, { recursive: true });
+  const ctx = new SlinkContext();
+  const outcomes: Outcome[] = [];
+  const bar = progressBar(entries.length);
+  for (const name of entries) {
+    bar.tick(name);
+    const input = path.join(dir, name);
+    const st = await fs.lstat(input);
+    if (st.isSymbolicLink()) {
+      outcomes.push({ name, status: 'skipped', detail: `symbolic link to ${await fs.readlink(input)}` });
+      continue;
+    }
+    if (!st.isFile()) {
+      outcomes.push({ name, status: 'skipped', detail: 'not a regular file' });
+      continue;
+    }
+    try {
+      const r = await slinkFile(input, path.join(outDir, name), { force: args.force, context: ctx, digestAlgorithm: args.digests ? undefined : null });
+      outcomes.push({ name, status: 'done', detail: describe(r) });
+    } catch (err) {
+      const problem = inputProblem(err);
+      if (err instanceof SlinkRefusal) outcomes.push({ name, status: 'skipped', detail: err.message });
+      else if (problem) outcomes.push({ name, status: 'failed', detail: problem });
+      else outcomes.push({ name, status: 'failed', detail: `internal error: ${(err as Error).message}` });
+    }
+  }
+  bar.done();
+  const count = (s: Outcome['status']) => outcomes.filter((o) => o.status === s).length;
+  for (const o of outcomes) if (o.status !== 'done') process.stdout.write(`${o.status}: ${o.detail}\n`);
+  process.stdout.write(`slinked ${count('done')}, skipped ${count('skipped')}, failed ${count('failed')} (of ${outcomes.length} in ${dir})\n`);
+  if (count('failed') > 0) process.exitCode = 1;
+}
+
+const command: CommandModule<object, Args> = {
+  command: 'slink [input]',
+  describe: 'Make a dynamically linked program self-contained: one file with its libraries and loader',
+  builder: (y) =>
+    y
+      .positional('input', { type: 'string', describe: 'program to slink' })
+      .option('output', { alias: 'o', type: 'string', describe: 'output file (default: INPUT.slinked here), or OUTDIR with --dir' })
+      .option('dir', { type: 'string', describe: 'slink every program in this directory into -o OUTDIR' })
+      .option('force', { type: 'boolean', default: false, describe: 'slink set-id programs (without the privilege); copy static ones' })
+      .option('digests', { type: 'boolean', default: true, describe: 'write the page digest table (--no-digests to leave it out)' })
+      .check((a) => {
+        if (!a.input === !a.dir) throw new UserError('name one INPUT or --dir DIR');
+        return true;
+      }),
+  handler: async (args) => {
+    if (args.dir) await slinkDir(args);
+    else await slinkOne(args);
+  },
+};
+
+export default command;
