@@ -2,7 +2,7 @@
 // codec that lets incompressible chunks be stored as they are. There is deliberately no JS
 // fallback: without the addon, compressing throws NativeAddonMissingError rather than quietly
 // storing data in some other form. Raw (codec 0) chunks decode without the addon.
-import { NATIVE_CORRUPT_CODE, requireNative } from './native';
+import { NATIVE_CORRUPT_CODE, localArgumentError, nativeErrorCode, requireNative } from './native';
 
 export { NativeAddonMissingError } from './native';
 
@@ -29,14 +29,17 @@ function asBuffer(u: Uint8Array): Buffer {
 }
 
 function mapError(e: unknown): unknown {
-  if (e instanceof Error && (e as NodeJS.ErrnoException).code === NATIVE_CORRUPT_CODE) {
-    return new CorruptChunkError(`corrupt compressed chunk: ${e.message}`);
-  }
-  return e;
+  if (nativeErrorCode(e) === NATIVE_CORRUPT_CODE) return new CorruptChunkError(`corrupt compressed chunk: ${(e as Error).message}`);
+  return localArgumentError(e);
 }
 
 export function compress(buf: Uint8Array, level = DEFAULT_ZSTD_LEVEL): Buffer {
-  return requireNative('zstd compression').zstdCompress(buf, level);
+  const addon = requireNative('zstd compression');
+  try {
+    return addon.zstdCompress(buf, level);
+  } catch (e) {
+    throw mapError(e);
+  }
 }
 
 /**
@@ -57,7 +60,7 @@ export function compressAsync(buf: Uint8Array, level = DEFAULT_ZSTD_LEVEL): Prom
   try {
     return requireNative('zstd compression').zstdCompressAsync(buf, level);
   } catch (e) {
-    return Promise.reject(e);
+    return Promise.reject(mapError(e));
   }
 }
 

@@ -22,6 +22,24 @@ export type NativeChunkerHandle = { readonly __nativeChunker: unique symbol };
 
 /** `code` of errors thrown by the addon for undecodable input. */
 export const NATIVE_CORRUPT_CODE = 'SLINKY_CORRUPT_CHUNK';
+/** `code` of the TypeError/RangeError the addon throws for invalid arguments. */
+export const NATIVE_ARGUMENT_CODE = 'SLINKY_BAD_ARGUMENT';
+
+/** The `code` property of something thrown by the addon (errors may come from another realm). */
+export function nativeErrorCode(e: unknown): string | undefined {
+  const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * The addon's argument errors as this realm's TypeError/RangeError, so `instanceof` works for
+ * callers (under jest, native errors are created in the outer realm); other errors unchanged.
+ */
+export function localArgumentError(e: unknown): unknown {
+  if (nativeErrorCode(e) !== NATIVE_ARGUMENT_CODE) return e;
+  const { name, message } = e as Error;
+  return name === 'TypeError' ? new TypeError(message) : new RangeError(message);
+}
 
 export const ADDON_FILE = 'slinky_native.node';
 
