@@ -270,7 +270,8 @@ export class Store {
     const out: Extent[] = [];
     // The extent holding `from` starts at or before it: find it with one reverse step.
     let start = extentKey(ino, from);
-    for (const { key } of this.extentsDb.getRange({ start, end: extentKey(ino, 0), reverse: true, limit: 1 })) {
+    // (reverse ranges exclude `end`: the bare 8-byte inode key sorts before all of its extents)
+    for (const { key } of this.extentsDb.getRange({ start, end: inoKey(ino), reverse: true, limit: 1 })) {
       start = Buffer.from(key);
     }
     const end = to >= Number.MAX_SAFE_INTEGER ? inoKey(ino + 1) : extentKey(ino, to);
