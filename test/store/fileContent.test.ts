@@ -1,0 +1,157 @@
+// File content on a real LMDB store, through the Filesystem semantics layer (no FUSE): whatever
+// the sequence of writes and truncates, the stored recipe is exactly the chunking of the final
+// bytes, reads return those bytes at any offset, and an edit re-chunks only its region.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chunkBuffer } from '../../src/chunking/chunker';
+import { Filesystem } from '../../src/fs/filesystem';
+import { LocalChunkSource } from '../../src/store/localSource';
+import { Store } from '../../src/store/store';
+import { computeStats } from '../../src/store/stats';
+import { verifyStore } from '../../src/store/verify';
+import { prng, randomBytes } from '../helpers/prng';
+
+const ROOT = { uid: 0, gid: 0 };
+let dir: string;
+let store: Store;
+let fsys: Filesystem;
+
+beforeEach(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-store-'));
+  store = await Store.open(dir);
+  fsys = new Filesystem(store, new LocalChunkSource(store));
+});
+afterEach(async () => {
+  await store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function readAll(p: string): Promise<Buffer> {
+  const size = (await fsys.getattr(p)).size;
+  const fh = await fsys.open(p, 0);
+  const out = Buffer.alloc(size);
+  await fsys.read(fh, out, size, 0);
+  await fsys.release(fh);
+  return out;
+}
+
+function recipeOf(p: string) {
+  const ino = store.lookup(1, p.slice(1))!;
+  return store.extents(ino).map((e) => ({ offset: e.offset, length: e.length, digest: e.digest.toString('hex') }));
+}
+
+function chunkingOf(data: Buffer) {
+  return chunkBuffer(data).map((c) => ({ offset: c.offset, length: c.length, digest: c.digest.toString('hex') }));
+}
+
+test('a file written in 128 KiB pieces has the chunking of its whole content', async () => {
+  const data = randomBytes(1, 3 << 20);
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  for (let off = 0; off < data.length; off += 131072) await fsys.write(fh, data.subarray(off, off + 131072), Math.min(131072, data.length - off), off);
+  await fsys.release(fh);
+  expect(recipeOf('/f')).toEqual(chunkingOf(data));
+  expect((await readAll('/f')).equals(data)).toBe(true);
+});
+
+test('random overwrites, extensions and truncates leave the chunking of the final bytes', async () => {
+  const next = prng(7);
+  let expected = randomBytes(2, 2 << 20);
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  await fsys.write(fh, expected, expected.length, 0);
+  await fsys.flush(fh);
+  for (let round = 0; round < 25; round++) {
+    const kind = next() % 4;
+    if (kind === 3) {
+      const size = next() % (3 << 20);
+      await fsys.ftruncate(fh, size);
+      const grown = Buffer.alloc(size);
+      expected.copy(grown, 0, 0, Math.min(size, expected.length));
+      expected = grown;
+    } else {
+      const len = 1 + (next() % 100000);
+      const off = next() % (expected.length + 50000);
+      const patch = randomBytes(100 + round, len);
+      await fsys.write(fh, patch, len, off);
+      const grown = Buffer.alloc(Math.max(expected.length, off + len));
+      expected.copy(grown);
+      patch.copy(grown, off);
+      expected = grown;
+    }
+    if (round % 5 === 4) await fsys.flush(fh);
+  }
+  await fsys.release(fh);
+  expect(recipeOf('/f')).toEqual(chunkingOf(expected));
+  expect((await readAll('/f')).equals(expected)).toBe(true);
+  expect(verifyStore(store).damage).toEqual([]);
+});
+
+test('reads at any offset and length return the file bytes', async () => {
+  const data = randomBytes(3, 700000);
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  await fsys.write(fh, data, data.length, 0);
+  await fsys.release(fh);
+  const next = prng(9);
+  const rfh = await fsys.open('/f', 0);
+  for (let i = 0; i < 200; i++) {
+    const off = next() % data.length;
+    const len = 1 + (next() % 140000);
+    const out = Buffer.alloc(len);
+    const n = await fsys.read(rfh, out, len, off);
+    expect(n).toBe(Math.min(len, data.length - off));
+    expect(out.subarray(0, n).equals(data.subarray(off, off + n))).toBe(true);
+  }
+  await fsys.release(rfh);
+});
+
+test('overwriting 100 bytes in the middle of a 10 MiB file stores only the re-cut chunks', async () => {
+  const data = randomBytes(4, 10 << 20);
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  await fsys.write(fh, data, data.length, 0);
+  await fsys.flush(fh);
+  const before = computeStats(store);
+  await fsys.write(fh, randomBytes(5, 100), 100, 5 << 20);
+  await fsys.release(fh);
+  const after = computeStats(store);
+  // One or two chunks change (the edit may straddle a cut); everything else is shared.
+  expect(after.chunks - before.chunks).toBeGreaterThanOrEqual(0);
+  expect(after.chunks - before.chunks).toBeLessThanOrEqual(2);
+  expect(Math.abs(after.uniqueBytes - before.uniqueBytes)).toBeLessThan(3 * 65536);
+});
+
+test('a second file with the same bytes adds no chunk', async () => {
+  const data = randomBytes(6, 1 << 20);
+  for (const name of ['/a', '/b']) {
+    const fh = await fsys.create(name, 0o644, ROOT);
+    await fsys.write(fh, data, data.length, 0);
+    await fsys.release(fh);
+  }
+  const s = computeStats(store);
+  expect(s.logicalBytes).toBe(2 * data.length);
+  expect(s.uniqueBytes).toBe(data.length);
+});
+
+test('unlinking the last name of a file frees its chunks', async () => {
+  const data = randomBytes(8, 1 << 20);
+  const fh = await fsys.create('/a', 0o644, ROOT);
+  await fsys.write(fh, data, data.length, 0);
+  await fsys.release(fh);
+  await fsys.link('/a', '/b');
+  await fsys.unlink('/a');
+  expect(computeStats(store).uniqueBytes).toBe(data.length);
+  await fsys.unlink('/b');
+  expect(computeStats(store)).toMatchObject({ files: 0, chunks: 0, uniqueBytes: 0, storedBytes: 0 });
+});
+
+test('an unlinked file stays readable through an open handle until it is closed', async () => {
+  const data = randomBytes(10, 200000);
+  const fh = await fsys.create('/a', 0o644, ROOT);
+  await fsys.write(fh, data, data.length, 0);
+  await fsys.flush(fh);
+  await fsys.unlink('/a');
+  const out = Buffer.alloc(data.length);
+  await fsys.read(fh, out, data.length, 0);
+  expect(out.equals(data)).toBe(true);
+  await fsys.release(fh);
+  expect(computeStats(store).chunks).toBe(0);
+});
