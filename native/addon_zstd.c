@@ -50,6 +50,13 @@ static bool do_decompress(void *dst, size_t expected, const void *src, size_t le
     snprintf(msg, msglen, "out of memory for a zstd context");
     return false;
   }
+  /* Only what encodeChunk writes: a standard frame first. Skippable and legacy-format frames
+   * (which zstd would otherwise accept, legacy ones with their own allocations) are corrupt. */
+  const uint8_t *s = src;
+  if (len < 4 || ((uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24) != ZSTD_MAGICNUMBER) {
+    snprintf(msg, msglen, "not a zstd frame");
+    return false;
+  }
   /* A zero-capacity destination may be NULL; zstd wants a valid pointer. */
   static char empty;
   size_t r = ZSTD_decompressDCtx(d, expected ? dst : &empty, expected, src, len);

@@ -39,7 +39,8 @@ function checkParams(params: ChunkerParams): void {
 }
 
 function checkRange(data: Uint8Array, start: number, end: number): void {
-  if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
+  // By tag rather than instanceof: Buffers and arrays from another realm (vm, jest) qualify too.
+  if (!ArrayBuffer.isView(data) || (data as Uint8Array)[Symbol.toStringTag] !== 'Uint8Array') throw new TypeError('data must be a Uint8Array');
   if (!Number.isSafeInteger(end) || end < 0 || end > data.length) throw new RangeError(`end ${end} outside 0..${data.length}`);
   if (!Number.isSafeInteger(start) || start < 0 || start > end) throw new RangeError(`start ${start} outside 0..${end}`);
 }

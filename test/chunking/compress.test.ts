@@ -74,6 +74,11 @@ describe('compress / decompress', () => {
     expect(() => decompress(z, code.length)).toThrow(CorruptChunkError);
   });
 
+  test('a skippable frame in front of the data frame is not accepted', () => {
+    const skippable = Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
+    expect(() => decompress(Buffer.concat([skippable, compress(code)]), code.length)).toThrow(CorruptChunkError);
+  });
+
   test('an invalid expected length is a RangeError', () => {
     expect(() => decompress(compress(code), -1)).toThrow(RangeError);
     expect(() => decompress(compress(code), 2 ** 40)).toThrow(RangeError);
