@@ -1,0 +1,142 @@
+// POSIX behaviour through a real FUSE mount, observed from other processes (as users see it).
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { startMount, type TestMount } from '../helpers/mount';
+import { sh } from '../helpers/cli';
+import { randomBytes } from '../helpers/prng';
+
+let m: TestMount;
+let mp: string;
+beforeAll(() => {
+  m = startMount();
+  mp = m.mountpoint;
+});
+afterAll(() => m?.cleanup());
+
+/** stat as another process sees it right now (no attribute cache in this process). */
+const stat = (p: string) => sh(`stat -c '%h %i %a %s %F' '${p}'`).stdout.trim();
+const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+
+test('a hard link shows the same inode and link count 2 at once, and shares content', () => {
+  fs.writeFileSync(path.join(mp, 'a'), 'hello');
+  fs.linkSync(path.join(mp, 'a'), path.join(mp, 'b'));
+  const [na, ia] = stat(path.join(mp, 'a')).split(' ');
+  const [nb, ib] = stat(path.join(mp, 'b')).split(' ');
+  expect([na, nb]).toEqual(['2', '2']);
+  expect(ia).toBe(ib);
+  fs.appendFileSync(path.join(mp, 'b'), ' world');
+  expect(fs.readFileSync(path.join(mp, 'a'), 'utf8')).toBe('hello world');
+  fs.unlinkSync(path.join(mp, 'a'));
+  expect(stat(path.join(mp, 'b')).split(' ')[0]).toBe('1');
+});
+
+test('chmod is what the next stat sees', () => {
+  fs.writeFileSync(path.join(mp, 'm'), 'x');
+  fs.chmodSync(path.join(mp, 'm'), 0o751);
+  expect(stat(path.join(mp, 'm')).split(' ')[2]).toBe('751');
+});
+
+test('rename replaces an existing file atomically', () => {
+  fs.writeFileSync(path.join(mp, 'old'), 'old');
+  fs.writeFileSync(path.join(mp, 'new'), 'new');
+  fs.renameSync(path.join(mp, 'new'), path.join(mp, 'old'));
+  expect(fs.readFileSync(path.join(mp, 'old'), 'utf8')).toBe('new');
+  expect(fs.existsSync(path.join(mp, 'new'))).toBe(false);
+});
+
+test('rename moves a directory tree and fixes link counts', () => {
+  fs.mkdirSync(path.join(mp, 'd1/sub'), { recursive: true });
+  fs.mkdirSync(path.join(mp, 'd2'));
+  fs.writeFileSync(path.join(mp, 'd1/sub/f'), 'deep');
+  fs.renameSync(path.join(mp, 'd1/sub'), path.join(mp, 'd2/moved'));
+  expect(fs.readFileSync(path.join(mp, 'd2/moved/f'), 'utf8')).toBe('deep');
+  expect(stat(path.join(mp, 'd1')).split(' ')[0]).toBe('2');
+  expect(stat(path.join(mp, 'd2')).split(' ')[0]).toBe('3');
+});
+
+test('a directory cannot be moved into itself', () => {
+  fs.mkdirSync(path.join(mp, 'outer/inner'), { recursive: true });
+  expect(() => fs.renameSync(path.join(mp, 'outer'), path.join(mp, 'outer/inner/x'))).toThrow(/EINVAL/);
+});
+
+test('rmdir of a non-empty directory fails with ENOTEMPTY', () => {
+  fs.mkdirSync(path.join(mp, 'full'));
+  fs.writeFileSync(path.join(mp, 'full/f'), '');
+  expect(() => fs.rmdirSync(path.join(mp, 'full'))).toThrow(/ENOTEMPTY/);
+});
+
+test('creating an existing name fails with EEXIST', () => {
+  fs.mkdirSync(path.join(mp, 'dup'));
+  expect(() => fs.mkdirSync(path.join(mp, 'dup'))).toThrow(/EEXIST/);
+  expect(() => fs.writeFileSync(path.join(mp, 'dup2'), 'a', { flag: 'wx' })).not.toThrow();
+  expect(() => fs.writeFileSync(path.join(mp, 'dup2'), 'a', { flag: 'wx' })).toThrow(/EEXIST/);
+});
+
+test('symlinks resolve and readlink returns the target', () => {
+  fs.writeFileSync(path.join(mp, 'target'), 'via link');
+  fs.symlinkSync('target', path.join(mp, 'link'));
+  expect(fs.readlinkSync(path.join(mp, 'link'))).toBe('target');
+  expect(fs.readFileSync(path.join(mp, 'link'), 'utf8')).toBe('via link');
+  expect(fs.lstatSync(path.join(mp, 'link')).isSymbolicLink()).toBe(true);
+});
+
+test('truncate shrinks and grows with zeros', () => {
+  const p = path.join(mp, 't');
+  fs.writeFileSync(p, randomBytes(1, 300000));
+  fs.truncateSync(p, 1000);
+  expect(fs.statSync(p).size).toBe(1000);
+  fs.truncateSync(p, 5000);
+  const b = fs.readFileSync(p);
+  expect(b.length).toBe(5000);
+  expect(b.subarray(0, 1000).equals(randomBytes(1, 1000))).toBe(true);
+  expect(b.subarray(1000).every((x) => x === 0)).toBe(true);
+});
+
+test('writes in the middle of a large file change only those bytes', () => {
+  const p = path.join(mp, 'big');
+  const data = randomBytes(2, 10 << 20);
+  fs.writeFileSync(p, data);
+  const before = m.stats();
+  const patch = randomBytes(3, 4096);
+  const r = sh(`dd if=/dev/stdin of='${p}' bs=4096 seek=1000 count=1 conv=notrunc status=none < <(head -c 4096 /dev/zero)`);
+  expect(r.status).toBe(0);
+  const fd = fs.openSync(p, 'r+');
+  fs.writeSync(fd, patch, 0, patch.length, 7 << 20);
+  fs.closeSync(fd);
+  patch.copy(data, 7 << 20);
+  data.fill(0, 4096 * 1000, 4096 * 1001);
+  expect(sha(fs.readFileSync(p))).toBe(sha(data));
+  const after = m.stats();
+  expect(after.uniqueBytes - before.uniqueBytes).toBeLessThan(4 * 65536);
+});
+
+test('a file being written is readable by another open with what was written', () => {
+  const p = path.join(mp, 'growing');
+  const fd = fs.openSync(p, 'w');
+  fs.writeSync(fd, Buffer.from('first part;'));
+  const seen = sh(`cat '${p}'`).stdout;
+  fs.writeSync(fd, Buffer.from('second part'));
+  const seen2 = sh(`cat '${p}'`).stdout;
+  fs.closeSync(fd);
+  expect(seen).toBe('first part;');
+  expect(seen2).toBe('first part;second part');
+});
+
+test('readdir lists every entry', () => {
+  fs.mkdirSync(path.join(mp, 'many'));
+  const names = Array.from({ length: 300 }, (_, i) => `file-${i}`);
+  for (const n of names) fs.writeFileSync(path.join(mp, 'many', n), n);
+  expect(fs.readdirSync(path.join(mp, 'many')).sort()).toEqual([...names].sort());
+});
+
+test('utimens sets the times other processes see', () => {
+  const p = path.join(mp, 'times');
+  fs.writeFileSync(p, 'x');
+  fs.utimesSync(p, 1000000, 1000000);
+  expect(sh(`stat -c '%X %Y' '${p}'`).stdout.trim()).toBe('1000000 1000000');
+});
+
+test('statfs answers', () => {
+  expect(sh(`stat -f -c '%b' '${mp}'`).status).toBe(0);
+});
