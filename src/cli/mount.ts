@@ -52,6 +52,8 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
     tell(`error ${(err as Error).message}`);
     throw err;
   }
+  // A stray rejected promise must not take every program on the mount down with the daemon.
+  process.on('unhandledRejection', (err) => log(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`));
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
       log(`${sig}: unmounting`);

@@ -10,6 +10,7 @@ import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { asDigest, type Digest, DEFAULT_ALGORITHM } from '../chunking/digest';
 import {
   type ChunkRef,
+  CODEC_ABSENT,
   type Extent,
   type InodeRecord,
   type Ino,
@@ -50,6 +51,8 @@ export interface StoredChunk {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Free disk space kept back so metadata-only changes (unlink, rename) still commit on a full disk. */
+const DISK_RESERVE = 2 << 20;
 
 export class Store {
   private constructor(
@@ -145,12 +148,50 @@ export class Store {
   async txn<T>(fn: () => T, newBytes = 0): Promise<T> {
     if (this.options.readOnly) throw new StoreError('store is open read-only');
     this.checkSpace(newBytes);
+    await this.checkDiskSpace(newBytes);
     try {
       return await this.env.transaction(() => this.env.childTransaction(fn) as T);
     } catch (err) {
-      if (isSpaceError(err)) throw new StoreFullError(`store is full: ${(err as Error).message}`);
+      // lmdb-js attaches a second, separately rejected promise to failed commits: claim it so
+      // it cannot surface as an unhandled rejection and take the daemon down.
+      const commitError = (err as { commitError?: Promise<unknown> }).commitError;
+      if (commitError && typeof commitError.catch === 'function') commitError.catch(() => undefined);
+      if (isSpaceError(err) || (commitError && (await this.diskIsLow(newBytes)))) {
+        throw new StoreFullError(`store is full: ${(err as Error).message}`);
+      }
       throw err;
     }
+  }
+
+  private diskFree = { bytes: Number.MAX_SAFE_INTEGER, atMs: 0 };
+
+  /** Free bytes on the store's filesystem, refreshed at most twice a second. */
+  private async freeDiskBytes(): Promise<number> {
+    const now = Date.now();
+    if (now - this.diskFree.atMs > 500) {
+      const s = await fs.promises.statfs(this.dir).catch(() => undefined);
+      this.diskFree = { bytes: s ? s.bavail * s.bsize : Number.MAX_SAFE_INTEGER, atMs: now };
+    }
+    return this.diskFree.bytes;
+  }
+
+  private async diskIsLow(newBytes: number): Promise<boolean> {
+    this.diskFree.atMs = 0;
+    return (await this.freeDiskBytes()) < DISK_RESERVE + 2 * newBytes;
+  }
+
+  /**
+   * LMDB is copy-on-write: a commit needs room for new pages before old ones are freed. Refuse a
+   * change up front when the disk cannot take it (plus a reserve), rather than fail mid-commit.
+   */
+  private async checkDiskSpace(newBytes: number): Promise<void> {
+    if (newBytes === 0) return;
+    const free = await this.freeDiskBytes();
+    if (free < DISK_RESERVE + 2 * newBytes) {
+      this.diskFree.atMs = 0; // look again next time: space may have been freed
+      throw new StoreFullError(`store is full: ${free} bytes free on the disk under ${this.dir}`);
+    }
+    this.diskFree.bytes -= newBytes;
   }
 
   /** Resolves once every committed change is on stable storage (fsync). */
@@ -297,8 +338,15 @@ export class Store {
     return raw ? decodeChunkRef(raw) : undefined;
   }
 
+  /** True when the chunk's bytes are here (a reference whose bytes are still absent does not count). */
   hasChunk(digest: Digest): boolean {
-    return this.chunkRefs.doesExist(digest);
+    const ref = this.chunkRef(digest);
+    return ref !== undefined && ref.codec !== CODEC_ABSENT;
+  }
+
+  /** True when a recipe references the chunk but its bytes have not arrived yet. */
+  isChunkAbsent(digest: Digest): boolean {
+    return this.chunkRef(digest)?.codec === CODEC_ABSENT;
   }
 
   /** The chunk's encoded bytes (a private copy), or undefined. */
@@ -317,12 +365,41 @@ export class Store {
   refChunk(digest: Digest, length: number, encoded?: StoredChunk): boolean {
     const ref = this.chunkRef(digest);
     if (ref) {
+      // A writer that has the bytes of an absent chunk supplies them: they are no longer remote.
+      if (ref.codec === CODEC_ABSENT && encoded) {
+        this.chunks.put(digest, encoded.data);
+        this.chunkRefs.put(digest, encodeChunkRef({ refs: ref.refs + 1, length, storedLength: encoded.data.length, codec: encoded.codec }));
+        return true;
+      }
       this.chunkRefs.put(digest, encodeChunkRef({ ...ref, refs: ref.refs + 1 }));
       return true;
     }
     if (!encoded) return false;
     this.chunks.put(digest, encoded.data);
     this.chunkRefs.put(digest, encodeChunkRef({ refs: 1, length, storedLength: encoded.data.length, codec: encoded.codec }));
+    return true;
+  }
+
+  /**
+   * Take one reference on a chunk whose bytes are elsewhere (inside txn): a present or absent
+   * chunk gains a reference, an unknown one gets an absent record (see CODEC_ABSENT).
+   */
+  refAbsentChunk(digest: Digest, length: number): void {
+    const ref = this.chunkRef(digest);
+    if (ref) this.chunkRefs.put(digest, encodeChunkRef({ ...ref, refs: ref.refs + 1 }));
+    else this.chunkRefs.put(digest, encodeChunkRef({ refs: 1, length, storedLength: 0, codec: CODEC_ABSENT }));
+  }
+
+  /**
+   * Supply the encoded bytes of an absent chunk (inside txn). The caller has verified them against
+   * the digest. Returns false, changing nothing, when the chunk is not absent (already filled, or
+   * no longer referenced).
+   */
+  fillChunk(digest: Digest, encoded: StoredChunk): boolean {
+    const ref = this.chunkRef(digest);
+    if (!ref || ref.codec !== CODEC_ABSENT) return false;
+    this.chunks.put(digest, encoded.data);
+    this.chunkRefs.put(digest, encodeChunkRef({ ...ref, storedLength: encoded.data.length, codec: encoded.codec }));
     return true;
   }
 
