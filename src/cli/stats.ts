@@ -44,6 +44,7 @@ const command: CommandModule<{}, Args> = {
         ['unique bytes', formatBytes(s.uniqueBytes)],
         ['stored bytes', formatBytes(s.storedBytes)],
         ['chunks', String(s.chunks)],
+        ...(s.absentChunks ? [['not yet fetched', `${s.absentChunks} chunks, ${formatBytes(s.absentBytes)}`]] : []),
         ['mean chunk', formatBytes(s.meanChunkBytes)],
         ['dedup ratio', `${s.dedupRatio.toFixed(2)}x`],
         ['compression ratio', `${s.compressionRatio.toFixed(2)}x`],

@@ -17,7 +17,8 @@ const command: CommandModule<{}, { store?: string; mountpoint?: string }> = {
       const r = verifyStore(store);
       for (const d of r.damage) process.stdout.write(`${d.kind}: ${d.what}\n`);
       const serious = r.damage.filter((d) => d.kind !== 'unreferenced');
-      process.stdout.write(`${r.filesChecked} files, ${r.chunksChecked} chunks checked: ${serious.length ? `${serious.length} problems` : 'no damage'}${r.damage.length > serious.length ? ` (${r.damage.length - serious.length} unreferenced chunks)` : ''}\n`);
+      const absent = r.notYetFetched ? `, ${r.notYetFetched} chunks not yet fetched from a peer` : '';
+      process.stdout.write(`${r.filesChecked} files, ${r.chunksChecked} chunks checked${absent}: ${serious.length ? `${serious.length} problems` : 'no damage'}${r.damage.length > serious.length ? ` (${r.damage.length - serious.length} unreferenced chunks)` : ''}\n`);
       if (serious.length) process.exitCode = 1;
     } finally {
       await store.close();

@@ -131,6 +131,13 @@ export function decodeExtent(key: Uint8Array, value: Uint8Array): Extent {
   };
 }
 
+/**
+ * Codec value of an "absent" chunk: a file's recipe references it but its bytes are not here yet
+ * (a file fetched lazily from a peer, or a transfer still under way). storedLength is 0 and the
+ * chunks database has no entry; Store.fillChunk supplies the bytes once they arrive verified.
+ */
+export const CODEC_ABSENT = 255;
+
 /** Chunk reference record: refcount, plaintext length, stored (encoded) length, codec. */
 export interface ChunkRef {
   refs: number;

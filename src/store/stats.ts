@@ -1,6 +1,6 @@
 // What the store saves: logical bytes (what users see) against unique chunk bytes (after
 // dedup) against stored bytes (after compression). Computed by one scan, so it is always exact.
-import { isReg, ROOT_INO, isDir, type Ino } from './records';
+import { CODEC_ABSENT, isReg, ROOT_INO, isDir, type Ino } from './records';
 import type { Store } from './store';
 
 export interface StoreStats {
@@ -11,6 +11,9 @@ export interface StoreStats {
   uniqueBytes: number;
   storedBytes: number;
   chunks: number;
+  /** Chunks (and their plaintext bytes) that recipes reference but that are still on a peer. */
+  absentChunks: number;
+  absentBytes: number;
   meanChunkBytes: number;
   dedupRatio: number;
   compressionRatio: number;
@@ -43,7 +46,14 @@ export function computeStats(store: Store): StoreStats {
   let uniqueBytes = 0;
   let storedBytes = 0;
   let chunks = 0;
+  let absentChunks = 0;
+  let absentBytes = 0;
   for (const { ref } of store.allChunkRefs()) {
+    if (ref.codec === CODEC_ABSENT) {
+      absentChunks++;
+      absentBytes += ref.length;
+      continue;
+    }
     chunks++;
     uniqueBytes += ref.length;
     storedBytes += ref.storedLength;
@@ -56,8 +66,11 @@ export function computeStats(store: Store): StoreStats {
     uniqueBytes,
     storedBytes,
     chunks,
+    absentChunks,
+    absentBytes,
     meanChunkBytes: chunks ? Math.round(uniqueBytes / chunks) : 0,
-    dedupRatio: ratio(logicalBytes, uniqueBytes),
+    // Dedup is a property of the content, wherever its chunks are: absent ones count too.
+    dedupRatio: ratio(logicalBytes, uniqueBytes + absentBytes),
     compressionRatio: ratio(uniqueBytes, storedBytes),
     databaseBytes: store.usedBytes(),
   };

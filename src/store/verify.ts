@@ -2,7 +2,7 @@
 // to the file's size, every chunk present), every reference count recomputed.
 import { verifyDigest, digestToString } from '../chunking/digest';
 import { decodeChunk } from '../chunking/compress';
-import { isReg } from './records';
+import { CODEC_ABSENT, isReg } from './records';
 import type { Store } from './store';
 
 export interface Damage {
@@ -13,6 +13,8 @@ export interface Damage {
 export interface VerifyReport {
   chunksChecked: number;
   filesChecked: number;
+  /** Referenced chunks whose bytes are still on a peer (lazy files, unfinished transfers): not damage. */
+  notYetFetched: number;
   damage: Damage[];
 }
 
@@ -29,16 +31,18 @@ export function verifyStore(store: Store, onProgress?: (done: number, total: num
       pos = e.offset + e.length;
       const k = e.digest.toString('latin1');
       counted.set(k, (counted.get(k) ?? 0) + 1);
-      if (!store.hasChunk(e.digest)) damage.push({ kind: 'chunk-missing', what: `inode ${rec.ino} at ${e.offset}: ${digestToString(e.digest)}` });
+      if (!store.chunkRef(e.digest)) damage.push({ kind: 'chunk-missing', what: `inode ${rec.ino} at ${e.offset}: ${digestToString(e.digest)}` });
     }
     if (pos !== rec.size) damage.push({ kind: 'recipe-gap', what: `inode ${rec.ino}: recipe covers ${pos} of ${rec.size} bytes` });
   }
   const all = Array.from(store.allChunkRefs());
   let done = 0;
+  let notYetFetched = 0;
   for (const { digest, ref } of all) {
     const name = digestToString(digest);
     const stored = store.readStoredChunk(digest);
-    if (!stored) damage.push({ kind: 'chunk-missing', what: `${name}: reference without bytes` });
+    if (ref.codec === CODEC_ABSENT) notYetFetched++;
+    else if (!stored) damage.push({ kind: 'chunk-missing', what: `${name}: reference without bytes` });
     else {
       let ok = false;
       try {
@@ -53,7 +57,7 @@ export function verifyStore(store: Store, onProgress?: (done: number, total: num
     else if (want !== ref.refs) damage.push({ kind: 'refcount', what: `${name}: count ${ref.refs}, used ${want} times` });
     if (onProgress && ++done % 4096 === 0) onProgress(done, all.length);
   }
-  return { chunksChecked: all.length, filesChecked, damage };
+  return { chunksChecked: all.length, filesChecked, notYetFetched, damage };
 }
 
 /** Recompute reference counts from the recipes and drop chunks nothing uses (inside a txn). */
