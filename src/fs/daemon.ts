@@ -99,6 +99,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           resolve();
         }));
         if (findSlinkyMount(mountpoint)) await run('fusermount', ['-uz', mountpoint]).catch(() => undefined);
+        // Peers, prefetching and a server use the store: they stop before it closes.
+        await extra?.close?.().catch((err: Error) => log(`closing chunk sources: ${err.message}`));
         await openStore.flushed().catch(() => undefined);
         await openStore.close();
         unlock();
