@@ -77,26 +77,52 @@ async function slinkDir(args: Args): Promise<void> {
   const ctx = new SlinkContext();
   const outcomes: Outcome[] = [];
   const bar = progressBar(entries.length);
+  // Symbolic links: one into DIR is recreated (its target is slinked under its own name); one
+  // leading out of DIR is followed, unless that file was already slinked under another name.
+  const seen = new Map<string, string>();
+  const absDir = await fs.realpath(dir);
   for (const name of entries) {
     bar.tick(name);
     const input = path.join(dir, name);
-    const st = await fs.lstat(input);
-    if (st.isSymbolicLink()) {
-      outcomes.push({ name, status: 'skipped', detail: `symbolic link to ${await fs.readlink(input)}` });
-      continue;
-    }
-    if (!st.isFile()) {
-      outcomes.push({ name, status: 'skipped', detail: 'not a regular file' });
-      continue;
-    }
+    const target = path.join(outDir, name);
     try {
-      const r = await slinkFile(input, path.join(outDir, name), { force: args.force, context: ctx, digestAlgorithm: args.digests ? undefined : null });
+      const lst = await fs.lstat(input);
+      if (lst.isSymbolicLink()) {
+        const link = await fs.readlink(input);
+        const real = await fs.realpath(input).catch(() => null);
+        if (real && path.dirname(real) === absDir) {
+          await fs.rm(target, { force: true });
+          // Point at the slinked sibling, not through absolute paths back to the dynamic one.
+          await fs.symlink(path.basename(real), target);
+          outcomes.push({ name, status: 'skipped', detail: `${name}: symbolic link to ${path.basename(real)}, recreated` });
+          continue;
+        }
+        if (!real) {
+          outcomes.push({ name, status: 'skipped', detail: `${name}: dangling symbolic link to ${link}` });
+          continue;
+        }
+      }
+      const st = await fs.stat(input);
+      if (!st.isFile()) {
+        outcomes.push({ name, status: 'skipped', detail: `${name}: not a regular file` });
+        continue;
+      }
+      const identity = `${st.dev}:${st.ino}`;
+      const earlier = seen.get(identity);
+      if (earlier) {
+        await fs.rm(target, { force: true });
+        await fs.link(path.join(outDir, earlier), target).catch(() => fs.symlink(earlier, target));
+        outcomes.push({ name, status: 'skipped', detail: `${name}: same file as ${earlier}, linked` });
+        continue;
+      }
+      seen.set(identity, name);
+      const r = await slinkFile(input, target, { force: args.force, context: ctx, digestAlgorithm: args.digests ? undefined : null });
       outcomes.push({ name, status: 'done', detail: describe(r) });
     } catch (err) {
       const problem = inputProblem(err);
       if (err instanceof SlinkRefusal) outcomes.push({ name, status: 'skipped', detail: err.message });
       else if (problem) outcomes.push({ name, status: 'failed', detail: problem });
-      else outcomes.push({ name, status: 'failed', detail: `internal error: ${(err as Error).message}` });
+      else outcomes.push({ name, status: 'failed', detail: `${name}: internal error: ${(err as Error).message}` });
     }
   }
   bar.done();
