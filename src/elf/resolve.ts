@@ -106,6 +106,26 @@ export function capabilitiesFromCpuinfo(cpuinfo: string): HostCapabilities {
   return { glibcHwcaps, legacyHwcapDirs, platform };
 }
 
+const ABSENT_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'ELOOP', 'ENAMETOOLONG']);
+
+/** A counting semaphore. */
+class Slots {
+  private waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+  acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
 type Probe = { kind: 'absent' } | { kind: 'skip'; error: UnsupportedElfError } | { kind: 'found'; file: FileRec };
 
 interface FileRec {
@@ -136,6 +156,8 @@ export class Resolver {
   private readonly probes = new Map<string, Promise<Probe>>();
   private readonly dirs = new Map<string, Promise<boolean>>();
   private caps?: Promise<HostCapabilities>;
+  /** Resolving a whole directory at once must not run out of file descriptors. */
+  private readonly openSlots = new Slots(64);
   private cache?: Promise<Map<string, string>>;
 
   constructor(private readonly opts: ResolveOptions = {}) {
@@ -258,12 +280,16 @@ export class Resolver {
   private async probeUncached(abs: string): Promise<Probe> {
     const host = await this.hostPath(abs);
     if (host === undefined) return { kind: 'absent' };
+    await this.openSlots.acquire();
     let fh;
     try {
       fh = await open(host, 'r');
-    } catch {
-      // ENOENT, EACCES, ENOTDIR continue the search for the loader; so, in effect, do the rest.
-      return { kind: 'absent' };
+    } catch (e) {
+      this.openSlots.release();
+      // The loader goes on past names that do not resolve to a readable file. Anything else
+      // (EMFILE, EIO) is our problem, not an answer: treating it as "absent" would give a wrong closure.
+      if (ABSENT_CODES.has((e as NodeJS.ErrnoException).code ?? '')) return { kind: 'absent' };
+      throw e;
     }
     try {
       const st = await fh.stat({ bigint: true });
@@ -282,6 +308,7 @@ export class Resolver {
       return { kind: 'found', file: { realPath, identity: `${st.dev}:${st.ino}`, size: Number(st.size), elf } };
     } finally {
       await fh.close();
+      this.openSlots.release();
     }
   }
 

@@ -259,6 +259,27 @@ describe('generated programs and libraries', () => {
     expect(run(p).stderr).toContain('libb.so.1: cannot open shared object file');
   });
 
+  test('DT_RPATH is inherited down the chain of loaders, and a RUNPATH on the requesting object turns all RPATHs off for its dependencies', async () => {
+    lib('ch/deep/libk3.so.1', 'k3', { soname: 'libk3.so.1' });
+    lib('ch/libk2.so.1', 'k2', { soname: 'libk2.so.1', deps: ['ch/deep/libk3.so.1'], calls: ['k3'] });
+    lib('ch/libk1.so.1', 'k1', { soname: 'libk1.so.1', deps: ['ch/libk2.so.1'], calls: ['k2'], extra: ['-Wl,--disable-new-dtags', '-Wl,-rpath,$ORIGIN/deep'] });
+    const link = ['ch/libk1.so.1', `-Wl,-rpath-link,${T}/ch:${T}/ch/deep`, '-Wl,--disable-new-dtags', '-Wl,-rpath,$ORIGIN/ch'];
+    const p = prog('prog_chain', ['k1'], link);
+    const c = await resolveClosure(p);
+    // libk2 has no RPATH: libk3 is found through libk1's, one loader up.
+    expect(c.libraries.map((l) => [l.path, l.neededBy])).toEqual([
+      [`${T}/ch/libk1.so.1`, p],
+      ['/lib/x86_64-linux-gnu/libc.so.6', p],
+      [`${T}/ch/libk2.so.1`, `${T}/ch/libk1.so.1`],
+      [`${T}/ch/deep/libk3.so.1`, `${T}/ch/libk2.so.1`],
+    ]);
+    expectSameAsLoader(c, await loaderList(p));
+
+    lib('ch/libk2.so.1', 'k2', { soname: 'libk2.so.1', deps: ['ch/deep/libk3.so.1'], calls: ['k3'], extra: ['-Wl,--enable-new-dtags', '-Wl,-rpath,/nonexistent-slinky'] });
+    await expect(resolveClosure(p)).rejects.toThrow(new MissingLibraryError('libk3.so.1', `${T}/ch/libk2.so.1`));
+    expect((await loaderList(p)).notFound).toEqual(['libk3.so.1']);
+  });
+
   test('DT_RPATH is searched before LD_LIBRARY_PATH', async () => {
     const p = prog('prog_v_rpath', ['v'], ['p1/libv.so.1', '-Wl,--disable-new-dtags', '-Wl,-rpath,$ORIGIN/p1']);
     const c = await resolveClosure(p, { ldLibraryPath: [`${T}/p2`] });
@@ -353,12 +374,34 @@ describe('generated programs and libraries', () => {
 
   test('a glibc-hwcaps subdirectory the CPU supports is preferred to the directory itself', async () => {
     lib('h/libh.so.1', 'h', { soname: 'libh.so.1' });
-    const best = caps.glibcHwcaps[caps.glibcHwcaps.length - 1];
-    if (best !== undefined) lib(`h/glibc-hwcaps/${best}/libh.so.1`, 'h', { soname: 'libh.so.1' });
+    const level = caps.glibcHwcaps[caps.glibcHwcaps.length - 1];
+    if (level !== undefined) lib(`h/glibc-hwcaps/${level}/libh.so.1`, 'h', { soname: 'libh.so.1' });
     const p = prog('prog_h', ['h'], ['h/libh.so.1', '-Wl,--disable-new-dtags', '-Wl,-rpath,$ORIGIN/h']);
     const c = await resolveClosure(p);
-    expect(c.libraries[0].path).toBe(best === undefined ? `${T}/h/libh.so.1` : `${T}/h/glibc-hwcaps/${best}/libh.so.1`);
+    expect(c.libraries[0].path).toBe(level === undefined ? `${T}/h/libh.so.1` : `${T}/h/glibc-hwcaps/${level}/libh.so.1`);
     expectSameAsLoader(c, await loaderList(p));
+  });
+
+  test('DT_FILTER filtees go ahead of their filter; a missing DT_AUXILIARY is ignored, a missing DT_FILTER is fatal', async () => {
+    lib('f/libfiltee.so.1', 'f', { soname: 'libfiltee.so.1' });
+    lib('f/libx.so.1', 'x', { soname: 'libx.so.1' });
+    lib('f/libfilter.so.1', 'f', { soname: 'libfilter.so.1', deps: ['f/libx.so.1'], extra: ['-Wl,-F,libfiltee.so.1', '-Wl,-f,libnoaux.so.1'] });
+    const filter = await readElf(path.join(T, 'f/libfilter.so.1'));
+    expect(filter.filters).toEqual(['libfiltee.so.1']);
+    expect(filter.auxiliary).toEqual(['libnoaux.so.1']);
+    const p = prog('prog_filter', ['f'], ['f/libfilter.so.1', '-Wl,--disable-new-dtags', '-Wl,-rpath,$ORIGIN/f']);
+    const c = await resolveClosure(p);
+    expect(c.libraries.map((l) => l.soname)).toEqual(['libfiltee.so.1', 'libfilter.so.1', 'libc.so.6', 'libx.so.1']);
+    const v = await loaderList(p);
+    // Trace mode lists the missing auxiliary object as "not found"; a real run ignores it.
+    expect(v.notFound).toEqual(['libnoaux.so.1']);
+    expect(c.libraries.map((l) => l.realPath)).toEqual(v.libraries);
+    expect(run(p).status).toBe(0);
+
+    lib('f/libfilter2.so.1', 'f', { soname: 'libfilter2.so.1', extra: ['-Wl,-F,libnofiltee.so.1'] });
+    const p2 = prog('prog_filter2', ['f'], ['f/libfilter2.so.1', '-Wl,--disable-new-dtags', '-Wl,-rpath,$ORIGIN/f']);
+    await expect(resolveClosure(p2)).rejects.toThrow(new MissingLibraryError('libnofiltee.so.1', `${T}/f/libfilter2.so.1`));
+    expect(run(p2).status).toBe(127);
   });
 
   test('-z nodefaultlib keeps the cache and the system directories out of the search', async () => {
