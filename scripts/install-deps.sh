@@ -26,6 +26,8 @@ fi
 # npm ci only when the lock file changed since the last install.
 stamp=node_modules/.slinkyfs-installed
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm install, not npm ci: npm 11 ci rejects this lock file over optional deps of other
+  # platforms (msgpackr-extract); install still takes the exact versions the lock records.
+  npm install --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
