@@ -3,6 +3,7 @@
 // section headers. Input is treated as hostile: every offset and count is checked against the
 // file size before use, so malformed input ends in ElfFormatError or UnsupportedElfError and
 // never in a RangeError, a hang or a huge allocation.
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ElfFormatError, UnsupportedElfError } from './errors';
 
@@ -479,7 +480,8 @@ const MAX_REFILLS = 24;
  * small reads, not 100 MB. File-system errors (ENOENT, EACCES, EISDIR) pass through unchanged.
  */
 export async function readElf(path: string): Promise<ElfFile> {
-  const fh = await open(path, 'r');
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();
     if (!st.isFile()) {

@@ -10,6 +10,7 @@
 //   reached through a symlink into another directory ldd may differ; a plain execve does not.)
 // - The glibc-hwcaps subdirectories and legacy hwcap subdirectories, and $PLATFORM, depend on
 //   the CPU as they do for the loader; they are computed from /proc/cpuinfo unless given.
+import { constants } from 'node:fs';
 import { open, readFile, realpath, stat, lstat, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { readElfFromHandle, type ElfFile, DF_1_NODEFLIB, DT_AUXILIARY, DT_FILTER, DT_NEEDED } from './elfFile';
@@ -283,7 +284,8 @@ export class Resolver {
     await this.openSlots.acquire();
     let fh;
     try {
-      fh = await open(host, 'r');
+      // O_NONBLOCK: a FIFO in a search directory must not hang the search.
+      fh = await open(host, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       this.openSlots.release();
       // The loader goes on past names that do not resolve to a readable file. Anything else
@@ -294,6 +296,7 @@ export class Resolver {
     try {
       const st = await fh.stat({ bigint: true });
       if (st.isDirectory()) throw new ElfFormatError(`${abs}: cannot read file data: Is a directory`);
+      if (!st.isFile()) throw new ElfFormatError(`${abs}: not a regular file`);
       let elf: ElfFile;
       try {
         elf = await readElfFromHandle(fh, Number(st.size), abs);

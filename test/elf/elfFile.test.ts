@@ -300,6 +300,12 @@ describe('files that are not x86-64 ELF programs', () => {
     await expect(readElf(p)).rejects.toBeInstanceOf(ElfFormatError);
   });
 
+  test('a FIFO is refused at once instead of waiting for a writer', async () => {
+    const fifo = path.join(tmp, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    await expect(readElf(fifo)).rejects.toMatchObject({ code: 'EINVAL', message: `${fifo}: not a regular file` });
+  });
+
   test('an unterminated PT_INTERP string is a format error', () => {
     const ls = Buffer.from(readFileSync('/usr/bin/ls'));
     const elf = parseElf(ls);

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseElf, readElfFromHandle, PT_DYNAMIC, PT_LOAD, SHT_NOBITS, SHT_NULL, type ElfFile } from '../../src/elf/elfFile';
 import { ElfFormatError, UnsupportedElfError } from '../../src/elf/errors';
+import { parseLdCache } from '../../src/elf/ldCache';
 
 /** mulberry32: small, fast, and the same sequence on every run for a given seed. */
 function prng(seed: number) {
@@ -294,4 +295,34 @@ describe.each(TARGETS)('mutations of %s', (file) => {
       m.restore();
     }
   });
+});
+
+test('5,000 mutated copies of /etc/ld.so.cache each parse or throw ElfFormatError', () => {
+  const original = readFileSync('/etc/ld.so.cache');
+  const buf = Buffer.from(original);
+  const rnd = prng(0x1dcac4e);
+  const m = new Mutator(buf, rnd);
+  const counts = { parsed: 0, format: 0 };
+  for (let it = 0; it < 5000; it++) {
+    for (let k = 1 + rnd.int(3); k > 0; k--) {
+      const kind = rnd.int(4);
+      // header counts and offsets, entry fields, or any byte
+      if (kind === 0) m.u32(rnd.pick([20, 24, 32]), Number(m.interesting64() & 0xffffffffn));
+      else if (kind === 1) m.u32(48 + 24 * rnd.int(64) + rnd.pick([0, 4, 8]), Number(m.interesting64() & 0xffffffffn));
+      else if (kind === 2) m.byte(28, rnd.int(256));
+      else m.byte(rnd.int(buf.length), rnd.int(256));
+    }
+    const cut = rnd.next() < 0.1 ? buf.subarray(0, rnd.int(buf.length)) : buf;
+    try {
+      parseLdCache(cut);
+      counts.parsed++;
+    } catch (e) {
+      if (!(e instanceof ElfFormatError)) throw new Error(`iteration ${it}: ${(e as Error).name}: ${(e as Error).message}`);
+      counts.format++;
+    }
+    m.restore();
+  }
+  expect(buf.equals(original)).toBe(true);
+  expect(counts.parsed).toBeGreaterThan(100);
+  expect(counts.format).toBeGreaterThan(100);
 });
