@@ -1,0 +1,169 @@
+// Code-page digests: the same library has the same page digests in every slinked file, because it
+// sits page-aligned; `digest --verify` finds a single flipped byte; `digest` adds a missing table.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { slinkyfs } from '../helpers/cli';
+import { digestToString } from '../../src/chunking/digest';
+import { readElf } from '../../src/elf/elfFile';
+import { openSlinked } from '../../src/elf/slinkedFile';
+import { slinkFile } from '../../src/elf/slink';
+import { slinkPrograms, tempDir } from './slinkHelpers';
+
+const LIBC = '/lib/x86_64-linux-gnu/libc.so.6';
+let dir: string;
+let bin: Map<string, string>;
+
+beforeAll(async () => {
+  dir = tempDir('digest');
+  bin = await slinkPrograms(['ls', 'sort'], dir);
+}, 60000);
+
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** SHA-256 of each code page of `file`, computed here from the ELF program headers directly. */
+async function expectedCodePages(file: string): Promise<Map<number, string>> {
+  const elf = await readElf(file);
+  const bytes = fs.readFileSync(file);
+  const pages = new Map<number, string>();
+  for (const ph of elf.programHeaders) {
+    if (ph.type !== 1 || !(ph.flags & 1) || ph.flags & 2) continue;
+    for (let p = Math.floor(ph.offset / 4096); p * 4096 < ph.offset + ph.filesz; p++) {
+      const page = Buffer.alloc(4096);
+      bytes.copy(page, 0, p * 4096, Math.min(bytes.length, (p + 1) * 4096));
+      pages.set(p, `sha256-${createHash('sha256').update(page).digest('hex')}`);
+    }
+  }
+  return pages;
+}
+
+function pagesOf(o: { runs: readonly { firstPage: number; digests: readonly Buffer[] }[] }): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const r of o.runs) r.digests.forEach((d, i) => m.set(r.firstPage + i, digestToString(d as never)));
+  return m;
+}
+
+test('two slinked programs carry libc at page-aligned offsets with identical code-page digests', async () => {
+  const [a, b] = await Promise.all([openSlinked(bin.get('ls')!), openSlinked(bin.get('sort')!)]);
+  const libcA = a.manifest.objects.find((o) => o.name === 'libc.so.6')!;
+  const libcB = b.manifest.objects.find((o) => o.name === 'libc.so.6')!;
+  expect(libcA.offset % 4096).toBe(0);
+  expect(libcB.offset % 4096).toBe(0);
+  expect(libcA.offset).not.toBe(libcB.offset); // different programs in front of it
+  const expected = await expectedCodePages(LIBC);
+  expect(expected.size).toBeGreaterThan(100);
+  expect(pagesOf(libcA)).toEqual(expected);
+  expect(pagesOf(libcB)).toEqual(expected);
+});
+
+test('the bytes of each page in the slinked file are the bytes its digest names', async () => {
+  const f = await openSlinked(bin.get('sort')!);
+  const bytes = fs.readFileSync(f.path);
+  for (const o of f.manifest.objects) {
+    for (const r of o.runs) {
+      r.digests.forEach((d, i) => {
+        const at = o.offset + (r.firstPage + i) * 4096;
+        const page = Buffer.alloc(4096);
+        bytes.copy(page, 0, at, Math.min(at + 4096, o.offset + o.size));
+        expect(createHash('sha256').update(page).digest()).toEqual(d.subarray(1));
+      });
+    }
+  }
+});
+
+test('digest --verify passes on a fresh slinked file', () => {
+  const r = slinkyfs(['digest', '--verify', bin.get('ls')!]);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/: \d+ code pages and 5 objects verified \(sha256\)\n$/);
+});
+
+test('digest --verify names the one page whose byte was flipped and exits 1', async () => {
+  const copy = path.join(dir, 'ls-flipped');
+  fs.copyFileSync(bin.get('ls')!, copy);
+  const f = await openSlinked(copy);
+  const libc = f.manifest.objects.find((o) => o.name === 'libc.so.6')!;
+  const page = libc.runs[0].firstPage + 7;
+  const at = libc.offset + page * 4096 + 1234;
+  const fd = fs.openSync(copy, 'r+');
+  const b = Buffer.alloc(1);
+  fs.readSync(fd, b, 0, 1, at);
+  b[0] ^= 0x01;
+  fs.writeSync(fd, b, 0, 1, at);
+  fs.closeSync(fd);
+
+  const r = slinkyfs(['digest', '--verify', copy]);
+  expect(r.status).toBe(1);
+  const pageAt = `0x${(libc.offset + page * 4096).toString(16)}`;
+  expect(r.stdout).toBe(`mismatch: libc.so.6 page ${page} (file offset ${pageAt})\nmismatch: libc.so.6 whole-object digest (file offset 0x${libc.offset.toString(16)})\n`);
+  expect(r.stderr).toBe(`slinkyfs: ${copy}: 2 digest mismatches\n`);
+});
+
+test('digest adds the table to a file slinked without one, and --verify then passes', async () => {
+  const out = path.join(dir, 'cat-nodigests');
+  await slinkFile('/usr/bin/cat', out, { digestAlgorithm: null });
+  expect((await openSlinked(out)).manifest.pageDigestAlgorithm).toBeNull();
+  const before = slinkyfs(['digest', '--verify', out]);
+  expect(before.status).toBe(1);
+  expect(before.stderr).toBe(`slinkyfs: ${out} has no digest table (add one with \`slinkyfs digest\`)\n`);
+
+  const added = slinkyfs(['digest', out]);
+  expect(added.status).toBe(0);
+  const f = await openSlinked(out);
+  expect(f.manifest.pageDigestAlgorithm).toBe('sha256');
+  const libc = f.manifest.objects.find((o) => o.name === 'libc.so.6')!;
+  expect(pagesOf(libc)).toEqual(await expectedCodePages(LIBC));
+  expect(slinkyfs(['digest', '--verify', out]).status).toBe(0);
+  // Refreshing a file that already has the table changes nothing.
+  const once = fs.readFileSync(out);
+  expect(slinkyfs(['digest', out]).status).toBe(0);
+  expect(fs.readFileSync(out).equals(once)).toBe(true);
+});
+
+test('a slinked file is the same bytes whether its table was written by slink or added by digest', async () => {
+  const direct = path.join(dir, 'true-direct');
+  const later = path.join(dir, 'true-later');
+  await slinkFile('/usr/bin/true', direct);
+  await slinkFile('/usr/bin/true', later, { digestAlgorithm: null });
+  expect(slinkyfs(['digest', later]).status).toBe(0);
+  // Only the manifest's program path differs: it is the input path, which is the same here.
+  expect(fs.readFileSync(later).equals(fs.readFileSync(direct))).toBe(true);
+});
+
+test('digest --list prints object, page, file offset and digest for every code page', async () => {
+  const f = await openSlinked(bin.get('ls')!);
+  const r = slinkyfs(['digest', '--list', bin.get('ls')!]);
+  expect(r.status).toBe(0);
+  const lines = r.stdout.trimEnd().split('\n');
+  const total = f.manifest.objects.reduce((n, o) => n + o.runs.reduce((k, run) => k + run.digests.length, 0), 0);
+  expect(lines).toHaveLength(total);
+  const libc = f.manifest.objects.find((o) => o.name === 'libc.so.6')!;
+  const first = libc.runs[0];
+  expect(lines).toContain(
+    `libc.so.6\t${first.firstPage}\t0x${(libc.offset + first.firstPage * 4096).toString(16)}\t${digestToString(first.digests[0])}`,
+  );
+});
+
+test('inspect --json lists every object with offset, size, soname and page count', async () => {
+  const r = slinkyfs(['inspect', '--json', bin.get('ls')!]);
+  expect(r.status).toBe(0);
+  const j = JSON.parse(r.stdout);
+  expect(j.pageDigestAlgorithm).toBe('sha256');
+  expect(j.objects.map((o: { role: string; name: string }) => `${o.role}:${o.name}`)).toEqual([
+    'program:ls',
+    'library:libselinux.so.1',
+    'library:libc.so.6',
+    'library:libpcre2-8.so.0',
+    'interpreter:ld-linux-x86-64.so.2',
+  ]);
+  const libc = j.objects[2];
+  expect(libc).toMatchObject({ path: LIBC, size: fs.statSync(LIBC).size, codePages: (await expectedCodePages(LIBC)).size });
+  expect(libc.offset % 4096).toBe(0);
+  expect(j.size).toBe(fs.statSync(bin.get('ls')!).size);
+});
+
+test('inspect and digest refuse a file that is not slinked with one line and exit 2', () => {
+  for (const args of [['inspect', '/usr/bin/true'], ['digest', '/usr/bin/true'], ['digest', '--verify', '/usr/bin/true']]) {
+    const r = slinkyfs(args);
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 2, stderr: 'slinkyfs: /usr/bin/true is not a slinked file (no slinky trailer)\n' });
+  }
+});
