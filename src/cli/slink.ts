@@ -16,6 +16,14 @@ interface Args {
   digests: boolean;
 }
 
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EISDIR: 'is a directory',
+  ENOTDIR: 'not a directory',
+  ELOOP: 'too many levels of symbolic links',
+};
+
 /** Errors that describe the input, not a bug: one line, no stack. */
 function inputProblem(err: unknown): string | null {
   if (
@@ -27,10 +35,9 @@ function inputProblem(err: unknown): string | null {
   ) {
     return err.message;
   }
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'ELOOP') {
-    return (err as Error).message;
-  }
+  const e = err as NodeJS.ErrnoException | undefined;
+  const text = e?.code ? FILE_ERRORS[e.code] : undefined;
+  if (text) return e!.path ? `${e!.path}: ${text}` : text;
   return null;
 }
 
