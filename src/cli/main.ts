@@ -17,6 +17,8 @@ const COMMANDS: ReadonlyArray<() => CommandModule<any, any>> = [
   () => require('./stats').default,
   () => require('./verify').default,
   () => require('./gc').default,
+  () => require('./serve').default,
+  () => require('./get').default,
 ];
 
 function packageVersion(): string {

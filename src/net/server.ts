@@ -1,0 +1,331 @@
+// The peer server: serves a store (or a subtree of it) read-only over HTTP/1.1. Every request is
+// bounded: request bodies, digests per request, plaintext per reply, entries per listing page,
+// compression level, concurrent heavy requests, and idle time on both directions. Paths are
+// resolved only below the served root and never through symlinks.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { decodeChunk, compressAsync } from '../chunking/compress';
+import type { Digest } from '../chunking/digest';
+import { CODEC_ABSENT, isDir } from '../store/records';
+import type { Store } from '../store/store';
+import { BusyError, Limiter } from './limiter';
+import {
+  API,
+  BLOCK_RAW,
+  BLOCK_ZSTD,
+  LIMITS,
+  NOT_HERE,
+  PROTOCOL_VERSION,
+  type TreeEntry,
+  type TreePage,
+  decodeDigestList,
+  encodeBlockHeader,
+  nameComponents,
+  requestPathComponents,
+} from './protocol';
+import { NotServedError, StoreView } from './storeView';
+
+export interface ServerOptions {
+  store: Store;
+  /** Subtree of the store to serve ("/" by default). */
+  root?: string;
+  host?: string;
+  port?: number;
+  log?: (line: string) => void;
+  /** Heavy requests (chunks, recipes) processed at once; more wait in a bounded queue. */
+  concurrency?: number;
+  /** Milliseconds a connection may stay silent in either direction before it is dropped. */
+  idleTimeoutMs?: number;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export class PeerServer {
+  private readonly server: http.Server;
+  private view: StoreView;
+  private readonly limiter: Limiter;
+  private readonly log: (line: string) => void;
+  /** Bytes of chunk payload and of whole replies sent, for the log and for tests. */
+  readonly counters = { requests: 0, chunksSent: 0, replyBytes: 0 };
+
+  constructor(private readonly opts: ServerOptions) {
+    const root = requestPathComponents(opts.root ?? '/');
+    if (typeof root === 'string') throw new NotServedError(`bad root ${opts.root}: ${root}`);
+    this.view = StoreView.at(opts.store, root);
+    this.limiter = new Limiter(opts.concurrency ?? 4, 64);
+    this.log = opts.log ?? (() => undefined);
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    const idle = opts.idleTimeoutMs ?? 60_000;
+    this.server.headersTimeout = Math.min(idle, 30_000);
+    this.server.requestTimeout = idle;
+    this.server.keepAliveTimeout = 5_000;
+    this.server.maxHeadersCount = 50;
+    this.server.on('connection', (socket) => {
+      socket.setTimeout(idle, () => socket.destroy());
+      socket.setNoDelay(true);
+    });
+    this.server.on('clientError', (_err, socket) => socket.destroy());
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.opts.port ?? 7070, this.opts.host ?? '127.0.0.1', () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  // ---- request dispatch ----------------------------------------------------------------------
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    this.counters.requests++;
+    try {
+      const url = new URL(req.url ?? '/', 'http://peer');
+      if (!url.pathname.startsWith(API + '/')) throw new HttpError(404, 'unknown endpoint');
+      const what = url.pathname.slice(API.length + 1);
+      if (req.method === 'GET' && what === 'info') return this.json(res, this.info());
+      if (req.method === 'GET' && what === 'stat') return this.json(res, this.stat(url));
+      if (req.method === 'GET' && what === 'tree') return this.json(res, this.tree(url));
+      if (req.method === 'POST' && what === 'recipes') {
+        const digests = decodeDigestList(await readBody(req, LIMITS.recipesPerRequest * 65), LIMITS.recipesPerRequest);
+        return await this.limiter.run(() => this.recipes(res, digests));
+      }
+      if (req.method === 'POST' && what === 'chunks') {
+        const digests = decodeDigestList(await readBody(req, LIMITS.batchChunks * 65), LIMITS.batchChunks);
+        const level = intParam(url, 'level', 0, 0, LIMITS.maxLevel);
+        const block = intParam(url, 'block', LIMITS.blockBytes, 64 << 10, LIMITS.blockBytes);
+        return await this.limiter.run(() => this.chunks(res, digests, level, block));
+      }
+      throw new HttpError(404, 'unknown endpoint');
+    } catch (err) {
+      this.fail(res, err);
+    }
+  }
+
+  private fail(res: http.ServerResponse, err: unknown): void {
+    let status = 500;
+    if (err instanceof HttpError) status = err.status;
+    else if (err instanceof NotServedError) status = 404;
+    else if (err instanceof BusyError) status = 503;
+    else if ((err as Error).name === 'PeerProtocolError') status = 400;
+    else this.log(`server error: ${(err as Error).message}`);
+    if (res.headersSent) {
+      res.destroy(); // mid-reply: the client sees a truncated reply, which it rejects
+      return;
+    }
+    const body = Buffer.from(JSON.stringify({ error: (err as Error).message }));
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length });
+    res.end(body);
+  }
+
+  private json(res: http.ServerResponse, value: unknown): void {
+    const body = Buffer.from(JSON.stringify(value));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+    res.end(body);
+    this.counters.replyBytes += body.length;
+  }
+
+  private path(url: URL): string[] {
+    const p = url.searchParams.get('path') ?? '/';
+    const parts = requestPathComponents(p);
+    if (typeof parts === 'string') throw new HttpError(400, `refused path ${JSON.stringify(p)}: ${parts}`);
+    return parts;
+  }
+
+  // ---- endpoints -----------------------------------------------------------------------------
+
+  private info(): object {
+    const f = this.opts.store.format;
+    return { protocol: PROTOCOL_VERSION, hash: f.hashAlgorithm, chunker: f.chunker, limits: LIMITS };
+  }
+
+  private stat(url: URL): TreeEntry {
+    const parts = this.path(url);
+    const rec = this.view.resolve(parts);
+    const e = this.view.entry(rec, parts[parts.length - 1] ?? '');
+    if (!e) throw new HttpError(409, 'file is damaged or of an unsupported type');
+    return e;
+  }
+
+  private tree(url: URL): TreePage {
+    const parts = this.path(url);
+    const dir = this.view.resolve(parts);
+    if (!isDir(dir)) throw new HttpError(409, 'not a directory');
+    const afterText = url.searchParams.get('after');
+    let after: string[] = [];
+    if (afterText) {
+      const a = nameComponents(afterText);
+      if (typeof a === 'string') throw new HttpError(400, `bad cursor: ${a}`);
+      after = a;
+    }
+    const limit = intParam(url, 'limit', LIMITS.treePage, 1, LIMITS.treePage);
+    const entries: TreeEntry[] = [];
+    let chunkBudget = LIMITS.treePageChunks;
+    let last: string | undefined;
+    let more = false;
+    for (const { name, rec } of this.view.walk(dir.ino, '', after)) {
+      if (entries.length >= limit || chunkBudget <= 0) {
+        more = true;
+        break;
+      }
+      last = name;
+      const e = this.view.entry(rec, name);
+      if (!e) continue; // damaged files are left out rather than failing the whole listing
+      if (e.type === 'file') chunkBudget -= Math.ceil(e.size / 2048);
+      entries.push(e);
+    }
+    return more && last ? { entries, next: last } : { entries };
+  }
+
+  private async recipes(res: http.ServerResponse, digests: Digest[]): Promise<void> {
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (const d of digests) {
+      const r = this.view.recipeByDigest(d);
+      const len = Buffer.allocUnsafe(4);
+      len.writeUInt32LE(r ? r.length : NOT_HERE);
+      parts.push(len);
+      if (r) parts.push(r);
+      total += 4 + (r ? r.length : 0);
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+    for (const p of parts) res.write(p);
+    res.end();
+    this.counters.replyBytes += total;
+  }
+
+  /**
+   * Chunk reply: blocks covering the requested digests in order. Level 0 sends each chunk in its
+   * stored form (no work beyond a read); a level above 0 packs chunks into blocks of up to
+   * `blockBytes` plaintext compressed as one zstd frame, so similar chunks compress together.
+   */
+  private async chunks(res: http.ServerResponse, digests: Digest[], level: number, blockBytes: number): Promise<void> {
+    const store = this.opts.store;
+    let plainTotal = 0;
+    for (const d of digests) plainTotal += store.chunkRef(d)?.length ?? 0;
+    if (plainTotal > LIMITS.batchBytes) throw new HttpError(413, `request asks for ${plainTotal} bytes, limit ${LIMITS.batchBytes}`);
+    res.writeHead(200, { 'content-type': 'application/x-slinkyfs-blocks' });
+    const send = (b: Buffer) => this.write(res, b);
+    if (level === 0) {
+      for (const d of digests) {
+        const ref = store.chunkRef(d);
+        const stored = ref && ref.codec !== CODEC_ABSENT ? store.readStoredChunk(d) : undefined;
+        if (!ref || !stored || (stored.codec !== BLOCK_RAW && stored.codec !== BLOCK_ZSTD)) {
+          await send(encodeBlockHeader(BLOCK_RAW, [NOT_HERE], 0));
+          continue;
+        }
+        await send(Buffer.concat([encodeBlockHeader(stored.codec, [ref.length], stored.data.length), stored.data]));
+        this.counters.chunksSent++;
+      }
+      res.end();
+      return;
+    }
+    // Group into blocks; compress the next block while the current one is being written.
+    const groups: Digest[][] = [];
+    let cur: Digest[] = [];
+    let curBytes = 0;
+    for (const d of digests) {
+      const len = store.chunkRef(d)?.length ?? 0;
+      if (cur.length && curBytes + len > blockBytes) {
+        groups.push(cur);
+        cur = [];
+        curBytes = 0;
+      }
+      cur.push(d);
+      curBytes += len;
+    }
+    if (cur.length) groups.push(cur);
+    let next = groups.length ? this.packBlock(groups[0], level) : undefined;
+    for (let i = 0; i < groups.length; i++) {
+      const block = await next!;
+      next = i + 1 < groups.length ? this.packBlock(groups[i + 1], level) : undefined;
+      await send(block);
+    }
+    res.end();
+  }
+
+  private async packBlock(digests: Digest[], level: number): Promise<Buffer> {
+    const store = this.opts.store;
+    const lengths: number[] = [];
+    const plains: Buffer[] = [];
+    for (const d of digests) {
+      const ref = store.chunkRef(d);
+      const stored = ref && ref.codec !== CODEC_ABSENT ? store.readStoredChunk(d) : undefined;
+      let plain: Buffer | undefined;
+      if (ref && stored) {
+        try {
+          plain = decodeChunk(stored.codec, stored.data, ref.length);
+        } catch {
+          plain = undefined; // damaged here: say so rather than send bytes that cannot verify
+        }
+      }
+      lengths.push(plain ? plain.length : NOT_HERE);
+      if (plain) plains.push(plain);
+    }
+    const plain = Buffer.concat(plains);
+    this.counters.chunksSent += plains.length;
+    if (plain.length === 0) return encodeBlockHeader(BLOCK_RAW, lengths, 0);
+    const packed = await compressAsync(plain, level);
+    if (packed.length < plain.length) return Buffer.concat([encodeBlockHeader(BLOCK_ZSTD, lengths, packed.length), packed]);
+    return Buffer.concat([encodeBlockHeader(BLOCK_RAW, lengths, plain.length), plain]);
+  }
+
+  /** Write with backpressure: a slow reader holds up this request, not the server's memory. */
+  private write(res: http.ServerResponse, b: Buffer): Promise<void> {
+    this.counters.replyBytes += b.length;
+    if (res.destroyed) return Promise.reject(new Error('client went away'));
+    if (res.write(b)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        res.off('drain', onDrain);
+        res.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(new Error('client went away'));
+      res.on('drain', onDrain);
+      res.on('close', onClose);
+    });
+  }
+}
+
+function intParam(url: URL, name: string, dflt: number, min: number, max: number): number {
+  const v = url.searchParams.get(name);
+  if (v === null) return dflt;
+  if (!/^\d+$/.test(v)) throw new HttpError(400, `bad ${name}`);
+  const n = Number(v);
+  if (n < min || n > max) throw new HttpError(400, `${name} must be between ${min} and ${max}`);
+  return n;
+}
+
+async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > max) {
+    req.resume();
+    throw new HttpError(413, `request body larger than ${max} bytes`);
+  }
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > max) throw new HttpError(413, `request body larger than ${max} bytes`);
+    parts.push(c);
+  }
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,157 @@
+// Getting files from a peer, the parts every destination shares: what to fetch (a file by path
+// or by digest, or a whole tree, with every recipe checked against its digest), which chunks
+// that takes, and fetching a list of chunks in batches with several requests in flight.
+import { digestFromString, digestToString, type Digest } from '../chunking/digest';
+import { DigestFormatError } from '../chunking/digest';
+import { type ArrivedChunk, type ChunkWanted, PeerClient, PeerRefusedError } from './client';
+import { LIMITS, PeerProtocolError, type Recipe, type TreeEntry } from './protocol';
+
+export interface Plan {
+  /** What was asked for: a file (by path or digest) or a directory tree. */
+  kind: 'file' | 'dir';
+  /** The file or directory itself; its name is the base name (or the digest for a digest). */
+  root: TreeEntry;
+  /** Everything below a directory, in pre-order; empty for a file. */
+  entries: TreeEntry[];
+  /** Recipes by file digest (text form). */
+  recipes: Map<string, Recipe>;
+}
+
+export function isDigestName(what: string): boolean {
+  try {
+    digestFromString(what);
+    return true;
+  } catch (e) {
+    if (e instanceof DigestFormatError) return false;
+    throw e;
+  }
+}
+
+/**
+ * Work out what `what` (a path on the peer, or sha256-<hex>) is and fetch its listing and
+ * recipes. Named by digest, nothing the peer says is trusted: the recipe must hash to the name.
+ */
+export async function planFromPeer(client: PeerClient, what: string, allowDir: boolean): Promise<Plan> {
+  if (isDigestName(what)) {
+    const digest = digestFromString(what);
+    const [recipe] = await client.recipes([digest]);
+    if (!recipe) throw new PeerRefusedError(`${client.name} does not have ${what}`, 404);
+    const root: TreeEntry = { name: what, type: 'file', mode: recipe.mode & 0o7777, mtime: Date.now(), size: recipe.size, digest: what };
+    return { kind: 'file', root, entries: [], recipes: new Map([[what, recipe]]) };
+  }
+  const root = await client.stat(what);
+  if (root.type === 'symlink') throw new PeerRefusedError(`${what} is a symbolic link on ${client.name} (to ${root.target})`, 409);
+  if (root.type === 'file') {
+    const recipes = await fetchRecipes(client, [root]);
+    return { kind: 'file', root, entries: [], recipes };
+  }
+  if (!allowDir) throw new PeerRefusedError(`${what} is a directory on ${client.name}: use --dir`, 409);
+  const entries: TreeEntry[] = [];
+  for await (const e of client.list(what)) entries.push(e);
+  return { kind: 'dir', root, entries, recipes: await fetchRecipes(client, entries) };
+}
+
+async function fetchRecipes(client: PeerClient, entries: readonly TreeEntry[]): Promise<Map<string, Recipe>> {
+  const sizes = new Map<string, number>();
+  for (const e of entries) if (e.type === 'file' && e.digest) sizes.set(e.digest, e.size);
+  const names = Array.from(sizes.keys());
+  const got = await client.recipes(
+    names.map((n) => digestFromString(n)),
+    names.map((n) => sizes.get(n)!),
+  );
+  const out = new Map<string, Recipe>();
+  names.forEach((n, i) => {
+    const r = got[i];
+    if (!r) throw new PeerProtocolError(`${client.name} listed ${n} but does not have its recipe`);
+    if (r.size !== sizes.get(n)) throw new PeerProtocolError(`${client.name} listed ${n} with size ${sizes.get(n)}, its recipe says ${r.size}`);
+    out.set(n, r);
+  });
+  return out;
+}
+
+/** Files of a plan in order: the root itself for a file plan. */
+export function planFiles(plan: Plan): TreeEntry[] {
+  return plan.kind === 'file' ? [plan.root] : plan.entries.filter((e) => e.type === 'file');
+}
+
+export interface ChunkTally {
+  chunks: number;
+  bytes: number;
+}
+
+/** Unique chunks of a plan, in order of first use (so a batch holds neighbouring chunks). */
+export function uniqueChunks(plan: Plan): Map<string, ChunkWanted & { length: number }> {
+  const out = new Map<string, ChunkWanted & { length: number }>();
+  for (const f of planFiles(plan)) {
+    for (const c of plan.recipes.get(f.digest!)!.chunks) {
+      const k = c.digest.toString('latin1');
+      if (!out.has(k)) out.set(k, { digest: c.digest, length: c.length });
+    }
+  }
+  return out;
+}
+
+export function logicalBytes(plan: Plan): number {
+  return planFiles(plan).reduce((n, f) => n + f.size, 0);
+}
+
+export interface FetchOptions {
+  /** zstd level the server packs blocks at (0: chunks as the server stores them). */
+  level: number;
+  /** Plaintext bytes per request. */
+  batchBytes: number;
+  /** Requests in flight at once. */
+  parallel: number;
+}
+
+export const DEFAULT_FETCH: FetchOptions = { level: 19, batchBytes: 8 << 20, parallel: 3 };
+
+/** Split chunks into requests of at most `batchBytes` plaintext and the protocol's count limit. */
+export function batches<T extends { length: number }>(items: readonly T[], batchBytes: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let bytes = 0;
+  for (const it of items) {
+    if (cur.length && (bytes + it.length > batchBytes || cur.length >= LIMITS.batchChunks)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(it);
+    bytes += it.length;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+/**
+ * Fetch `wanted` from `client`, `parallel` requests at a time; `onChunk` gets each verified chunk.
+ * Chunks the peer does not have make it fail once everything else has arrived.
+ */
+export async function fetchChunks(
+  client: PeerClient,
+  wanted: readonly (ChunkWanted & { length: number })[],
+  opts: FetchOptions,
+  onChunk: (w: ChunkWanted, c: ArrivedChunk) => void | Promise<void>,
+): Promise<void> {
+  const todo = batches(wanted, opts.batchBytes);
+  const missing: Digest[] = [];
+  let nextBatch = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (nextBatch < todo.length && failed === undefined) {
+      const batch = todo[nextBatch++];
+      try {
+        const lost = await client.chunks(batch, { level: opts.level }, (c) => onChunk(batch[c.index], c));
+        for (const i of lost) missing.push(batch[i].digest);
+      } catch (e) {
+        failed ??= e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.parallel) }, worker));
+  if (failed !== undefined) throw failed;
+  if (missing.length) {
+    throw new PeerRefusedError(`${client.name} does not have ${missing.length} of the chunks (first: ${digestToString(missing[0])})`, 404);
+  }
+}
