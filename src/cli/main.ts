@@ -19,6 +19,7 @@ const COMMANDS: ReadonlyArray<() => CommandModule<any, any>> = [
   () => require('./gc').default,
   () => require('./serve').default,
   () => require('./get').default,
+  () => require('./seed').default,
 ];
 
 function packageVersion(): string {

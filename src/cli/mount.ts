@@ -8,6 +8,14 @@ import { startDaemon } from '../fs/daemon';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
 import { parseSize } from './units';
+import { parseListen } from './serve';
+import type { Store } from '../store/store';
+
+/** Chunk sources for --peer/--serve: loaded only when asked for. */
+async function peerSources(store: Store, args: Args, log: (l: string) => void) {
+  const { lazyMountSource } = await import('../net/lazyMount');
+  return lazyMountSource(store, { peers: args.peer ?? [], serve: args.serve ? parseListen(args.serve) : undefined, prefetch: args.prefetch }, log);
+}
 
 interface Args {
   mountpoint: string;
@@ -15,6 +23,9 @@ interface Args {
   foreground: boolean;
   'max-size'?: string;
   'ready-fd'?: number;
+  peer?: string[];
+  serve?: string;
+  prefetch: boolean;
 }
 
 function makeLogger(file: string, toStderr: boolean): (line: string) => void {
@@ -45,6 +56,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       mountpoint: args.mountpoint,
       storeDir,
       maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
+      extraSources: args.peer?.length || args.serve ? (store, l) => peerSources(store, args, l) : undefined,
       log,
     });
   } catch (err) {
@@ -69,6 +81,9 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   // Re-run the same entry script (bin/slinkyfs) as the daemon.
   const childArgs = [process.argv[1], 'mount', args.mountpoint, '--store', storeDir, '--foreground', '--ready-fd', '3'];
   if (args['max-size']) childArgs.push('--max-size', args['max-size']);
+  for (const p of args.peer ?? []) childArgs.push('--peer', p);
+  if (args.serve) childArgs.push('--serve', args.serve);
+  if (!args.prefetch) childArgs.push('--no-prefetch');
   fs.mkdirSync(storeDir, { recursive: true });
   const out = fs.openSync(path.join(storeDir, 'slinkyfs.log'), 'a');
   const child = spawn(process.execPath, childArgs, { detached: true, stdio: ['ignore', out, out, 'pipe'] });
@@ -98,8 +113,16 @@ const command: CommandModule<{}, Args> = {
       .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on, e.g. /slinky' })
       .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
       .option('max-size', { type: 'string', describe: 'limit the store database to this size (e.g. 10G); writes beyond it get ENOSPC' })
+      .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn)' })
+      .option('serve', { type: 'string', describe: 'also serve the store to peers on HOST:PORT' })
+      .option('prefetch', { type: 'boolean', default: true, describe: 'fetch the rest of the peers\' chunks in the background (--no-prefetch: only on demand)' })
       .option('ready-fd', { type: 'number', hidden: true })
+      .check((a) => {
+        if (a.serve) parseListen(a.serve);
+        return true;
+      })
       .example('$0 mount /slinky', 'mount the default store at /slinky')
+      .example('$0 mount /slinky --peer http://10.0.0.5:7070', 'programs on the peer run here, fetched as they are read')
       .example('$0 mount /mnt/s --store /var/lib/slinkyfs -f', 'mount another store in the foreground'),
   handler: async (args) => {
     if (!fs.existsSync(args.mountpoint)) {

@@ -1,0 +1,191 @@
+// `mount --peer URL` and `mount --serve HOST:PORT`: what the daemon's chunk source becomes.
+// At mount time each peer's tree (the URL's path, "/" by default) is mirrored into the store as
+// names and recipes whose chunks are absent; names that exist locally are kept. A read then
+// finds its chunk in the store, in the seeds, or on the peers (in turn), verified; whatever
+// arrives is filled into the store, so a program from a peer starts before all of it is here,
+// and a background prefetch brings the rest.
+import { encodeChunkAsync } from '../chunking/compress';
+import type { Digest } from '../chunking/digest';
+import type { ChunkSource } from '../store/chunkSource';
+import { LocalChunkSource } from '../store/localSource';
+import { isReg } from '../store/records';
+import { SeedIndex, SeedSource } from '../store/seedSource';
+import type { Store, StoredChunk } from '../store/store';
+import { PeerClient } from './client';
+import { FailoverSource, PeerSource } from './peerSource';
+import { requestPathComponents } from './protocol';
+import { PeerServer } from './server';
+import { createEntries, ensureDir, processOwner } from './storeTree';
+import { batches, planFromPeer } from './transfer';
+
+export interface LazyMountOptions {
+  peers: readonly string[];
+  /** HOST:PORT to serve the mounted store on. */
+  serve?: { host: string; port: number };
+  prefetch?: boolean;
+  /** Seconds without a byte from a peer before it counts as failed. */
+  timeoutSeconds?: number;
+}
+
+/** Fills absent chunks in the store as they arrive, a transaction per batch. */
+class Filler {
+  private pending: Array<Promise<{ digest: Digest; enc: StoredChunk }>> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  filled = 0;
+
+  constructor(private readonly store: Store, private readonly log: (l: string) => void) {}
+
+  add(digest: Digest, plain: Buffer): void {
+    if (!this.store.isChunkAbsent(digest)) return;
+    this.pending.push(encodeChunkAsync(plain).then((enc) => ({ digest, enc })));
+    if (this.pending.length >= 256) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), 50);
+  }
+
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return this.chain;
+    this.chain = this.chain.then(async () => {
+      try {
+        const items = await Promise.all(batch);
+        const bytes = items.reduce((n, it) => n + it.enc.data.length + 64, 0);
+        const n = await this.store.txn(() => items.filter((it) => this.store.fillChunk(it.digest, it.enc)).length, bytes);
+        this.filled += n;
+      } catch (err) {
+        // Not fatal: the chunk stays absent and is fetched again when next needed.
+        this.log(`storing fetched chunks failed: ${(err as Error).message}`);
+      }
+    });
+    return this.chain;
+  }
+}
+
+export class LazySource implements ChunkSource {
+  readonly name = 'store+peers';
+  readonly counters = { local: 0, seeded: 0, fetched: 0, missing: 0 };
+  private stopped = false;
+  private prefetching: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly local: LocalChunkSource,
+    private readonly seeds: ChunkSource | undefined,
+    private readonly remote: ChunkSource | undefined,
+    private readonly filler: Filler,
+    private readonly log: (l: string) => void,
+    private readonly closers: Array<() => Promise<void> | void>,
+  ) {}
+
+  async getChunk(digest: Digest): Promise<Buffer | undefined> {
+    const hit = this.local.getChunkSync(digest);
+    if (hit) {
+      this.counters.local++;
+      return hit;
+    }
+    const seeded = this.seeds && (await this.seeds.getChunk(digest));
+    if (seeded) {
+      this.counters.seeded++;
+      this.filler.add(digest, seeded);
+      return seeded;
+    }
+    const b = this.remote && (await this.remote.getChunk(digest));
+    if (b) {
+      this.counters.fetched++;
+      this.filler.add(digest, b);
+    } else this.counters.missing++;
+    return b;
+  }
+
+  /** Fetch every absent chunk, in file order, a batch at a time, until done or closed. */
+  startPrefetch(): void {
+    this.prefetching ??= this.prefetch().catch((err) => this.log(`prefetch stopped: ${(err as Error).message}`));
+  }
+
+  private async prefetch(): Promise<void> {
+    const wanted: Array<{ digest: Digest; length: number }> = [];
+    const seen = new Set<string>();
+    for (const rec of this.store.allInodes()) {
+      if (!isReg(rec)) continue;
+      for (const e of this.store.extents(rec.ino)) {
+        const k = e.digest.toString('latin1');
+        if (seen.has(k) || !this.store.isChunkAbsent(e.digest)) continue;
+        seen.add(k);
+        wanted.push({ digest: e.digest, length: e.length });
+      }
+    }
+    if (wanted.length === 0) return;
+    this.log(`prefetching ${wanted.length} chunks`);
+    let got = 0;
+    for (const batch of batches(wanted, 2 << 20)) {
+      if (this.stopped) return;
+      const left = batch.filter((w) => this.store.isChunkAbsent(w.digest));
+      const fromRemote: typeof left = [];
+      for (const w of left) {
+        const s = this.seeds && (await this.seeds.getChunk(w.digest));
+        if (s) this.filler.add(w.digest, s);
+        else fromRemote.push(w);
+      }
+      if (!this.remote || fromRemote.length === 0) continue;
+      const chunks = await (this.remote.getChunks?.(fromRemote.map((w) => w.digest)) ?? Promise.resolve([]));
+      chunks.forEach((b, i) => {
+        if (b) {
+          got++;
+          this.filler.add(fromRemote[i].digest, b);
+        }
+      });
+      await this.filler.flush();
+    }
+    this.log(`prefetch done: ${got} chunks fetched`);
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    await this.prefetching;
+    await this.filler.flush();
+    for (const c of this.closers) await c();
+  }
+}
+
+/** Mirror each peer's tree into the store (missing names only). Unreachable peers are logged. */
+async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: string) => void): Promise<void> {
+  for (const client of clients) {
+    const where = client.address.path || '/';
+    try {
+      const parts = requestPathComponents(where);
+      if (typeof parts === 'string') throw new Error(`bad path ${where}: ${parts}`);
+      const plan = await planFromPeer(client, where, true);
+      if (plan.kind !== 'dir') throw new Error(`${where} is not a directory`);
+      const owner = processOwner();
+      const top = await store.txn(() => ensureDir(store, parts, owner));
+      const created = await createEntries(store, top, plan.entries, plan.recipes, owner, { merge: true });
+      log(`${client.name}: mirrored ${created} of ${plan.entries.length} entries of ${where}`);
+    } catch (err) {
+      log(`${client.name}: cannot mirror ${where}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** The daemon's extraSources hook for --peer/--serve. */
+export async function lazyMountSource(store: Store, opts: LazyMountOptions, log: (l: string) => void): Promise<LazySource> {
+  const closers: Array<() => Promise<void> | void> = [];
+  const clients = opts.peers.map((p) => new PeerClient(p, { idleTimeoutMs: (opts.timeoutSeconds ?? 15) * 1000 }));
+  await mirrorNamespaces(store, clients, log);
+  const seedIndex = await SeedIndex.open(store.dir, { readOnly: true }).catch(() => undefined);
+  if (seedIndex) closers.push(() => seedIndex.close());
+  const remote = clients.length ? new FailoverSource(clients.map((c) => new PeerSource(c)), log) : undefined;
+  if (remote) closers.push(() => remote.close());
+  const local = new LocalChunkSource(store, (_d, why) => log(`corrupt chunk in store: ${why}`));
+  const lazy = new LazySource(store, local, seedIndex && new SeedSource(seedIndex), remote, new Filler(store, log), log, closers);
+  if (opts.serve) {
+    const server = new PeerServer({ store, host: opts.serve.host, port: opts.serve.port, log });
+    const addr = await server.listen();
+    log(`serving on http://${addr.host}:${addr.port}`);
+    closers.unshift(() => server.close());
+  }
+  if (remote && opts.prefetch !== false) setTimeout(() => lazy.startPrefetch(), 200).unref();
+  return lazy;
+}
