@@ -33,8 +33,27 @@ export interface RunOptions {
   readonly timeout?: number;
 }
 
+/**
+ * Standard input comes from a regular file, not a pipe: Node's stdio pipes are sockets, which
+ * /dev/stdin cannot reopen, and a program that exits without reading them races the writer.
+ */
+function withInput<T>(input: string | Buffer | undefined, fn: (stdin: number) => T): T {
+  const file = path.join(os.tmpdir(), `slinky-stdin-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  fs.writeFileSync(file, input ?? '');
+  fs.utimesSync(file, 0, 0); // programs that print the input's time (diff -u) print the same one
+  const fd = fs.openSync(file, 'r');
+  fs.unlinkSync(file);
+  try {
+    return fn(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export function run(file: string, args: readonly string[], opts: RunOptions = {}): SpawnSyncReturns<Buffer> {
-  return spawnSync(file, args, { input: opts.input ?? '', env: opts.env ?? CLEAN_ENV, cwd: '/', timeout: opts.timeout ?? 20000 });
+  return withInput(opts.input, (stdin) =>
+    spawnSync(file, args, { stdio: [stdin, 'pipe', 'pipe'], env: opts.env ?? CLEAN_ENV, cwd: '/', timeout: opts.timeout ?? 20000 }),
+  );
 }
 
 /**
@@ -73,11 +92,13 @@ export class EmptyRoot {
     const inside = path.join(this.dir, 'usr/bin', name);
     fs.linkSync(slinked, inside);
     try {
-      return spawnSync('/usr/sbin/chroot', [this.dir, `/usr/bin/${name}`, ...args], {
-        input: opts.input ?? '',
-        env: opts.env ?? CLEAN_ENV,
-        timeout: opts.timeout ?? 20000,
-      });
+      return withInput(opts.input, (stdin) =>
+        spawnSync('/usr/sbin/chroot', [this.dir, `/usr/bin/${name}`, ...args], {
+          stdio: [stdin, 'pipe', 'pipe'],
+          env: opts.env ?? CLEAN_ENV,
+          timeout: opts.timeout ?? 20000,
+        }),
+      );
     } finally {
       fs.unlinkSync(inside);
     }
