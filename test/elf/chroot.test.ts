@@ -156,3 +156,27 @@ test('the comparison environment is the clean one, passed through unchanged', ()
   const expected = Object.entries(CLEAN_ENV).map(([k, v]) => `${k}=${v}\n`).join('');
   expect(r.stdout.toString()).toBe(expected);
 });
+
+test('on a system whose libraries differ, the embedded ones are used and the system ones ignored', () => {
+  // Decoys where the loader and libc would be: garbage a dynamic program cannot start with.
+  const decoys = ['lib64/ld-linux-x86-64.so.2', 'lib/x86_64-linux-gnu/libc.so.6', 'etc/ld.so.cache'];
+  for (const d of decoys) {
+    fs.mkdirSync(path.join(root.dir, path.dirname(d)), { recursive: true });
+    fs.writeFileSync(path.join(root.dir, d), 'not a library\n');
+  }
+  const dynamicCopy = path.join(dir, 'dynamic-sort');
+  fs.copyFileSync('/usr/bin/sort', dynamicCopy);
+  try {
+    const env = { ...CLEAN_ENV, LD_LIBRARY_PATH: '/lib/x86_64-linux-gnu' };
+    const dynamic = root.run(dynamicCopy, 'sort', [], { input: TEXT, env });
+    expect(dynamic.status).not.toBe(0);
+    const slinkedRun = root.run(slinked.get('sort')!, 'sort', [], { input: TEXT, env });
+    expect({ status: slinkedRun.status, out: slinkedRun.stdout.toString(), err: slinkedRun.stderr.toString() }).toEqual({
+      status: 0,
+      out: [...TEXT.trimEnd().split('\n')].sort().join('\n') + '\n',
+      err: '',
+    });
+  } finally {
+    for (const d of ['lib64', 'lib', 'etc']) fs.rmSync(path.join(root.dir, d), { recursive: true, force: true });
+  }
+});
