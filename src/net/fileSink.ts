@@ -14,8 +14,8 @@ import type { TreeEntry } from './protocol';
 import { PEER_MODE_MASK } from './storeTree';
 import { type Plan, planFiles, uniqueChunks } from './transfer';
 
-/** Remote chunk bytes held at once while a file is being written. */
-const WINDOW_BYTES = 16 << 20;
+/** Remote chunk bytes asked for at once while a file is being written. */
+const WINDOW_BYTES = 32 << 20;
 
 interface Place {
   file: string;
@@ -23,7 +23,7 @@ interface Place {
   length: number;
 }
 
-type Fetch = (wanted: Array<ChunkWanted & { length: number }>, onChunk: (d: Digest, plain: Buffer) => void) => Promise<void>;
+type Fetch = (wanted: Array<ChunkWanted & { length: number }>, onChunk: (d: Digest, plain: Buffer) => Promise<void>) => Promise<void>;
 
 export class OutputExistsError extends Error {
   override name = 'OutputExistsError';
@@ -152,25 +152,38 @@ export class FileSink {
       let offset = 0;
       let i = 0;
       while (i < recipe.chunks.length) {
-        // One window: chunks up to WINDOW_BYTES of remote bytes.
+        // One window: chunks up to WINDOW_BYTES of remote bytes. Remote chunks are written where
+        // they belong as they arrive (so an interruption leaves them in the partial file).
         const start = i;
+        const startOffset = offset;
         let remoteBytes = 0;
         const remote = new Map<string, ChunkWanted & { length: number }>();
-        while (i < recipe.chunks.length && remoteBytes < WINDOW_BYTES) {
-          const c = recipe.chunks[i++];
+        const where = new Map<string, number[]>();
+        for (let pos = offset; i < recipe.chunks.length && remoteBytes < WINDOW_BYTES; pos += recipe.chunks[i++].length) {
+          const c = recipe.chunks[i];
           const k = c.digest.toString('latin1');
-          if (this.provider.get(k) === 'remote' && !this.written.has(k) && !remote.has(k)) {
+          if (this.provider.get(k) !== 'remote' || this.written.has(k) || this.partial.has(placeKey(c.digest, file, pos))) continue;
+          if (!remote.has(k)) {
             remote.set(k, { digest: c.digest, length: c.length });
             remoteBytes += c.length;
           }
+          where.set(k, [...(where.get(k) ?? []), pos]);
         }
-        const arrived = new Map<string, Buffer>();
-        if (remote.size) await fetch(Array.from(remote.values()), (d, plain) => void arrived.set(d.toString('latin1'), plain));
+        if (remote.size) {
+          await fetch(Array.from(remote.values()), async (d, plain) => {
+            const k = d.toString('latin1');
+            const at = where.get(k)!;
+            for (const pos of at) await fh.write(plain, 0, plain.length, pos);
+            this.written.set(k, { file, offset: at[0], length: plain.length });
+          });
+        }
+        offset = startOffset;
         for (let j = start; j < i; j++) {
           const c = recipe.chunks[j];
           const k = c.digest.toString('latin1');
-          if (!this.partial.has(placeKey(c.digest, file, offset))) {
-            const bytes = arrived.get(k) ?? (await this.localBytes(c.digest, k));
+          const arrivedHere = remote.has(k);
+          if (!arrivedHere && !this.partial.has(placeKey(c.digest, file, offset))) {
+            const bytes = await this.localBytes(c.digest, k);
             await fh.write(bytes, 0, bytes.length, offset);
           }
           if (!this.written.has(k)) this.written.set(k, { file, offset, length: c.length });

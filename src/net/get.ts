@@ -132,13 +132,17 @@ export async function getIntoStore(o: GetIntoStoreOptions): Promise<GetSummary> 
     o.progress?.add(plain.length);
     await sink.fill(w.digest, plain);
   });
-  await fetchChunks(o.client, remote, o.fetch, async (w, c) => {
-    s.fetchedChunks++;
-    s.fetchedBytes += c.plain.length;
-    o.progress?.add(c.plain.length);
-    await sink.fill(w.digest, c.plain, c.zstd);
-  });
-  await sink.flush();
+  try {
+    await fetchChunks(o.client, remote, o.fetch, async (w, c) => {
+      s.fetchedChunks++;
+      s.fetchedBytes += c.plain.length;
+      o.progress?.add(c.plain.length);
+      await sink.fill(w.digest, c.plain, c.zstd);
+    });
+  } finally {
+    // What arrived verified is kept even when the transfer fails: the next attempt resumes.
+    await sink.flush();
+  }
   const left = sink.stillAbsent(plan);
   if (left) throw new Error(`${left} chunks are still missing after the transfer`);
   await sink.finish();
@@ -171,7 +175,7 @@ export async function getToFiles(o: GetToFilesOptions): Promise<GetSummary> {
       s.fetchedChunks++;
       s.fetchedBytes += c.plain.length;
       o.progress?.add(c.plain.length);
-      onChunk(w.digest, c.plain);
+      await onChunk(w.digest, c.plain);
     });
   });
   return finishSummary(s, o.client, t0);

@@ -1,0 +1,159 @@
+// `serve` and `get` over loopback TCP with real slinked programs: files arrive identical, and
+// what crosses the wire is the unique chunks the receiver lacks plus a bounded protocol overhead.
+import fs from 'node:fs';
+import path from 'node:path';
+import { chunkBuffer } from '../../src/chunking/chunker';
+import { digestFromString } from '../../src/chunking/digest';
+import { Store } from '../../src/store/store';
+import { startMount } from '../helpers/mount';
+import { slinkyfs } from '../helpers/cli';
+import { tempDir } from '../elf/slinkHelpers';
+import { type Sender, type Served, buildSender, runCli, sha, startServe, tally, uniqueChunks } from './netHelpers';
+
+const PROGRAMS = ['ls', 'grep', 'sed', 'gzip'];
+let sender: Sender;
+let served: Served;
+const cleanups: Array<() => void> = [];
+
+beforeAll(async () => {
+  sender = await buildSender(PROGRAMS);
+  served = await startServe(sender.store);
+}, 120_000);
+
+afterAll(async () => {
+  await served?.stop();
+  for (const c of cleanups) c();
+  if (sender) fs.rmSync(sender.dir, { recursive: true, force: true });
+});
+
+/** A fresh receiving directory; its store is <dir>/store (the layout startMount expects). */
+function receiver(): { dir: string; store: string } {
+  const dir = tempDir('net-recv');
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return { dir, store: path.join(dir, 'store') };
+}
+
+/** sha256 of files read back through a real mount of the receiving store (removed afterwards). */
+function readBack(dir: string, files: readonly string[]): string[] {
+  const m = startMount([], dir);
+  try {
+    return files.map((f) => sha(path.join(m.mountpoint, f)));
+  } finally {
+    m.cleanup();
+  }
+}
+
+async function getJson(args: string[]): Promise<Record<string, number & string>> {
+  const r = await runCli(['get', served.url, ...args, '--json']);
+  if (r.code !== 0) throw new Error(`get failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+test('each program into an empty store: identical, and exactly its unique chunks cross the wire', async () => {
+  const senderStore = await Store.open(sender.store, { readOnly: true });
+  try {
+    for (const name of PROGRAMS) {
+      const recv = receiver();
+      const s = await getJson([`/bin/${name}`, '--into', '/bin', '--store', recv.store, '--level', '0']);
+      const want = uniqueChunks([sender.files.get(name)!]);
+      const { chunks, bytes } = tally(want);
+      expect(s.fetchedChunks).toBe(chunks);
+      expect(s.fetchedBytes).toBe(bytes);
+      // Level 0: each chunk travels in the sender's stored form.
+      let stored = 0;
+      for (const d of want.keys()) stored += senderStore.chunkRef(digestFromString(d))!.storedLength;
+      expect(s.chunkPayloadBytes).toBe(stored);
+      // Overhead: the recipe and one block header per chunk exactly, plus HTTP headers and the
+      // stat reply (well under 1 KiB per request: stat, recipes, one chunk batch).
+      const recipeChunks = chunkBuffer(fs.readFileSync(sender.files.get(name)!)).length;
+      const exact = 4 + 20 + 37 * recipeChunks + 13 * chunks;
+      const overhead = s.receivedBytes - s.chunkPayloadBytes;
+      console.log(`${name}: unique missing chunks ${chunks} (${bytes} bytes), received ${s.receivedBytes} bytes = chunk data ${s.chunkPayloadBytes} + protocol ${overhead}`);
+      expect(overhead).toBeGreaterThanOrEqual(exact);
+      expect(overhead).toBeLessThanOrEqual(exact + 3 * 1024);
+      expect(readBack(recv.dir, [`bin/${name}`])).toEqual([sha(sender.files.get(name)!)]);
+    }
+  } finally {
+    await senderStore.close();
+  }
+});
+
+test('a second program fetches only the chunks the first did not bring', async () => {
+  const recv = receiver();
+  await getJson(['/bin/ls', '--into', '/bin', '--store', recv.store]);
+  const s = await getJson(['/bin/grep', '--into', '/bin', '--store', recv.store]);
+  const have = uniqueChunks([sender.files.get('ls')!]);
+  const grep = uniqueChunks([sender.files.get('grep')!]);
+  const missing = new Map([...grep].filter(([k]) => !have.has(k)));
+  expect(s.localChunks).toBe(grep.size - missing.size);
+  expect(s.fetchedChunks).toBe(missing.size);
+  expect(s.fetchedBytes).toBe(tally(missing).bytes);
+  expect(s.localChunks).toBeGreaterThan(0); // libc and the loader are shared
+  expect(readBack(recv.dir, ['bin/ls', 'bin/grep'])).toEqual([sha(sender.files.get('ls')!), sha(sender.files.get('grep')!)]);
+});
+
+test('a whole tree with --dir: every file identical; compressed batches cost less than the chunk bytes', async () => {
+  const recv = receiver();
+  const s = await getJson(['/bin', '--dir', '--into', '/', '--store', recv.store]);
+  const all = tally(uniqueChunks([...sender.files.values()]));
+  expect(s.files).toBe(PROGRAMS.length);
+  expect(s.fetchedChunks).toBe(all.chunks);
+  expect(s.fetchedBytes).toBe(all.bytes);
+  expect(s.receivedBytes).toBeLessThan(all.bytes);
+  expect(slinkyfs(['verify', '--store', recv.store]).stdout).toMatch(/no damage/);
+  expect(readBack(recv.dir, PROGRAMS.map((p) => `bin/${p}`))).toEqual(PROGRAMS.map((p) => sha(sender.files.get(p)!)));
+});
+
+test('a file named by its digest needs no path; a digest the peer lacks is a clear error', async () => {
+  const recv = receiver();
+  const byPath = await getJson(['/bin/sed', '-o', path.join(recv.dir, 'sed-by-path'), '--store', recv.store]);
+  expect(byPath.digest).toMatch(/^sha256-[0-9a-f]{64}$/);
+  const out = path.join(recv.dir, 'sed-by-digest');
+  const byDigest = await getJson([byPath.digest, '-o', out, '--store', recv.store]);
+  expect(byDigest.digest).toBe(byPath.digest);
+  expect(sha(out)).toBe(sha(sender.files.get('sed')!));
+  expect(fs.statSync(out).mode & 0o777).toBe(0o755);
+  const r = await runCli(['get', served.url, `sha256-${'0'.repeat(64)}`, '-o', path.join(recv.dir, 'none')]);
+  expect(r.code).toBe(2);
+  expect(r.stderr.trim()).toBe(`slinkyfs: peer 127.0.0.1:${served.port} does not have sha256-${'0'.repeat(64)}`);
+  expect(fs.existsSync(path.join(recv.dir, 'none'))).toBe(false);
+});
+
+test('-o onto a path that exists is refused before anything is fetched', async () => {
+  const recv = receiver();
+  const out = path.join(recv.dir, 'taken');
+  fs.writeFileSync(out, 'mine');
+  const r = await runCli(['get', served.url, '/bin/ls', '-o', out]);
+  expect(r.code).toBe(2);
+  expect(r.stderr.trim()).toBe(`slinkyfs: ${out} exists`);
+  expect(fs.readFileSync(out, 'utf8')).toBe('mine');
+});
+
+test('get --into MOUNTPOINT/DIR writes through the mount; the mounted store is a chunk source', async () => {
+  const recv = receiver();
+  const m = startMount([], recv.dir);
+  try {
+    const first = await getJson(['/bin/ls', '--into', path.join(m.mountpoint, 'x')]);
+    expect(first.fetchedChunks).toBe(tally(uniqueChunks([sender.files.get('ls')!])).chunks);
+    expect(sha(path.join(m.mountpoint, 'x', 'ls'))).toBe(sha(sender.files.get('ls')!));
+    const again = await getJson(['/bin/ls', '--into', path.join(m.mountpoint, 'y')]);
+    expect(again.fetchedChunks).toBe(0);
+    expect(again.localChunks).toBe(first.fetchedChunks);
+    expect(sha(path.join(m.mountpoint, 'y', 'ls'))).toBe(sha(sender.files.get('ls')!));
+  } finally {
+    m.cleanup();
+  }
+});
+
+test('a path that is not on the peer, and a directory without --dir, are one-line errors', async () => {
+  const recv = receiver();
+  const missing = await runCli(['get', served.url, '/bin/nope', '--into', '/', '--store', recv.store]);
+  expect(missing.code).toBe(2);
+  expect(missing.stderr.trim()).toBe(`slinkyfs: peer 127.0.0.1:${served.port}: no such file or directory`);
+  const dir = await runCli(['get', served.url, '/bin', '--into', '/', '--store', recv.store]);
+  expect(dir.code).toBe(2);
+  expect(dir.stderr.trim()).toBe(`slinkyfs: /bin is a directory on peer 127.0.0.1:${served.port}: use --dir`);
+  const down = await runCli(['get', 'http://127.0.0.1:1', '/bin/ls', '-o', path.join(recv.dir, 'x')]);
+  expect(down.code).toBe(3);
+  expect(down.stderr.trim()).toBe('slinkyfs: peer 127.0.0.1:1 refused the connection (is `slinkyfs serve` running there?)');
+});
