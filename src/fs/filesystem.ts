@@ -61,15 +61,23 @@ export interface Attr {
   ctimeMs: number;
 }
 
+type PendingAttrs = Partial<Pick<InodeRecord, 'mode' | 'uid' | 'gid' | 'atimeMs' | 'mtimeMs' | 'ctimeMs'>>;
+
 /** State of a file that is open: its uncommitted writes and the lock that orders them. */
 interface FileState {
   ino: Ino;
   overlay: Overlay;
   size: number;
   committedSize: number;
-  mtimeMs: number;
+  /** Attribute changes not yet committed (times of writes; chmod/chown/utimens while writing). */
+  pending: PendingAttrs;
+  /** Content differs from the store. */
   dirty: boolean;
+  /** `pending` differs from the store. */
+  metaDirty: boolean;
   opens: number;
+  /** Handles open for writing: only then are attribute changes deferred. */
+  writers: number;
   lock: RwLock;
 }
 
@@ -136,21 +144,20 @@ export class Filesystem {
 
   // ---- attributes ---------------------------------------------------------------------------
 
-  private attrOf(rec: InodeRecord): Attr {
-    const st = this.states.get(rec.ino);
-    const size = st ? st.size : rec.size;
+  private attrOf(stored: InodeRecord): Attr {
+    const rec = this.mergedRecord(stored, this.states.get(stored.ino));
     return {
       ino: rec.ino,
       mode: rec.mode,
       uid: rec.uid,
       gid: rec.gid,
       nlink: rec.nlink,
-      size,
-      blocks: Math.ceil(size / 512),
+      size: rec.size,
+      blocks: Math.ceil(rec.size / 512),
       blksize: 4096,
       atimeMs: rec.atimeMs,
-      mtimeMs: st && st.dirty ? st.mtimeMs : rec.mtimeMs,
-      ctimeMs: st && st.dirty ? Math.max(st.mtimeMs, rec.ctimeMs) : rec.ctimeMs,
+      mtimeMs: rec.mtimeMs,
+      ctimeMs: rec.ctimeMs,
     };
   }
 
@@ -177,35 +184,49 @@ export class Filesystem {
   }
 
   async chmod(p: string, mode: number): Promise<void> {
-    const ino = this.resolve(p).ino;
-    await this.store.txn(() => {
-      const rec = this.inode(ino);
-      this.store.putInode({ ...rec, mode: (rec.mode & S_IFMT) | (mode & 0o7777), ctimeMs: Date.now() });
-    });
+    await this.changeAttrs(this.resolve(p).ino, (rec) => ({ mode: (rec.mode & S_IFMT) | (mode & 0o7777) }));
   }
 
   async chown(p: string, uid: number, gid: number): Promise<void> {
-    const ino = this.resolve(p).ino;
-    await this.store.txn(() => {
-      const rec = this.inode(ino);
+    await this.changeAttrs(this.resolve(p).ino, (rec) => {
       // (uid_t)-1 / (gid_t)-1 mean "leave unchanged"
       const newUid = uid === 0xffffffff || uid === -1 ? rec.uid : uid;
       const newGid = gid === 0xffffffff || gid === -1 ? rec.gid : gid;
       let mode = rec.mode;
       // POSIX: a chown of a regular file by anyone clears set-user-ID and set-group-ID.
       if (isReg(rec) && (newUid !== rec.uid || newGid !== rec.gid)) mode &= ~0o6000;
-      this.store.putInode({ ...rec, uid: newUid, gid: newGid, mode, ctimeMs: Date.now() });
+      return { uid: newUid, gid: newGid, mode };
     });
   }
 
   async utimens(p: string, atimeMs: number, mtimeMs: number): Promise<void> {
-    const ino = this.resolve(p).ino;
+    await this.changeAttrs(this.resolve(p).ino, () => ({ atimeMs, mtimeMs }));
+  }
+
+  /**
+   * Change an inode's attributes. For a file open for writing (cp, tar, install set owner, mode
+   * and times before they close) the change joins the file's pending state and is committed
+   * with its content at the next flush: one transaction per file instead of four.
+   */
+  private async changeAttrs(ino: Ino, change: (rec: InodeRecord) => PendingAttrs): Promise<void> {
     const st = this.states.get(ino);
-    if (st) st.mtimeMs = mtimeMs;
+    if (st && st.writers > 0) {
+      await st.lock.exclusive(async () => {
+        const cur = this.mergedRecord(this.inode(ino), st);
+        Object.assign(st.pending, change(cur), { ctimeMs: Date.now() });
+        st.metaDirty = true;
+      });
+      return;
+    }
     await this.store.txn(() => {
       const rec = this.inode(ino);
-      this.store.putInode({ ...rec, atimeMs, mtimeMs, ctimeMs: Date.now() });
+      this.store.putInode({ ...rec, ...change(rec), ctimeMs: Date.now() });
     });
+  }
+
+  /** An inode record as users see it: the stored one with an open file's pending changes. */
+  private mergedRecord(rec: InodeRecord, st: FileState | undefined): InodeRecord {
+    return st ? { ...rec, ...st.pending, size: st.size } : rec;
   }
 
   // ---- namespace ----------------------------------------------------------------------------
@@ -374,14 +395,17 @@ export class Filesystem {
         overlay: new Overlay(),
         size: rec.size,
         committedSize: rec.size,
-        mtimeMs: rec.mtimeMs,
+        pending: {},
         dirty: false,
+        metaDirty: false,
         opens: 0,
+        writers: 0,
         lock: new RwLock(),
       };
       this.states.set(rec.ino, st);
     }
     st.opens++;
+    if ((flags & O_ACCMODE) !== O_RDONLY) st.writers++;
     const fh = this.nextFh++;
     this.handles.set(fh, { state: st, flags });
     return fh;
@@ -422,8 +446,7 @@ export class Filesystem {
     return st.lock.exclusive(async () => {
       st.overlay.write(position, data.subarray(0, length));
       st.size = Math.max(st.size, position + length);
-      st.mtimeMs = Date.now();
-      st.dirty = true;
+      this.touchContent(st);
       if (st.overlay.bytes >= COMMIT_THRESHOLD) await this.commit(st);
       return length;
     });
@@ -447,10 +470,17 @@ export class Filesystem {
     await st.lock.exclusive(async () => {
       st.overlay.truncate(size);
       st.size = size;
-      st.mtimeMs = Date.now();
-      st.dirty = true;
+      this.touchContent(st);
       await this.commit(st);
     });
+  }
+
+  private touchContent(st: FileState): void {
+    const now = Date.now();
+    st.pending.mtimeMs = now;
+    st.pending.ctimeMs = now;
+    st.dirty = true;
+    st.metaDirty = true;
   }
 
   async flush(fh: number): Promise<void> {
@@ -469,6 +499,7 @@ export class Filesystem {
     this.handles.delete(fh);
     await st.lock.exclusive(async () => {
       st.opens--;
+      if ((h.flags & O_ACCMODE) !== O_RDONLY) st.writers--;
       const rec = this.store.getInode(st.ino);
       if (rec && rec.nlink > 0) {
         try {
@@ -494,15 +525,17 @@ export class Filesystem {
 
   /** Chunk and store the file's pending writes as one transaction. Caller holds the lock. */
   private async commit(st: FileState): Promise<void> {
-    if (!st.dirty) return;
-    const plan = await planRewrite(this.store, this.source, st.ino, st.committedSize, st.size, st.overlay);
+    if (!st.dirty && !st.metaDirty) return;
+    const plan = st.dirty
+      ? await planRewrite(this.store, this.source, st.ino, st.committedSize, st.size, st.overlay)
+      : { removed: [], added: [], newSize: st.size };
     let encoded = await encodeMissing(this.store, plan.added);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.store.txn(() => {
           const rec = this.inode(st.ino);
           applyPlan(this.store, st.ino, plan, encoded);
-          this.store.putInode({ ...rec, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: Math.max(rec.ctimeMs, st.mtimeMs) });
+          this.store.putInode({ ...rec, ...st.pending, size: st.size });
         }, planBytes(plan, encoded));
         break;
       } catch (err) {
@@ -520,7 +553,9 @@ export class Filesystem {
     if (last) this.source.add(last.digest, Buffer.from(last.plain));
     st.overlay.clear();
     st.committedSize = st.size;
+    st.pending = {};
     st.dirty = false;
+    st.metaDirty = false;
   }
 
   /** Commit every open file's pending writes (on unmount). */

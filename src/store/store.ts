@@ -84,6 +84,11 @@ export class Store {
         keyEncoding: 'binary',
         // Values are our own binary records; lmdb-js's shared structures and cache add nothing.
         cache: false,
+        // A transaction's promise resolves when it is committed and visible (written to the OS:
+        // it survives the daemon being killed); the disk flush follows in the background
+        // (overlappingSync keeps the database intact across a power cut). fsync() waits for the
+        // flush. Without this every acknowledged change waited for an fsync: ~4 ms each.
+        separateFlushed: true,
       });
     } catch (err) {
       throw new StoreError(`cannot open store at ${dir}: ${(err as Error).message}`);
