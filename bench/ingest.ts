@@ -1,0 +1,150 @@
+// Ingest, read and store-size benchmark of a slinkyfs mount against real peers, side by side in
+// one run on the same inputs:
+//   - bindfs -o big_writes over an ext4 directory (a C FUSE passthrough: the FUSE baseline;
+//     without big_writes it gets 4 KiB writes and is no fair baseline),
+//   - casync make of the same tree into a chunk store (a content-defined chunk store).
+// Inputs: this machine's /usr/bin (cp -a: files and symlinks) and one large file made of real
+// shared libraries (default 1 GiB). Prints MB/s, sizes and ratios; asserts nothing.
+//
+//   make build && node dist/bench/ingest.js [--big-mib 1024] [--skip-casync]
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BIN = path.join(ROOT, 'bin', 'slinkyfs');
+const args = process.argv.slice(2);
+const bigMiB = Number(args[args.indexOf('--big-mib') + 1]) || 1024;
+const skipCasync = args.includes('--skip-casync');
+
+function sh(cmd: string): void {
+  const r = spawnSync('bash', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
+}
+function timed(cmd: string): number {
+  const t0 = process.hrtime.bigint();
+  sh(cmd);
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+function dropCaches(): void {
+  sh('sync; echo 3 > /proc/sys/vm/drop_caches');
+}
+function duBytes(p: string): number {
+  return Number(execFileSync('du', ['-sb', p], { encoding: 'utf8' }).split('\t')[0]);
+}
+function treeBytes(p: string): number {
+  return Number(execFileSync('bash', ['-c', `find '${p}' -type f -printf '%s\\n' | awk '{s+=$1} END {print s}'`], { encoding: 'utf8' }));
+}
+const mb = (bytes: number) => bytes / 1e6;
+
+function makeBigFile(file: string, bytes: number): void {
+  // Real bytes: shared libraries, largest first, until the size is reached (repeating if needed).
+  const dir = '/usr/lib/x86_64-linux-gnu';
+  const libs = fs
+    .readdirSync(dir)
+    .map((n) => path.join(dir, n))
+    .filter((p) => fs.lstatSync(p).isFile())
+    .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size);
+  const fd = fs.openSync(file, 'w');
+  let written = 0;
+  for (let round = 0; written < bytes; round++) {
+    for (const lib of libs) {
+      if (written >= bytes) break;
+      const b = fs.readFileSync(lib);
+      const n = Math.min(b.length, bytes - written);
+      fs.writeSync(fd, b, 0, n);
+      written += n;
+    }
+  }
+  fs.closeSync(fd);
+}
+
+interface Row {
+  what: string;
+  slinkyfs: number;
+  peer: number;
+  peerName: string;
+  unit: string;
+  target?: string;
+}
+
+function main(): void {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-bench-'));
+  const big = path.join(work, 'big.bin');
+  const mnt = path.join(work, 'mnt');
+  const store = path.join(work, 'store');
+  const ext = path.join(work, 'ext4');
+  const bmnt = path.join(work, 'bindfs');
+  for (const d of [mnt, ext, bmnt]) fs.mkdirSync(d);
+  const rows: Row[] = [];
+  const usrBinBytes = treeBytes('/usr/bin');
+  try {
+    makeBigFile(big, bigMiB << 20);
+    const bigBytes = fs.statSync(big).size;
+    // Sources hot in the page cache for every contender, so reading them costs the same.
+    sh(`cat /usr/bin/* '${big}' > /dev/null 2>&1 || true`);
+
+    execFileSync(process.execPath, [BIN, 'mount', mnt, '--store', store]);
+    sh(`bindfs -o big_writes '${ext}' '${bmnt}'`);
+    try {
+      const ourTree = timed(`cp -a /usr/bin/. '${mnt}/bin/'`);
+      const bindTree = timed(`cp -a /usr/bin/. '${bmnt}/bin/'`);
+      rows.push({ what: 'ingest /usr/bin (cp -a)', slinkyfs: mb(usrBinBytes) / ourTree, peer: mb(usrBinBytes) / bindTree, peerName: 'bindfs', unit: 'MB/s', target: '>= 0.5x' });
+      const ourBig = timed(`cp '${big}' '${mnt}/big.bin'`);
+      const bindBig = timed(`cp '${big}' '${bmnt}/big.bin'`);
+      rows.push({ what: `ingest ${bigMiB} MiB file`, slinkyfs: mb(bigBytes) / ourBig, peer: mb(bigBytes) / bindBig, peerName: 'bindfs', unit: 'MB/s', target: '>= 0.5x' });
+
+      sh(`cat '${mnt}/big.bin' > /dev/null; cat '${bmnt}/big.bin' > /dev/null`);
+      const ourHot = timed(`cat '${mnt}/big.bin' > /dev/null`);
+      const bindHot = timed(`cat '${bmnt}/big.bin' > /dev/null`);
+      rows.push({ what: 'sequential read, hot', slinkyfs: mb(bigBytes) / ourHot, peer: mb(bigBytes) / bindHot, peerName: 'bindfs', unit: 'MB/s', target: '>= 0.8x' });
+      dropCaches();
+      const ourCold = timed(`cat '${mnt}/big.bin' > /dev/null`);
+      dropCaches();
+      const bindCold = timed(`cat '${bmnt}/big.bin' > /dev/null`);
+      rows.push({ what: 'sequential read, cold', slinkyfs: mb(bigBytes) / ourCold, peer: mb(bigBytes) / bindCold, peerName: 'bindfs', unit: 'MB/s', target: '>= 0.8x' });
+    } finally {
+      spawnSync(process.execPath, [BIN, 'umount', mnt]);
+      spawnSync('fusermount', ['-u', bmnt]);
+    }
+
+    // Store size of /usr/bin alone, against du and casync.
+    const store2 = path.join(work, 'store2');
+    const mnt2 = path.join(work, 'mnt2');
+    fs.mkdirSync(mnt2);
+    execFileSync(process.execPath, [BIN, 'mount', mnt2, '--store', store2]);
+    const ourBinOnly = timed(`cp -a /usr/bin/. '${mnt2}/'`);
+    spawnSync(process.execPath, [BIN, 'umount', mnt2]);
+    const stats = JSON.parse(execFileSync(process.execPath, [BIN, 'stats', '--store', store2, '--json'], { encoding: 'utf8' }));
+    const ourDisk = duBytes(path.join(store2, 'db'));
+    const usrBinDu = Number(execFileSync('du', ['-s', '--block-size=1', '/usr/bin'], { encoding: 'utf8' }).split('\t')[0]);
+    rows.push({ what: 'store size of /usr/bin (on disk)', slinkyfs: mb(ourDisk), peer: mb(usrBinDu), peerName: 'du /usr/bin', unit: 'MB' });
+    rows.push({ what: 'store size of /usr/bin (chunk bytes)', slinkyfs: mb(stats.storedBytes), peer: mb(usrBinBytes), peerName: 'file bytes', unit: 'MB' });
+    if (!skipCasync) {
+      const cstore = path.join(work, 'casync.castr');
+      const caTime = timed(`casync make --store='${cstore}' '${work}/usrbin.caidx' /usr/bin`);
+      rows.push({ what: 'ingest /usr/bin vs casync make', slinkyfs: mb(usrBinBytes) / ourBinOnly, peer: mb(usrBinBytes) / caTime, peerName: 'casync', unit: 'MB/s', target: '>= 1.0x' });
+      rows.push({ what: 'store size of /usr/bin vs casync', slinkyfs: mb(ourDisk), peer: mb(duBytes(cstore) + duBytes(`${work}/usrbin.caidx`)), peerName: 'casync', unit: 'MB' });
+    }
+  } finally {
+    spawnSync('fusermount', ['-uz', mnt]);
+    spawnSync('fusermount', ['-uz', bmnt]);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+
+  const head = ['measure', 'slinkyfs', 'peer', 'ratio', 'target'];
+  const body = rows.map((r) => [
+    r.what,
+    `${r.slinkyfs.toFixed(1)} ${r.unit}`,
+    `${r.peer.toFixed(1)} ${r.unit} (${r.peerName})`,
+    `${(r.slinkyfs / r.peer).toFixed(2)}x`,
+    r.target ?? '',
+  ]);
+  const all = [head, ...body];
+  const widths = head.map((_, i) => Math.max(...all.map((row) => row[i].length)));
+  console.log(`ingest benchmark, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(2)}`);
+  for (const row of all) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+}
+
+main();
