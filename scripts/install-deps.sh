@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   libfuse2 fuse3 libfuse3-dev pkg-config   # mounting (fuse-native needs libfuse.so.2; fusermount)
   libzstd-dev gcc make                       # the native addon and the loader stub
+  liblzma-dev                                # xz for chunk batches on the wire (native/netxz.c)
   bindfs casync hyperfine zstd               # benchmark peers (bench/)
 )
 

@@ -14,8 +14,9 @@ import { Store } from '../store/store';
 import { defaultStoreDir } from '../store/defaultStore';
 import { PeerClient } from '../net/client';
 import { getIntoStore, getToFiles, type GetSummary } from '../net/get';
-import { requestPathComponents } from '../net/protocol';
+import { requestPathComponents, type WireCodec } from '../net/protocol';
 import { isDigestName, type FetchOptions } from '../net/transfer';
+import { xzAvailable } from '../net/xz';
 import { UserError } from './errors';
 import { transferProgress } from './transferProgress';
 import { formatBytes, parseSize } from './units';
@@ -27,7 +28,8 @@ interface Args {
   into?: string;
   dir: boolean;
   store?: string;
-  level: number;
+  codec: string;
+  level?: number;
   parallel: number;
   batch: string;
   timeout: number;
@@ -90,7 +92,8 @@ const command: CommandModule<object, Args> = {
       .option('into', { type: 'string', describe: 'put it into MOUNTPOINT/DIR, or into /DIR of the --store when it is not mounted' })
       .option('dir', { type: 'boolean', default: false, describe: 'PATH is a directory: get the whole tree' })
       .option('store', { type: 'string', describe: 'local store (default: $XDG_DATA_HOME/slinkyfs); its chunks and seeds are used' })
-      .option('level', { type: 'number', default: 19, describe: 'zstd level the peer packs chunk batches at (0: as stored)' })
+      .option('codec', { choices: ['zstd', 'xz'], default: 'zstd', describe: 'compressor the peer packs chunk batches with' })
+      .option('level', { type: 'number', describe: 'its level: zstd 1..19 (default 19), xz 1..9 (default 9); 0: chunks as stored' })
       .option('parallel', { type: 'number', default: 3, describe: 'requests in flight at once' })
       .option('batch', { type: 'string', default: '8M', describe: 'chunk bytes per request' })
       .option('timeout', { type: 'number', default: 30, describe: 'seconds without a byte from the peer before giving up' })
@@ -99,7 +102,8 @@ const command: CommandModule<object, Args> = {
       .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' })
       .check((a) => {
         if (!a.output === !a.into) throw new UserError('say where it goes: -o FILE or --into DIR (one of them)');
-        if (!Number.isInteger(a.level) || a.level < 0 || a.level > 19) throw new UserError('--level must be 0..19');
+        const max = a.codec === 'xz' ? 9 : 19;
+        if (a.level !== undefined && (!Number.isInteger(a.level) || a.level < 0 || a.level > max)) throw new UserError(`--level must be 0..${max} for ${a.codec}`);
         if (!Number.isInteger(a.parallel) || a.parallel < 1 || a.parallel > 16) throw new UserError('--parallel must be 1..16');
         if (!(a.timeout > 0)) throw new UserError('--timeout must be positive');
         return true;
@@ -110,7 +114,9 @@ const command: CommandModule<object, Args> = {
   handler: async (args) => {
     const batchBytes = parseSize(args.batch);
     if (batchBytes < 64 << 10 || batchBytes > 32 << 20) throw new UserError('--batch must be between 64K and 32M');
-    const fetch: FetchOptions = { level: args.level, batchBytes, parallel: args.parallel };
+    const codec = args.codec as WireCodec;
+    if (codec === 'xz' && !xzAvailable()) throw new UserError('--codec xz needs build/slinky_xz.node (run `make build`; apt-get install liblzma-dev)', 3);
+    const fetch: FetchOptions = { codec, level: args.level ?? (codec === 'xz' ? 9 : 19), batchBytes, parallel: args.parallel };
     const client = new PeerClient(args.peer, { idleTimeoutMs: args.timeout * 1000, minBytesPerSecond: parseSize(args['min-rate']) });
     const base = { client, what: args.path, allowDir: args.dir, fetch };
     let needed = 0;

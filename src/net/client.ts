@@ -6,11 +6,13 @@
 import http from 'node:http';
 import net from 'node:net';
 import { decompressAsync, CorruptChunkError } from '../chunking/compress';
+import { xzDecompress } from './xz';
 import { digestToString, verifyDigest, type Digest } from '../chunking/digest';
 import {
   API,
   BLOCK_HEADER,
   BLOCK_RAW,
+  BLOCK_XZ,
   BLOCK_ZSTD,
   LIMITS,
   MAX_CHUNK_BYTES,
@@ -19,6 +21,7 @@ import {
   type Recipe,
   type TreeEntry,
   TreeChecker,
+  type WireCodec,
   checkEntry,
   decodeRecipe,
   fileDigest,
@@ -92,8 +95,11 @@ export interface ArrivedChunk {
 }
 
 export interface ChunkRequestOptions {
-  /** zstd level for the server to pack blocks at; 0 = chunks in the server's stored form. */
+  /** Compressor the server packs blocks with (default zstd). */
+  codec?: WireCodec;
+  /** Its level (zstd 1..19, xz 1..9); 0 = chunks in the server's stored form. */
   level?: number;
+  /** Plaintext bytes per block (default 8 MiB). */
   blockBytes?: number;
 }
 
@@ -335,7 +341,22 @@ export class PeerClient {
     // bytes except the last, so a file of n bytes has at most n / 2048 + 1 of them.
     const expect = sizes ? sizes.reduce((n, sz) => n + 24 + (Math.floor(sz / 2048) + 1) * 37, 0) : undefined;
     const maxBytes = Math.min(digests.length * (4 + maxOne), 1 << 30);
-    return this.request({ method: 'POST', path: '/recipes', body: Buffer.concat(digests), maxBytes, expectBytes: expect }, async (body) => {
+    return this.request({ method: 'POST', path: '/recipes?z=1', body: Buffer.concat(digests), maxBytes, expectBytes: expect }, async (stream) => {
+      // One zstd frame after its plain length: bounded by what the asked-for recipes can need.
+      const packed = new ByteReader(stream, this.name);
+      const rawLength = (await packed.take(4)).readUInt32LE(0);
+      if (rawLength > maxBytes) throw new PeerProtocolError(`${this.name} sent a reply larger than ${maxBytes} bytes`);
+      const frame = await packed.rest(maxEncoded(rawLength));
+      let raw: Buffer;
+      try {
+        raw = await decompressAsync(frame, rawLength);
+      } catch (e) {
+        if (e instanceof CorruptChunkError) throw new PeerProtocolError(`${this.name} sent an undecodable recipes reply: ${e.message}`);
+        throw e;
+      }
+      const body = (async function* () {
+        yield raw;
+      })();
       const reader = new ByteReader(body, this.name);
       const out: (Recipe | undefined)[] = [];
       for (const d of digests) {
@@ -371,11 +392,12 @@ export class PeerClient {
     if (wanted.length === 0) return [];
     if (wanted.length > LIMITS.batchChunks) throw new RangeError(`at most ${LIMITS.batchChunks} chunks per request`);
     const level = opts.level ?? 0;
-    const blockBytes = Math.max(MAX_CHUNK_BYTES, Math.min(opts.blockBytes ?? LIMITS.blockBytes, LIMITS.blockBytes));
+    const codec = opts.codec ?? 'zstd';
+    const blockBytes = Math.max(MAX_CHUNK_BYTES, Math.min(opts.blockBytes ?? 8 << 20, LIMITS.blockBytes));
     let plainMax = 0;
     for (const w of wanted) plainMax += w.length ?? MAX_CHUNK_BYTES;
     const maxBytes = maxEncoded(plainMax) + wanted.length * (BLOCK_HEADER + 4);
-    const path = `/chunks?level=${level}&block=${blockBytes}`;
+    const path = `/chunks?codec=${codec}&level=${level}&block=${blockBytes}`;
     const body = Buffer.concat(wanted.map((w) => w.digest));
     return this.request({ method: 'POST', path, body, maxBytes }, async (stream) => {
       const reader = new ByteReader(stream, this.name);
@@ -386,7 +408,7 @@ export class PeerClient {
         const codec = head[0];
         const count = head.readUInt32LE(1);
         const encodedLength = head.readUInt32LE(5);
-        if (codec !== BLOCK_RAW && codec !== BLOCK_ZSTD) throw new PeerProtocolError(`${this.name} sent a block with unknown codec ${codec}`);
+        if (codec !== BLOCK_RAW && codec !== BLOCK_ZSTD && codec !== BLOCK_XZ) throw new PeerProtocolError(`${this.name} sent a block with unknown codec ${codec}`);
         if (count === 0 || count > wanted.length - next) throw new PeerProtocolError(`${this.name} sent a block of ${count} chunks where ${wanted.length - next} were left`);
         const lengthsRaw = await reader.take(4 * count);
         const lengths: number[] = new Array(count);
@@ -412,7 +434,7 @@ export class PeerClient {
         this.chunkPayloadIn += encodedLength;
         let plain: Buffer;
         try {
-          plain = codec === BLOCK_RAW ? data : await decompressAsync(data, plainTotal);
+          plain = codec === BLOCK_RAW ? data : codec === BLOCK_ZSTD ? await decompressAsync(data, plainTotal) : await xzDecompress(data, plainTotal);
         } catch (e) {
           if (e instanceof CorruptChunkError) throw new PeerProtocolError(`${this.name} sent an undecodable block: ${e.message}`);
           throw e;
@@ -464,6 +486,21 @@ class ByteReader {
     this.pending = rest.length ? [rest] : [];
     this.have = rest.length;
     return out;
+  }
+
+  /** Everything left (at most `max` bytes, else the reply is refused). */
+  async rest(max: number): Promise<Buffer> {
+    for (;;) {
+      if (this.have > max) throw new PeerProtocolError(`${this.peer} sent a reply larger than asked for`);
+      const r = await this.it.next();
+      if (r.done) break;
+      this.pending.push(r.value);
+      this.have += r.value.length;
+    }
+    const all = Buffer.concat(this.pending);
+    this.pending = [];
+    this.have = 0;
+    return all;
   }
 
   async expectEnd(): Promise<void> {

@@ -18,7 +18,7 @@ export const LIMITS = {
   /** Plaintext bytes one chunk request may ask for. */
   batchBytes: 32 << 20,
   /** Plaintext bytes in one compressed block of a chunk reply. */
-  blockBytes: 8 << 20,
+  blockBytes: 32 << 20,
   /** File digests in one recipes request. */
   recipesPerRequest: 1024,
   /** Chunks in one recipe (1 Mi chunks is a file of about 8 GiB). */
@@ -27,8 +27,9 @@ export const LIMITS = {
   treePage: 2000,
   /** Recipe chunks the server hashes to produce one page of a tree listing. */
   treePageChunks: 1 << 20,
-  /** Highest zstd level a client may ask the server to spend on a chunk reply. */
+  /** Highest zstd level a client may ask the server to spend on a chunk reply (xz: preset 9). */
   maxLevel: 19,
+  maxXzLevel: 9,
   /** A JSON reply (info, stat, one tree page). */
   jsonBytes: 16 << 20,
   /** Bytes of one path a client may name. */
@@ -226,6 +227,10 @@ export class TreeChecker {
 /** Block payload codecs. */
 export const BLOCK_RAW = 0;
 export const BLOCK_ZSTD = 1;
+export const BLOCK_XZ = 2;
+
+/** Compressors a client may ask the server to pack blocks with. */
+export type WireCodec = 'zstd' | 'xz';
 /** A chunk length meaning "the server does not have this chunk". */
 export const NOT_HERE = 0xffffffff;
 /** codec u8, count u32, encoded length u32. */
@@ -240,10 +245,13 @@ export function encodeBlockHeader(codec: number, lengths: readonly number[], enc
   return b;
 }
 
-/** Most encoded bytes a block may have for `plain` bytes of chunks (zstd's worst case, rounded up). */
+/** Most encoded bytes a block may have for `plain` bytes of chunks (zstd's and xz's worst case, rounded up). */
 export function maxEncoded(plain: number): number {
   return plain + (plain >> 7) + 1024;
 }
+
+/** Recipes replies are one zstd frame of the plain reply, after its length (u32): digests repeat across files. */
+export const RECIPES_LEVEL = 19;
 
 /** Parse the concatenated digests of a request body. */
 export function decodeDigestList(body: Buffer, max: number): Digest[] {

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeChunk, compressAsync } from '../chunking/compress';
+import { xzAvailable, xzCompress } from './xz';
 import type { Digest } from '../chunking/digest';
 import { CODEC_ABSENT, isDir } from '../store/records';
 import type { Store } from '../store/store';
@@ -12,8 +13,11 @@ import { BusyError, Limiter } from './limiter';
 import {
   API,
   BLOCK_RAW,
+  BLOCK_XZ,
   BLOCK_ZSTD,
   LIMITS,
+  RECIPES_LEVEL,
+  type WireCodec,
   NOT_HERE,
   PROTOCOL_VERSION,
   type TreeEntry,
@@ -48,6 +52,8 @@ export class PeerServer {
   private readonly server: http.Server;
   private view: StoreView;
   private readonly limiter: Limiter;
+  /** xz at a high preset takes ~10x a block's size in memory: at most two at a time. */
+  private readonly xzJobs = new Limiter(2, 1024);
   private readonly log: (line: string) => void;
   /** Bytes of chunk payload and of whole replies sent, for the log and for tests. */
   readonly counters = { requests: 0, chunksSent: 0, replyBytes: 0 };
@@ -103,13 +109,17 @@ export class PeerServer {
       if (req.method === 'GET' && what === 'tree') return this.json(res, this.tree(url));
       if (req.method === 'POST' && what === 'recipes') {
         const digests = decodeDigestList(await readBody(req, LIMITS.recipesPerRequest * 65), LIMITS.recipesPerRequest);
-        return await this.limiter.run(() => this.recipes(res, digests));
+        const z = intParam(url, 'z', 0, 0, 1) === 1;
+        return await this.limiter.run(() => this.recipes(res, digests, z));
       }
       if (req.method === 'POST' && what === 'chunks') {
         const digests = decodeDigestList(await readBody(req, LIMITS.batchChunks * 65), LIMITS.batchChunks);
-        const level = intParam(url, 'level', 0, 0, LIMITS.maxLevel);
-        const block = intParam(url, 'block', LIMITS.blockBytes, 64 << 10, LIMITS.blockBytes);
-        return await this.limiter.run(() => this.chunks(res, digests, level, block));
+        const codec = url.searchParams.get('codec') ?? 'zstd';
+        if (codec !== 'zstd' && codec !== 'xz') throw new HttpError(400, `unknown codec ${codec}`);
+        if (codec === 'xz' && !xzAvailable()) throw new HttpError(400, 'this server cannot compress with xz');
+        const level = intParam(url, 'level', 0, 0, codec === 'xz' ? LIMITS.maxXzLevel : LIMITS.maxLevel);
+        const block = intParam(url, 'block', 8 << 20, 64 << 10, LIMITS.blockBytes);
+        return await this.limiter.run(() => this.chunks(res, digests, codec, level, block));
       }
       throw new HttpError(404, 'unknown endpoint');
     } catch (err) {
@@ -151,7 +161,8 @@ export class PeerServer {
 
   private info(): object {
     const f = this.opts.store.format;
-    return { protocol: PROTOCOL_VERSION, hash: f.hashAlgorithm, chunker: f.chunker, limits: LIMITS };
+    const codecs = xzAvailable() ? ['zstd', 'xz'] : ['zstd'];
+    return { protocol: PROTOCOL_VERSION, hash: f.hashAlgorithm, chunker: f.chunker, codecs, limits: LIMITS };
   }
 
   private stat(url: URL): TreeEntry {
@@ -192,21 +203,24 @@ export class PeerServer {
     return more && last ? { entries, next: last } : { entries };
   }
 
-  private async recipes(res: http.ServerResponse, digests: Digest[]): Promise<void> {
+  private async recipes(res: http.ServerResponse, digests: Digest[], z: boolean): Promise<void> {
     const parts: Buffer[] = [];
-    let total = 0;
     for (const d of digests) {
       const r = this.view.recipeByDigest(d);
       const len = Buffer.allocUnsafe(4);
       len.writeUInt32LE(r ? r.length : NOT_HERE);
       parts.push(len);
       if (r) parts.push(r);
-      total += 4 + (r ? r.length : 0);
     }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-    for (const p of parts) res.write(p);
-    res.end();
-    this.counters.replyBytes += total;
+    let body = Buffer.concat(parts);
+    if (z) {
+      const head = Buffer.allocUnsafe(4);
+      head.writeUInt32LE(body.length);
+      body = Buffer.concat([head, await compressAsync(body, RECIPES_LEVEL)]);
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+    res.end(body);
+    this.counters.replyBytes += body.length;
   }
 
   /**
@@ -214,7 +228,7 @@ export class PeerServer {
    * stored form (no work beyond a read); a level above 0 packs chunks into blocks of up to
    * `blockBytes` plaintext compressed as one zstd frame, so similar chunks compress together.
    */
-  private async chunks(res: http.ServerResponse, digests: Digest[], level: number, blockBytes: number): Promise<void> {
+  private async chunks(res: http.ServerResponse, digests: Digest[], codec: WireCodec, level: number, blockBytes: number): Promise<void> {
     const store = this.opts.store;
     let plainTotal = 0;
     for (const d of digests) plainTotal += store.chunkRef(d)?.length ?? 0;
@@ -250,16 +264,16 @@ export class PeerServer {
       curBytes += len;
     }
     if (cur.length) groups.push(cur);
-    let next = groups.length ? this.packBlock(groups[0], level) : undefined;
+    let next = groups.length ? this.packBlock(groups[0], codec, level) : undefined;
     for (let i = 0; i < groups.length; i++) {
       const block = await next!;
-      next = i + 1 < groups.length ? this.packBlock(groups[i + 1], level) : undefined;
+      next = i + 1 < groups.length ? this.packBlock(groups[i + 1], codec, level) : undefined;
       await send(block);
     }
     res.end();
   }
 
-  private async packBlock(digests: Digest[], level: number): Promise<Buffer> {
+  private async packBlock(digests: Digest[], codec: WireCodec, level: number): Promise<Buffer> {
     const store = this.opts.store;
     const lengths: number[] = [];
     const plains: Buffer[] = [];
@@ -280,8 +294,9 @@ export class PeerServer {
     const plain = Buffer.concat(plains);
     this.counters.chunksSent += plains.length;
     if (plain.length === 0) return encodeBlockHeader(BLOCK_RAW, lengths, 0);
-    const packed = await compressAsync(plain, level);
-    if (packed.length < plain.length) return Buffer.concat([encodeBlockHeader(BLOCK_ZSTD, lengths, packed.length), packed]);
+    const packed = codec === 'xz' ? await this.xzJobs.run(() => xzCompress(plain, level)) : await compressAsync(plain, level);
+    const id = codec === 'xz' ? BLOCK_XZ : BLOCK_ZSTD;
+    if (packed.length < plain.length) return Buffer.concat([encodeBlockHeader(id, lengths, packed.length), packed]);
     return Buffer.concat([encodeBlockHeader(BLOCK_RAW, lengths, plain.length), plain]);
   }
 

@@ -4,7 +4,7 @@
 import { digestFromString, digestToString, type Digest } from '../chunking/digest';
 import { DigestFormatError } from '../chunking/digest';
 import { type ArrivedChunk, type ChunkWanted, PeerClient, PeerRefusedError } from './client';
-import { LIMITS, PeerProtocolError, type Recipe, type TreeEntry } from './protocol';
+import { LIMITS, PeerProtocolError, type Recipe, type TreeEntry, type WireCodec } from './protocol';
 
 export interface Plan {
   /** What was asked for: a file (by path or digest) or a directory tree. */
@@ -96,7 +96,9 @@ export function logicalBytes(plan: Plan): number {
 }
 
 export interface FetchOptions {
-  /** zstd level the server packs blocks at (0: chunks as the server stores them). */
+  /** Compressor the server packs blocks with. */
+  codec: WireCodec;
+  /** Its level (0: chunks as the server stores them). */
   level: number;
   /** Plaintext bytes per request. */
   batchBytes: number;
@@ -104,7 +106,7 @@ export interface FetchOptions {
   parallel: number;
 }
 
-export const DEFAULT_FETCH: FetchOptions = { level: 19, batchBytes: 8 << 20, parallel: 3 };
+export const DEFAULT_FETCH: FetchOptions = { codec: 'zstd', level: 19, batchBytes: 8 << 20, parallel: 3 };
 
 /** Split chunks into requests of at most `batchBytes` plaintext and the protocol's count limit. */
 export function batches<T extends { length: number }>(items: readonly T[], batchBytes: number): T[][] {
@@ -142,7 +144,7 @@ export async function fetchChunks(
     while (nextBatch < todo.length && failed === undefined) {
       const batch = todo[nextBatch++];
       try {
-        const lost = await client.chunks(batch, { level: opts.level }, (c) => onChunk(batch[c.index], c));
+        const lost = await client.chunks(batch, { codec: opts.codec, level: opts.level, blockBytes: opts.batchBytes }, (c) => onChunk(batch[c.index], c));
         for (const i of lost) missing.push(batch[i].digest);
       } catch (e) {
         failed ??= e;

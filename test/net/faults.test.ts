@@ -7,7 +7,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { slinkyfs } from '../helpers/cli';
 import { tempDir } from '../elf/slinkHelpers';
-import { type Sender, type Served, buildSender, reframeChunks, runCli, sha, startProxy, startServe, tally, uniqueChunks, type Misbehaviour, type Proxy } from './netHelpers';
+import { type Sender, type Served, buildSender, reframeChunks, rewriteRecipes, runCli, sha, startProxy, startServe, tally, uniqueChunks, type Misbehaviour, type Proxy } from './netHelpers';
 
 let sender: Sender;
 let served: Served;
@@ -109,11 +109,10 @@ test('a peer that trickles a byte at a time misses its deadline', async () => {
 test('a recipe claiming a huge chunk count is refused before it is read', async () => {
   const url = await through('/recipes', {
     kind: 'rewrite',
-    body: (b) => {
-      const c = Buffer.from(b);
-      c.writeUInt32LE(0xfffffff0, 4 + 16);
-      return c;
-    },
+    body: (b) =>
+      rewriteRecipes(b, (c) => {
+        c.writeUInt32LE(0xfffffff0, 4 + 16);
+      }),
   });
   const r = await runCli(['get', url, '/bin/ls', '-o', path.join(work, 'huge')]);
   expect(r.code).toBe(2);
@@ -124,11 +123,10 @@ test('a recipe that does not hash to the requested digest is rejected', async ()
   const direct = JSON.parse((await runCli(['get', served.url, '/bin/ls', '-o', path.join(work, 'ls-direct'), '--json'])).stdout);
   const url = await through('/recipes', {
     kind: 'rewrite',
-    body: (b) => {
-      const c = Buffer.from(b);
-      c[4 + 4] ^= 0o100; // the mode: a different file, same chunks
-      return c;
-    },
+    body: (b) =>
+      rewriteRecipes(b, (c) => {
+        c[4 + 4] ^= 0o100; // the mode: a different file, same chunks
+      }),
   });
   const r = await runCli(['get', url, direct.digest, '-o', path.join(work, 'ls-by-digest')]);
   expect(r.code).toBe(2);

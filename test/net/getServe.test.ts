@@ -104,6 +104,17 @@ test('a whole tree with --dir: every file identical; compressed batches cost les
   expect(readBack(recv.dir, PROGRAMS.map((p) => `bin/${p}`))).toEqual(PROGRAMS.map((p) => sha(sender.files.get(p)!)));
 });
 
+test('xz-packed batches arrive identical and smaller than zstd -19 ones', async () => {
+  const zstd = receiver();
+  const xz = receiver();
+  const z = await getJson(['/bin', '--dir', '--into', '/', '--store', zstd.store, '--codec', 'zstd', '--level', '19']);
+  const x = await getJson(['/bin', '--dir', '--into', '/', '--store', xz.store, '--codec', 'xz', '--level', '9']);
+  console.log(`tree of ${PROGRAMS.length} programs, ${z.fetchedBytes} bytes of chunks: zstd -19 ${z.chunkPayloadBytes} bytes, xz -9 ${x.chunkPayloadBytes} bytes`);
+  expect(x.fetchedBytes).toBe(z.fetchedBytes);
+  expect(x.chunkPayloadBytes).toBeLessThan(z.chunkPayloadBytes);
+  expect(readBack(xz.dir, PROGRAMS.map((p) => `bin/${p}`))).toEqual(PROGRAMS.map((p) => sha(sender.files.get(p)!)));
+});
+
 test('a file named by its digest needs no path; a digest the peer lacks is a clear error', async () => {
   const recv = receiver();
   const byPath = await getJson(['/bin/sed', '-o', path.join(recv.dir, 'sed-by-path'), '--store', recv.store]);

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chunkBuffer } from '../../src/chunking/chunker';
 import { digestToString } from '../../src/chunking/digest';
-import { decompress } from '../../src/chunking/compress';
+import { compress, decompress } from '../../src/chunking/compress';
 import { BLOCK_HEADER, BLOCK_RAW, NOT_HERE, encodeBlockHeader } from '../../src/net/protocol';
 import { BIN } from '../helpers/cli';
 import { startMount } from '../helpers/mount';
@@ -267,4 +267,13 @@ export function reframeChunks(body: Buffer, edit: (plain: Buffer, index: number)
     }
   }
   return Buffer.concat(out);
+}
+
+/** Edit the plain bytes of a recipes reply ([u32 plain length][zstd frame]) and pack it again. */
+export function rewriteRecipes(body: Buffer, edit: (plain: Buffer) => void): Buffer {
+  const plain = Buffer.from(decompress(body.subarray(4), body.readUInt32LE(0)));
+  edit(plain);
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(plain.length);
+  return Buffer.concat([head, compress(plain, 3)]);
 }
