@@ -1,7 +1,8 @@
 // FUSE binding overhead, side by side in one run: the same trivial filesystem (every name in the
 // root is a regular file; reads return a fixed buffer; writes are accepted and dropped) served by
 // fuse-native (libfuse 2, high-level, with big_writes,max_write=131072 as in NOTES.md) and by our
-// low-level binding (src/fs/lowlevel.ts). Each server runs in its own process; this process
+// low-level binding (src/fs/lowlevel.ts) reading the device on a session thread, on the JS
+// thread (the default), and on the JS thread with 1 MiB writes. Each server runs in its own process; this process
 // drives real tools against the mounts: `dd bs=1M` sequential write and read, and os.stat() of
 // many distinct paths (python3). Both mounts use attr_timeout=0 and entry_timeout=0, as the
 // daemon does, so every stat costs a LOOKUP and a GETATTR. Runs alternate between the servers;
@@ -27,7 +28,7 @@ function trivial(fileBytes: number) {
   return { chunk, now, fileBytes };
 }
 
-async function serveLowLevel(mountpoint: string, fileBytes: number, maxWrite: number): Promise<() => Promise<void>> {
+async function serveLowLevel(mountpoint: string, fileBytes: number, maxWrite: number, sessionThread: boolean): Promise<() => Promise<void>> {
   const { chunk, now } = trivial(fileBytes);
   const inos = new Map<string, number>();
   const attr = (ino: number): Attr =>
@@ -48,7 +49,7 @@ async function serveLowLevel(mountpoint: string, fileBytes: number, maxWrite: nu
     read: async (_req, _ino, _fh, offset, size) => chunk.subarray(0, Math.max(0, Math.min(size, fileBytes - offset))),
     write: async (_req, _ino, _fh, _offset, data) => data.length,
   };
-  const s = await mountLowLevel(mountpoint, ops, { attrTimeout: 0, entryTimeout: 0, maxWrite, fsname: 'bench-lowlevel' });
+  const s = await mountLowLevel(mountpoint, ops, { attrTimeout: 0, entryTimeout: 0, maxWrite, sessionThread, fsname: 'bench-lowlevel' });
   return () => s.unmount();
 }
 
@@ -89,7 +90,8 @@ async function serveFuseNative(mountpoint: string, fileBytes: number): Promise<(
 }
 
 async function serve(kind: string, mountpoint: string, fileBytes: number, maxWrite: number): Promise<void> {
-  const stop = kind === 'fuse-native' ? await serveFuseNative(mountpoint, fileBytes) : await serveLowLevel(mountpoint, fileBytes, maxWrite);
+  const stop =
+    kind === 'fuse-native' ? await serveFuseNative(mountpoint, fileBytes) : await serveLowLevel(mountpoint, fileBytes, maxWrite, kind === 'lowlevel-thread');
   process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
   process.stdout.write('ready\n');
 }
@@ -174,9 +176,10 @@ async function main(): Promise<void> {
   }
   const fileBytes = mib * 1048576;
   const servers = [
-    await start('fuse-native (libfuse2, max_write 128K)', 'fuse-native', fileBytes, 131072),
-    await start('lowlevel (libfuse3, max_write 128K)', 'lowlevel', fileBytes, 131072),
-    await start('lowlevel (libfuse3, max_write 1M)', 'lowlevel', fileBytes, 1048576),
+    await start('fuse-native, 128K', 'fuse-native', fileBytes, 131072),
+    await start('lowlevel, session thread, 128K', 'lowlevel-thread', fileBytes, 131072),
+    await start('lowlevel, JS-thread loop, 128K', 'lowlevel-main', fileBytes, 131072),
+    await start('lowlevel, JS-thread loop, 1M', 'lowlevel-main', fileBytes, 1048576),
   ];
   const metrics = [
     { key: 'write' as const, label: `seq write dd bs=1M, ${mib} MiB`, unit: 'MB/s', cpuUnit: 'ms/GB', cpuScale: 1e6 },

@@ -32,6 +32,7 @@ async function out(cmd: string): Promise<string> {
   return r.stdout.trim();
 }
 
+const ADDON = path.resolve(__dirname, '../../build/slinky_fusell.node');
 const mounted = (mp: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === mp);
 
 async function mountMem(options: LowLevelOptions = {}): Promise<{ fs: MemFs; s: LowLevelSession; mp: string }> {
@@ -46,12 +47,18 @@ async function unmountMem(m: { s: LowLevelSession; mp: string }): Promise<void> 
   rmdirSync(m.mp);
 }
 
-describe('a mounted in-memory filesystem', () => {
+/** Both ways of reading the device must behave the same. */
+const MODES: [string, LowLevelOptions][] = [
+  ['device read on the JS thread', {}],
+  ['device read on a session thread', { sessionThread: true }],
+];
+
+describe.each(MODES)('a mounted in-memory filesystem, %s', (_mode, modeOptions) => {
   let fs: MemFs;
   let s: LowLevelSession;
   let mp: string;
   beforeAll(async () => {
-    ({ fs, s, mp } = await mountMem());
+    ({ fs, s, mp } = await mountMem(modeOptions));
   });
   afterAll(async () => {
     if (s) await unmountMem({ s, mp });
@@ -323,9 +330,9 @@ describe('cache invalidation with long timeouts', () => {
   });
 });
 
-describe('mount lifecycle', () => {
+describe.each(MODES)('mount lifecycle, %s', (_mode, modeOptions) => {
   test('unmount removes the mount and the directory is plain again', async () => {
-    const m = await mountMem();
+    const m = await mountMem(modeOptions);
     await out(`echo x > ${m.mp}/f`);
     expect(mounted(m.mp)).toBe(true);
     await m.s.unmount();
@@ -336,7 +343,7 @@ describe('mount lifecycle', () => {
   });
 
   test('an external umount ends the session and settles `closed`', async () => {
-    const m = await mountMem();
+    const m = await mountMem(modeOptions);
     await out(`umount ${m.mp}`);
     await m.s.closed;
     expect(mounted(m.mp)).toBe(false);
@@ -345,7 +352,7 @@ describe('mount lifecycle', () => {
   });
 
   test('a request the filesystem never answers does not keep unmount waiting: the caller gets EIO', async () => {
-    const m = await mountMem({ unmountTimeoutMs: 300 });
+    const m = await mountMem({ ...modeOptions, unmountTimeoutMs: 300 });
     let arrived!: () => void;
     const seen = new Promise<void>((r) => (arrived = r));
     m.fs.hook = (op, _req, _ino, name) => {
@@ -364,15 +371,39 @@ describe('mount lifecycle', () => {
   });
 
   test('mounting on a missing directory fails with a clear error', async () => {
-    await expect(mountLowLevel('/nonexistent/lowlevel-mp', new MemFs())).rejects.toThrow(/cannot mount \/nonexistent\/lowlevel-mp: .*(No such file|not found|bad mount point)/i);
+    await expect(mountLowLevel('/nonexistent/lowlevel-mp', new MemFs(), modeOptions)).rejects.toThrow(/cannot mount \/nonexistent\/lowlevel-mp: .*(No such file|not found|bad mount point)/i);
   });
 
   test('an unknown mount option is refused before mounting', async () => {
     const mp = mkdtempSync(path.join(tmpdir(), 'lowlevel-'));
     try {
-      await expect(mountLowLevel(mp, new MemFs(), { options: ['no_such_option'] })).rejects.toThrow(/invalid FUSE options: .*no_such_option/);
+      await expect(mountLowLevel(mp, new MemFs(), { ...modeOptions, options: ['no_such_option'] })).rejects.toThrow(/invalid FUSE options: .*no_such_option/);
       expect(mounted(mp)).toBe(false);
     } finally {
+      rmdirSync(mp);
+    }
+  });
+
+  test.each(['process.exit()', 'an uncaught exception'])('a process that ends with %s while mounted leaves no mount behind', async (how) => {
+    const mp = mkdtempSync(path.join(tmpdir(), 'lowlevel-'));
+    const script = path.join(mp + '-child.js');
+    // The raw addon in a child process: this process must not be the one that exits.
+    writeFileSync(
+      script,
+      `const a = require(${JSON.stringify(ADDON)});
+       let h;
+       [h] = a.mount(${JSON.stringify(mp)}, [], { mainThreadLoop: ${!modeOptions.sessionThread} }, 0, (op, id) => {
+         if (a.opNames[op] !== 'init') return id && a.replyErr(h, id, 38);
+         console.log('mounted');
+         ${how === 'process.exit()' ? 'process.exit(0);' : "setImmediate(() => { throw new Error('boom'); });"}
+       }, new Float64Array(a.scratchLength));`,
+    );
+    try {
+      const r = await sh(`node ${script}`);
+      expect(r.stdout).toBe('mounted\n');
+      expect(mounted(mp)).toBe(false);
+    } finally {
+      rmSync(script);
       rmdirSync(mp);
     }
   });
