@@ -76,9 +76,61 @@ export function findCuts(data: Uint8Array, start: number, end: number, isFinal: 
   return cutsJs(data, start, end, isFinal, rabinTables(params));
 }
 
-/** Exclusive end offsets of every chunk of a complete buffer: last = data.length; [] if empty. */
+/**
+ * Object boundaries: a chunk never runs across a file offset that is a multiple of 4096 where an
+ * ELF64 little-endian header begins. Slinked files place every embedded object (program,
+ * libraries, loader) at such an offset, so with this rule an object's chunks are the chunks of
+ * the object on its own: libc inside a hundred slinked files and libc.so.6 itself share every
+ * chunk instead of re-synchronising ~17 KB into each copy. A page-aligned ELF header inside other
+ * data only adds a cut; the rule is a pure function of the bytes, like the Rabin rule.
+ */
+export const OBJECT_ALIGN = 4096;
+const ELF64_LE = [0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x01];
+
+/** Bytes needed past a candidate boundary to recognise it. */
+export const OBJECT_MAGIC_BYTES = ELF64_LE.length;
+
+function isObjectStart(data: Uint8Array, i: number): boolean {
+  if (i + ELF64_LE.length > data.length) return false;
+  for (let k = 0; k < ELF64_LE.length; k++) if (data[i + k] !== ELF64_LE[k]) return false;
+  return true;
+}
+
+/**
+ * First object boundary strictly inside (start, end) of `data`, whose byte 0 sits at file offset
+ * `base`; `end` if there is none. Looks at most OBJECT_MAGIC_BYTES past `end`'s candidates only
+ * when the data has them.
+ */
+export function nextObjectBoundary(data: Uint8Array, start: number, end: number, base = 0): number {
+  const first = Math.floor((base + start) / OBJECT_ALIGN + 1) * OBJECT_ALIGN - base;
+  for (let i = first; i < end; i += OBJECT_ALIGN) if (isObjectStart(data, i)) return i;
+  return end;
+}
+
+/**
+ * nextCut with the object-boundary rule: the length of the chunk starting at data[start], where
+ * data[0] is at file offset `base`. Without isFinal the caller must offer maxSize +
+ * OBJECT_MAGIC_BYTES bytes (or up to the end of the file) for a definite answer.
+ */
+export function nextFileCut(data: Uint8Array, start: number, end: number, isFinal: boolean, base = 0, params: ChunkerParams = LBFS_PARAMS): number {
+  const b = nextObjectBoundary(data, start, end, base);
+  if (b < end) return nextCut(data, start, b, true, params);
+  return nextCut(data, start, end, isFinal, params);
+}
+
+/**
+ * Exclusive end offsets of every chunk of a complete file: Rabin cuts plus object boundaries.
+ * Last = data.length; [] if empty. This is the chunking the store gives every file.
+ */
 export function cutPoints(data: Uint8Array, params: ChunkerParams = LBFS_PARAMS): number[] {
-  return findCuts(data, 0, data.length, true, params);
+  const out: number[] = [];
+  let start = 0;
+  while (start < data.length) {
+    const b = nextObjectBoundary(data, start, data.length);
+    for (const c of findCuts(data, start, b, true, params)) out.push(c);
+    start = b;
+  }
+  return out;
 }
 
 /** Chunks of a complete buffer with their SHA-256 digests. Digests hash subarrays: no copies. */

@@ -93,6 +93,16 @@ export interface FilesystemOptions {
   /** Called for events worth a line in the daemon's log. */
   log?: (line: string) => void;
   cacheBytes?: number;
+  /**
+   * Called after a file's content change is committed, with the lock still held. Parts that
+   * derive data from file contents (the page cache's object index) hook in here.
+   */
+  onContentCommitted?: (ino: Ino) => Promise<void>;
+  /**
+   * Extra cut points for a file about to be committed (e.g. the object boundaries of a slinked
+   * file). `size` is the file's new size; `read` reads its new bytes. Must be deterministic.
+   */
+  forcedCuts?: (size: number, read: (offset: number, length: number) => Promise<Buffer>) => Promise<number[]>;
 }
 
 export class Filesystem {
@@ -101,10 +111,12 @@ export class Filesystem {
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   private readonly log: (line: string) => void;
+  private readonly onContentCommitted?: (ino: Ino) => Promise<void>;
 
   constructor(readonly store: Store, source: ChunkSource, options: FilesystemOptions = {}) {
     this.source = source instanceof CachedSource ? source : new CachedSource(source, options.cacheBytes);
     this.log = options.log ?? (() => undefined);
+    this.onContentCommitted = options.onContentCommitted;
   }
 
   // ---- path resolution ----------------------------------------------------------------------
@@ -556,6 +568,7 @@ export class Filesystem {
     st.pending = {};
     st.dirty = false;
     st.metaDirty = false;
+    if (plan.added.length || plan.removed.length) await this.onContentCommitted?.(st.ino);
   }
 
   /** Commit every open file's pending writes (on unmount). */

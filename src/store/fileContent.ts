@@ -7,7 +7,7 @@
 // chunking a fresh copy of the file would get, whatever the write pattern: that is what makes
 // identical files share every chunk.
 import { digestOf, type Digest } from '../chunking/digest';
-import { nextCut, LBFS_PARAMS, type ChunkerParams } from '../chunking/chunker';
+import { nextFileCut, LBFS_PARAMS, OBJECT_MAGIC_BYTES, type ChunkerParams } from '../chunking/chunker';
 import { encodeChunkAsync } from '../chunking/compress';
 import type { ChunkSource } from './chunkSource';
 import type { Extent, Ino } from './records';
@@ -98,13 +98,13 @@ export async function planRewrite(
     let winStart = -1;
     let win: Buffer = Buffer.alloc(0);
     for (;;) {
-      const need = Math.min(pos + params.maxSize, newSize);
+      const need = Math.min(pos + params.maxSize + OBJECT_MAGIC_BYTES, newSize);
       if (winStart < 0 || pos < winStart || need > winStart + win.length) {
         winStart = pos;
         win = await materialize(pos, Math.min(newSize, pos + Math.max(WINDOW, params.maxSize)));
       }
       const winEnd = winStart + win.length;
-      const len = nextCut(win, pos - winStart, win.length, winEnd === newSize, params);
+      const len = nextFileCut(win, pos - winStart, win.length, winEnd === newSize, winStart, params);
       const plain = win.subarray(pos - winStart, pos - winStart + len);
       added.push({ offset: pos, length: len, digest: digestOf(plain), plain });
       pos += len;

@@ -155,3 +155,15 @@ test('an unlinked file stays readable through an open handle until it is closed'
   await fsys.release(fh);
   expect(computeStats(store).chunks).toBe(0);
 });
+
+test('a file with a page-aligned embedded library gets the object-boundary chunking whatever the write size', async () => {
+  const libc = fs.readFileSync('/lib/x86_64-linux-gnu/libc.so.6');
+  const data = Buffer.concat([randomBytes(30, 8192), libc, randomBytes(31, 3000)]);
+  const fh = await fsys.create('/s', 0o755, ROOT);
+  for (let off = 0; off < data.length; off += 4096 * 3 + 17) await fsys.write(fh, data.subarray(off, off + 4096 * 3 + 17), Math.min(4096 * 3 + 17, data.length - off), off);
+  await fsys.flush(fh);
+  await fsys.write(fh, randomBytes(32, 50), 50, 8192 + 100000); // an edit inside the library
+  await fsys.release(fh);
+  randomBytes(32, 50).copy(data, 8192 + 100000);
+  expect(recipeOf('/s')).toEqual(chunkingOf(data));
+});
