@@ -22,6 +22,7 @@ interface Args {
   store?: string;
   foreground: boolean;
   'max-size'?: string;
+  'sync-every-commit'?: boolean;
   'ready-fd'?: number;
   peer?: string[];
   serve?: string;
@@ -56,6 +57,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       mountpoint: args.mountpoint,
       storeDir,
       maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
+      syncEveryCommit: args['sync-every-commit'],
       extraSources: args.peer?.length || args.serve ? (store, l) => peerSources(store, args, l) : undefined,
       log,
     });
@@ -81,6 +83,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   // Re-run the same entry script (bin/slinkyfs) as the daemon.
   const childArgs = [process.argv[1], 'mount', args.mountpoint, '--store', storeDir, '--foreground', '--ready-fd', '3'];
   if (args['max-size']) childArgs.push('--max-size', args['max-size']);
+  if (args['sync-every-commit']) childArgs.push('--sync-every-commit');
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
   if (args.serve) childArgs.push('--serve', args.serve);
   if (!args.prefetch) childArgs.push('--no-prefetch');
@@ -116,6 +119,11 @@ const command: CommandModule<{}, Args> = {
       .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn)' })
       .option('serve', { type: 'string', describe: 'also serve the store to peers on HOST:PORT' })
       .option('prefetch', { type: 'boolean', default: true, describe: 'fetch the rest of the peers\' chunks in the background (--no-prefetch: only on demand)' })
+      .option('sync-every-commit', {
+        type: 'boolean',
+        default: false,
+        describe: 'flush every change to disk before acknowledging it (survives a power cut at any instant; slower)',
+      })
       .option('ready-fd', { type: 'number', hidden: true })
       .check((a) => {
         if (a.serve) parseListen(a.serve);

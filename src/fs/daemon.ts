@@ -12,7 +12,9 @@ import { recoverStore } from '../store/recovery';
 import { Store } from '../store/store';
 import type { ChunkSource } from '../store/chunkSource';
 import { Filesystem } from './filesystem';
-import { makeFuseOps } from './fuseOps';
+import { makeLowLevelOps } from './fuseOps';
+import { mountLowLevel, type LowLevelSession } from './lowlevel';
+import { toErrno } from './errno';
 import { findSlinkyMount, isMountpoint } from './mountTable';
 
 const run = promisify(execFile);
@@ -22,6 +24,8 @@ export interface DaemonOptions {
   storeDir: string;
   /** Size limit of the store's database in bytes (ENOSPC beyond it). */
   maxBytes?: number;
+  /** LMDB flushes every commit itself (see StoreOptions.syncEveryCommit). */
+  syncEveryCommit?: boolean;
   /** Extra chunk sources behind the local store (peers, seeds): set up by the caller. */
   extraSources?: (store: Store, log: (line: string) => void) => Promise<ChunkSource | undefined>;
   log: (line: string) => void;
@@ -69,81 +73,59 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   let store: Store | undefined;
   try {
     await clearStaleMount(mountpoint, log);
-    store = await Store.open(storeDir, { maxBytes: opts.maxBytes });
+    store = await Store.open(storeDir, { maxBytes: opts.maxBytes, syncEveryCommit: opts.syncEveryCommit });
     const recovered = await recoverStore(store);
     if (recovered.orphans || recovered.hidden) log(`recovered ${recovered.orphans} orphaned and ${recovered.hidden} hidden files`);
     const local = new LocalChunkSource(store, (d, why) => log(`corrupt chunk in store: ${why}`));
     const extra = opts.extraSources ? await opts.extraSources(store, log) : undefined;
     const source = extra ?? local;
     const filesystem = new Filesystem(store, source, { log });
-    const ops = makeFuseOps(filesystem, {
-      caller: { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
-      log,
+    let session: LowLevelSession | undefined;
+    const ops = makeLowLevelOps(filesystem, {
       statfs: async () => {
         const s = await fs.promises.statfs(storeDir);
-        return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, fsid: 0, flag: 0, namemax: 255 };
+        return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 };
       },
+      // A directory's nlink/mtime changed under the kernel's attribute cache: drop that entry.
+      dirChanged: (ino) => setImmediate(() => void session?.invalidateInode(ino, -1).catch(() => undefined)),
     });
-    const fuse = await mountFuse(mountpoint, storeDir, ops);
+    const isRoot = process.getuid?.() === 0;
+    try {
+      session = await mountLowLevel(mountpoint, ops, {
+        allowOther: isRoot,
+        defaultPermissions: true,
+        fsname: storeDir,
+        subtype: 'slinkyfs',
+        toErrno,
+        onError: (op, err) => log(`${op}: ${(err as Error)?.message ?? String(err)}`),
+      });
+    } catch (err) {
+      throw new MountError(`cannot mount ${mountpoint}: ${(err as Error).message}`);
+    }
     log(`mounted ${storeDir} at ${mountpoint} (pid ${process.pid})`);
 
     let resolveStopped!: () => void;
     const stopped = new Promise<void>((r) => (resolveStopped = r));
     let stopping: Promise<void> | undefined;
     const openStore = store;
+    const liveSession = session;
     const stop = () =>
       (stopping ??= (async () => {
         await filesystem.commitAll();
-        await new Promise<void>((resolve) => fuse.unmount((err: Error | null) => {
-          if (err) log(`unmount: ${err.message}; detaching lazily`);
-          resolve();
-        }));
-        if (findSlinkyMount(mountpoint)) await run('fusermount', ['-uz', mountpoint]).catch(() => undefined);
-        // Peers, prefetching and a server use the store: they stop before it closes.
-        await extra?.close?.().catch((err: Error) => log(`closing chunk sources: ${err.message}`));
+        await liveSession.unmount().catch((err: Error) => log(`unmount: ${err.message}`));
+        if (findSlinkyMount(mountpoint)) await run('fusermount3', ['-uz', mountpoint]).catch(() => undefined);
         await openStore.flushed().catch(() => undefined);
         await openStore.close();
         unlock();
         log('unmounted');
         resolveStopped();
       })());
-    // An external `fusermount -u` ends the FUSE session: notice it and stop too.
-    const watch = setInterval(() => {
-      if (!findSlinkyMount(mountpoint)) void stop();
-    }, 2000);
-    watch.unref();
-    void stopped.then(() => clearInterval(watch));
+    // An external `fusermount -u` ends the session: stop too.
+    void liveSession.closed.then(() => stop());
     return { fs: filesystem, stop, stopped };
   } catch (err) {
     await store?.close().catch(() => undefined);
     unlock();
     throw err;
   }
-}
-
-/** Mount with the options a shared bin directory needs (see NOTES.md and the README). */
-async function mountFuse(mountpoint: string, storeDir: string, ops: Record<string, Function>): Promise<any> {
-  const Fuse: new (mnt: string, ops: object, opts: object) => any = require('fuse-native');
-  const isRoot = process.getuid?.() === 0;
-  class SlinkyFuse extends Fuse {
-    _fuseOptions(): string {
-      const base: string = super._fuseOptions();
-      // big_writes/max_write: 128 KiB writes instead of 4 KiB ones (20x the write throughput).
-      // use_ino: st_ino is ours, so hard links show one inode number. attr/entry timeouts 0:
-      // what one process changes (link, chmod, rename) is what the next stat sees.
-      // auto_cache: keep the kernel's page cache across opens while a file is unchanged.
-      const extra = ['big_writes', 'max_write=131072', 'use_ino', 'attr_timeout=0', 'entry_timeout=0', 'auto_cache', 'subtype=slinkyfs'];
-      return base ? `${base},${extra.join(',')}` : `-o${extra.join(',')}`;
-    }
-  }
-  const fuse = new SlinkyFuse(mountpoint, ops, {
-    fsname: storeDir,
-    allowOther: isRoot,
-    defaultPermissions: true,
-    timeout: false,
-  });
-  await new Promise<void>((resolve, reject) =>
-    fuse.mount((err: Error | null) => (err ? reject(new MountError(`cannot mount ${mountpoint}: ${err.message}`)) : resolve())),
-  );
-  return fuse;
 }

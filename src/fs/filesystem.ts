@@ -61,6 +61,16 @@ export interface Attr {
   ctimeMs: number;
 }
 
+/** The fields a setattr changes; absent means unchanged. */
+export interface SetAttrs {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atimeMs?: number;
+  mtimeMs?: number;
+}
+
 type PendingAttrs = Partial<Pick<InodeRecord, 'mode' | 'uid' | 'gid' | 'atimeMs' | 'mtimeMs' | 'ctimeMs'>>;
 
 /** State of a file that is open: its uncommitted writes and the lock that orders them. */
@@ -173,46 +183,8 @@ export class Filesystem {
     };
   }
 
-  async getattr(p: string): Promise<Attr> {
-    return this.attrOf(this.resolve(p));
-  }
-
   async fgetattr(fh: number): Promise<Attr> {
     return this.attrOf(this.inode(this.handle(fh).state.ino));
-  }
-
-  async readdir(p: string): Promise<string[]> {
-    const dir = this.resolve(p);
-    if (!isDir(dir)) throw new NotDirError(p);
-    const names = ['.', '..'];
-    for (const e of this.store.entries(dir.ino)) names.push(e.name);
-    return names;
-  }
-
-  async readlink(p: string): Promise<string> {
-    const rec = this.resolve(p);
-    if (!isSymlink(rec)) throw new InvalidError(`not a symlink: ${p}`);
-    return rec.target;
-  }
-
-  async chmod(p: string, mode: number): Promise<void> {
-    await this.changeAttrs(this.resolve(p).ino, (rec) => ({ mode: (rec.mode & S_IFMT) | (mode & 0o7777) }));
-  }
-
-  async chown(p: string, uid: number, gid: number): Promise<void> {
-    await this.changeAttrs(this.resolve(p).ino, (rec) => {
-      // (uid_t)-1 / (gid_t)-1 mean "leave unchanged"
-      const newUid = uid === 0xffffffff || uid === -1 ? rec.uid : uid;
-      const newGid = gid === 0xffffffff || gid === -1 ? rec.gid : gid;
-      let mode = rec.mode;
-      // POSIX: a chown of a regular file by anyone clears set-user-ID and set-group-ID.
-      if (isReg(rec) && (newUid !== rec.uid || newGid !== rec.gid)) mode &= ~0o6000;
-      return { uid: newUid, gid: newGid, mode };
-    });
-  }
-
-  async utimens(p: string, atimeMs: number, mtimeMs: number): Promise<void> {
-    await this.changeAttrs(this.resolve(p).ino, () => ({ atimeMs, mtimeMs }));
   }
 
   /**
@@ -254,59 +226,128 @@ export class Filesystem {
     this.store.putInode({ ...cur, nlink: cur.nlink + nlinkDelta, mtimeMs: now, ctimeMs: now });
   }
 
+  /** A directory inode that may receive `name` (checks that need no transaction). */
+  private dirFor(parent: Ino, name: string): InodeRecord {
+    if (name.length === 0 || name === '.' || name === '..' || name.includes('/')) throw new InvalidError(`bad name: ${name}`);
+    if (Buffer.byteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
+    const dir = this.inode(parent);
+    if (!isDir(dir)) throw new NotDirError(`inode ${parent}`);
+    return dir;
+  }
+
   /** Create a name for a new inode; the checks run inside the transaction. */
-  private async createNode(p: string, make: (ino: Ino) => InodeRecord): Promise<InodeRecord> {
-    const { parent, name } = this.resolveParent(p);
+  private async createNode(parent: Ino, name: string, make: (ino: Ino) => InodeRecord): Promise<InodeRecord> {
+    const dir = this.dirFor(parent, name);
     return this.store.txn(() => {
-      if (!this.store.getInode(parent.ino)) throw new NotFoundError(p);
-      if (this.store.lookup(parent.ino, name) !== undefined) throw new ExistsError(p);
+      if (!this.store.getInode(dir.ino)) throw new NotFoundError(name);
+      if (this.store.lookup(dir.ino, name) !== undefined) throw new ExistsError(name);
       const rec = make(this.store.allocIno());
       this.store.putInode(rec);
-      this.store.addEntry(parent.ino, name, rec.ino);
-      this.touchDir(parent, isDir(rec) ? 1 : 0);
+      this.store.addEntry(dir.ino, name, rec.ino);
+      this.touchDir(dir, isDir(rec) ? 1 : 0);
       return rec;
     });
   }
 
-  async mkdir(p: string, mode: number, caller: Caller): Promise<void> {
-    await this.createNode(p, (ino) => this.newInode(ino, S_IFDIR | (mode & 0o7777), caller, { nlink: 2 }));
+  /** The attributes of `name` in directory `parent` (ENOENT if absent). */
+  async lookup(parent: Ino, name: string): Promise<Attr> {
+    const dir = this.inode(parent);
+    if (!isDir(dir)) throw new NotDirError(`inode ${parent}`);
+    const ino = this.store.lookup(parent, name);
+    if (ino === undefined) throw new NotFoundError(name);
+    return this.attrOf(this.inode(ino));
   }
 
-  async symlink(target: string, p: string, caller: Caller): Promise<void> {
-    await this.createNode(p, (ino) =>
-      this.newInode(ino, S_IFLNK | 0o777, caller, { target, size: Buffer.byteLength(target) }),
+  async getattrIno(ino: Ino): Promise<Attr> {
+    return this.attrOf(this.inode(ino));
+  }
+
+  async readlinkIno(ino: Ino): Promise<string> {
+    const rec = this.inode(ino);
+    if (!isSymlink(rec)) throw new InvalidError(`not a symlink: inode ${ino}`);
+    return rec.target;
+  }
+
+  /** Entries of a directory with their file types, "." and ".." first. */
+  async readdirIno(ino: Ino): Promise<Array<{ name: string; ino: Ino; mode: number }>> {
+    const dir = this.inode(ino);
+    if (!isDir(dir)) throw new NotDirError(`inode ${ino}`);
+    const out = [
+      { name: '.', ino, mode: S_IFDIR },
+      { name: '..', ino: ino === ROOT_INO ? ino : this.store.findParentCached(ino) ?? ino, mode: S_IFDIR },
+    ];
+    for (const e of this.store.entries(ino)) {
+      const rec = this.store.getInode(e.ino);
+      if (rec) out.push({ name: e.name, ino: e.ino, mode: rec.mode });
+    }
+    return out;
+  }
+
+  /** setattr: any of mode, owner, size, times, as one change. */
+  async setattr(ino: Ino, set: SetAttrs, fh?: number): Promise<Attr> {
+    if (set.size !== undefined) {
+      if (fh !== undefined && this.handles.has(fh)) await this.ftruncate(fh, set.size);
+      else await this.truncateIno(ino, set.size);
+    }
+    if (set.mode !== undefined || set.uid !== undefined || set.gid !== undefined || set.atimeMs !== undefined || set.mtimeMs !== undefined) {
+      await this.changeAttrs(ino, (rec) => {
+        const out: PendingAttrs = {};
+        if (set.mode !== undefined) out.mode = (rec.mode & S_IFMT) | (set.mode & 0o7777);
+        if (set.uid !== undefined || set.gid !== undefined) {
+          const uid = set.uid ?? rec.uid;
+          const gid = set.gid ?? rec.gid;
+          // POSIX: a chown of a regular file clears set-user-ID and set-group-ID.
+          if (isReg(rec) && (uid !== rec.uid || gid !== rec.gid)) out.mode = (out.mode ?? rec.mode) & ~0o6000;
+          out.uid = uid;
+          out.gid = gid;
+        }
+        if (set.atimeMs !== undefined) out.atimeMs = set.atimeMs;
+        if (set.mtimeMs !== undefined) out.mtimeMs = set.mtimeMs;
+        return out;
+      });
+    }
+    return this.getattrIno(ino);
+  }
+
+  async mkdirAt(parent: Ino, name: string, mode: number, caller: Caller): Promise<Attr> {
+    return this.attrOf(await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFDIR | (mode & 0o7777), caller, { nlink: 2 })));
+  }
+
+  async symlinkAt(parent: Ino, name: string, target: string, caller: Caller): Promise<Attr> {
+    return this.attrOf(
+      await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFLNK | 0o777, caller, { target, size: Buffer.byteLength(target) })),
     );
   }
 
-  async mknod(p: string, mode: number, caller: Caller): Promise<void> {
-    if ((mode & S_IFMT) !== S_IFREG && (mode & S_IFMT) !== 0) throw new ErrnoError(E.EPERM, 'only regular files');
-    await this.createNode(p, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller));
+  async mknodAt(parent: Ino, name: string, mode: number, caller: Caller): Promise<Attr> {
+    if ((mode & S_IFMT) !== S_IFREG && (mode & S_IFMT) !== 0) throw new ErrnoError(E.EPERM, 'only regular files, directories and symlinks');
+    return this.attrOf(await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller)));
   }
 
-  async rmdir(p: string): Promise<void> {
-    const { parent, name } = this.resolveParent(p);
+  async rmdirAt(parent: Ino, name: string): Promise<void> {
+    const dir = this.dirFor(parent, name);
     await this.store.txn(() => {
-      const ino = this.store.lookup(parent.ino, name);
-      if (ino === undefined) throw new NotFoundError(p);
+      const ino = this.store.lookup(dir.ino, name);
+      if (ino === undefined) throw new NotFoundError(name);
       const rec = this.inode(ino);
-      if (!isDir(rec)) throw new NotDirError(p);
-      if (this.store.hasEntries(ino)) throw new NotEmptyError(p);
-      this.store.removeEntry(parent.ino, name);
+      if (!isDir(rec)) throw new NotDirError(name);
+      if (this.store.hasEntries(ino)) throw new NotEmptyError(name);
+      this.store.removeEntry(dir.ino, name);
       this.store.removeInode(ino);
-      this.touchDir(parent, -1);
+      this.touchDir(dir, -1);
     });
   }
 
-  async unlink(p: string): Promise<void> {
-    const { parent, name } = this.resolveParent(p);
+  async unlinkAt(parent: Ino, name: string): Promise<void> {
+    const dir = this.dirFor(parent, name);
     await this.store.txn(() => {
-      const ino = this.store.lookup(parent.ino, name);
-      if (ino === undefined) throw new NotFoundError(p);
+      const ino = this.store.lookup(dir.ino, name);
+      if (ino === undefined) throw new NotFoundError(name);
       const rec = this.inode(ino);
-      if (isDir(rec)) throw new IsDirError(p);
-      this.store.removeEntry(parent.ino, name);
+      if (isDir(rec)) throw new IsDirError(name);
+      this.store.removeEntry(dir.ino, name);
       this.dropLink(rec);
-      this.touchDir(parent);
+      this.touchDir(dir);
     });
   }
 
@@ -328,53 +369,121 @@ export class Filesystem {
     this.store.removeInode(rec.ino);
   }
 
-  async link(existing: string, p: string): Promise<void> {
-    const src = this.resolve(existing);
-    if (isDir(src)) throw new ErrnoError(E.EPERM, `hard link to a directory: ${existing}`);
-    const { parent, name } = this.resolveParent(p);
+  async linkAt(ino: Ino, parent: Ino, name: string): Promise<Attr> {
+    const src = this.inode(ino);
+    if (isDir(src)) throw new ErrnoError(E.EPERM, `hard link to a directory`);
+    const dir = this.dirFor(parent, name);
     await this.store.txn(() => {
-      if (this.store.lookup(parent.ino, name) !== undefined) throw new ExistsError(p);
+      if (this.store.lookup(dir.ino, name) !== undefined) throw new ExistsError(name);
       const rec = this.inode(src.ino);
+      if (rec.nlink === 0) throw new NotFoundError(name);
       if (rec.nlink >= 0xffff) throw new ErrnoError(E.EMLINK, 'too many links');
       this.store.putInode({ ...rec, nlink: rec.nlink + 1, ctimeMs: Date.now() });
-      this.store.addEntry(parent.ino, name, rec.ino);
-      this.touchDir(parent);
+      this.store.addEntry(dir.ino, name, rec.ino);
+      this.touchDir(dir);
     });
+    return this.getattrIno(ino);
   }
 
-  async rename(from: string, to: string): Promise<void> {
-    const a = this.resolveParent(from);
-    const b = this.resolveParent(to);
+  /** rename(2) and renameat2(2)'s RENAME_NOREPLACE (flags 1); RENAME_EXCHANGE is not supported. */
+  async renameAt(parent: Ino, name: string, newParent: Ino, newName: string, flags = 0): Promise<void> {
+    if (flags & ~1) throw new InvalidError('unsupported rename flags');
+    const a = this.dirFor(parent, name);
+    const b = this.dirFor(newParent, newName);
     await this.store.txn(() => {
-      const srcIno = this.store.lookup(a.parent.ino, a.name);
-      if (srcIno === undefined) throw new NotFoundError(from);
+      const srcIno = this.store.lookup(a.ino, name);
+      if (srcIno === undefined) throw new NotFoundError(name);
       const src = this.inode(srcIno);
-      const dstIno = this.store.lookup(b.parent.ino, b.name);
+      const dstIno = this.store.lookup(b.ino, newName);
+      if (dstIno !== undefined && flags & 1) throw new ExistsError(newName);
       if (dstIno === srcIno) return; // same file: POSIX says do nothing
-      if (isDir(src) && this.isAncestor(srcIno, b.parent.ino)) {
-        throw new InvalidError(`cannot move ${from} into itself`);
-      }
+      if (isDir(src) && this.isAncestor(srcIno, b.ino)) throw new InvalidError(`cannot move ${name} into itself`);
       if (dstIno !== undefined) {
         const dst = this.inode(dstIno);
         if (isDir(dst)) {
-          if (!isDir(src)) throw new IsDirError(to);
-          if (this.store.hasEntries(dstIno)) throw new NotEmptyError(to);
-          this.store.removeEntry(b.parent.ino, b.name);
+          if (!isDir(src)) throw new IsDirError(newName);
+          if (this.store.hasEntries(dstIno)) throw new NotEmptyError(newName);
+          this.store.removeEntry(b.ino, newName);
           this.store.removeInode(dstIno);
-          this.touchDir(b.parent, -1);
+          this.touchDir(b, -1);
         } else {
-          if (isDir(src)) throw new NotDirError(to);
-          this.store.removeEntry(b.parent.ino, b.name);
+          if (isDir(src)) throw new NotDirError(newName);
+          this.store.removeEntry(b.ino, newName);
           this.dropLink(dst);
         }
       }
-      this.store.removeEntry(a.parent.ino, a.name);
-      this.store.addEntry(b.parent.ino, b.name, srcIno);
-      const moved = isDir(src) && a.parent.ino !== b.parent.ino ? 1 : 0;
-      this.touchDir(a.parent, -moved);
-      this.touchDir(b.parent, moved);
+      this.store.removeEntry(a.ino, name);
+      this.store.addEntry(b.ino, newName, srcIno);
+      const moved = isDir(src) && a.ino !== b.ino ? 1 : 0;
+      this.touchDir(a, -moved);
+      this.touchDir(b, moved);
       this.store.putInode({ ...this.inode(srcIno), ctimeMs: Date.now() });
     });
+  }
+
+  // ---- the same by path (tests, internal writers such as the page cache) ----------------------
+
+  async getattr(p: string): Promise<Attr> {
+    return this.attrOf(this.resolve(p));
+  }
+  async readdir(p: string): Promise<string[]> {
+    return (await this.readdirIno(this.resolve(p).ino)).map((e) => e.name);
+  }
+  async readlink(p: string): Promise<string> {
+    return this.readlinkIno(this.resolve(p).ino);
+  }
+  async chmod(p: string, mode: number): Promise<void> {
+    await this.setattr(this.resolve(p).ino, { mode });
+  }
+  async chown(p: string, uid: number, gid: number): Promise<void> {
+    const keep = (v: number) => (v === 0xffffffff || v === -1 ? undefined : v);
+    await this.setattr(this.resolve(p).ino, { uid: keep(uid), gid: keep(gid) });
+  }
+  async utimens(p: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    await this.setattr(this.resolve(p).ino, { atimeMs, mtimeMs });
+  }
+  async mkdir(p: string, mode: number, caller: Caller): Promise<void> {
+    const { parent, name } = this.resolveParent(p);
+    await this.mkdirAt(parent.ino, name, mode, caller);
+  }
+  async symlink(target: string, p: string, caller: Caller): Promise<void> {
+    const { parent, name } = this.resolveParent(p);
+    await this.symlinkAt(parent.ino, name, target, caller);
+  }
+  async mknod(p: string, mode: number, caller: Caller): Promise<void> {
+    const { parent, name } = this.resolveParent(p);
+    await this.mknodAt(parent.ino, name, mode, caller);
+  }
+  async rmdir(p: string): Promise<void> {
+    const { parent, name } = this.resolveParent(p);
+    await this.rmdirAt(parent.ino, name);
+  }
+  async unlink(p: string): Promise<void> {
+    const { parent, name } = this.resolveParent(p);
+    await this.unlinkAt(parent.ino, name);
+  }
+  async link(existing: string, p: string): Promise<void> {
+    const src = this.resolve(existing);
+    const { parent, name } = this.resolveParent(p);
+    await this.linkAt(src.ino, parent.ino, name);
+  }
+  async rename(from: string, to: string): Promise<void> {
+    const a = this.resolveParent(from);
+    const b = this.resolveParent(to);
+    await this.renameAt(a.parent.ino, a.name, b.parent.ino, b.name);
+  }
+  async create(p: string, mode: number, caller: Caller, flags = 2): Promise<number> {
+    const { parent, name } = this.resolveParent(p);
+    return (await this.createAt(parent.ino, name, mode, flags, caller)).fh;
+  }
+  async open(p: string, flags: number): Promise<number> {
+    return this.openIno(this.resolve(p).ino, flags);
+  }
+  async truncate(p: string, size: number): Promise<void> {
+    await this.truncateIno(this.resolve(p).ino, size);
+  }
+  async access(p: string): Promise<void> {
+    this.resolve(p);
   }
 
   /** True when directory `ancestor` is `ino` or contains it. */
@@ -423,15 +532,16 @@ export class Filesystem {
     return fh;
   }
 
-  async create(p: string, mode: number, caller: Caller, flags = 2): Promise<number> {
-    const rec = await this.createNode(p, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller));
-    return this.attach(rec, flags);
+  async createAt(parent: Ino, name: string, mode: number, flags: number, caller: Caller): Promise<{ attr: Attr; fh: number }> {
+    const rec = await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller));
+    const fh = this.attach(rec, flags);
+    return { attr: this.attrOf(rec), fh };
   }
 
-  async open(p: string, flags: number): Promise<number> {
-    const rec = this.resolve(p);
-    if (isDir(rec)) throw new IsDirError(p);
-    if (!isReg(rec)) throw new InvalidError(`not a regular file: ${p}`);
+  async openIno(ino: Ino, flags: number): Promise<number> {
+    const rec = this.inode(ino);
+    if (isDir(rec)) throw new IsDirError(`inode ${ino}`);
+    if (!isReg(rec)) throw new InvalidError(`not a regular file: inode ${ino}`);
     return this.attach(rec, flags);
   }
 
@@ -464,10 +574,10 @@ export class Filesystem {
     });
   }
 
-  async truncate(p: string, size: number): Promise<void> {
-    const rec = this.resolve(p);
-    if (isDir(rec)) throw new IsDirError(p);
-    if (!isReg(rec)) throw new InvalidError(`not a regular file: ${p}`);
+  async truncateIno(ino: Ino, size: number): Promise<void> {
+    const rec = this.inode(ino);
+    if (isDir(rec)) throw new IsDirError(`inode ${ino}`);
+    if (!isReg(rec)) throw new InvalidError(`not a regular file: inode ${ino}`);
     const fh = this.attach(rec, 2);
     try {
       await this.ftruncate(fh, size);
@@ -576,10 +686,6 @@ export class Filesystem {
     for (const st of this.states.values()) {
       await st.lock.exclusive(() => this.commit(st)).catch((err) => this.log(`commit on unmount failed: ${err.message}`));
     }
-  }
-
-  async access(p: string): Promise<void> {
-    this.resolve(p);
   }
 
   get openFiles(): number {

@@ -1,85 +1,116 @@
-// The FUSE boundary: fuse-native's callback-style operations on top of Filesystem. Errors are
-// turned into errno values here and nowhere else. fuse-native's high-level API does not tell
-// us the calling process's uid/gid, so new files belong to the daemon's user (see README).
-import type { Attr, Caller, Filesystem } from './filesystem';
-import { toErrno } from './errno';
+// The FUSE boundary: libfuse 3 low-level operations (src/fs/lowlevel.ts, inode-based) on top of
+// Filesystem. Errors become errno values here (toErrno) and nowhere else. Inode numbers are the
+// store's, so a hard link is one kernel inode with one page cache, and every request carries the
+// caller's uid/gid, which new files get as their owner.
+import type { Attr as FsAttr, Filesystem } from './filesystem';
+import type { Attr, EntryReply, LowLevelOps, RequestContext, StatFs } from './lowlevel';
 
-type Cb = (err: number, ...rest: any[]) => void;
+/**
+ * How long the kernel may keep attributes and names. Changes made through the mount update the
+ * kernel's copy from our replies; the daemon invalidates what changes behind its back.
+ */
+export const ATTR_TIMEOUT = 1;
+export const ENTRY_TIMEOUT = 1;
 
-function statOf(a: Attr): Record<string, number> {
+function attrOf(a: FsAttr): Attr {
   return {
+    ino: a.ino,
     mode: a.mode,
+    nlink: a.nlink,
     uid: a.uid,
     gid: a.gid,
     size: a.size,
-    dev: 0,
-    nlink: a.nlink,
-    ino: a.ino,
-    rdev: 0,
-    blksize: a.blksize,
     blocks: a.blocks,
-    atime: a.atimeMs,
-    mtime: a.mtimeMs,
-    ctime: a.ctimeMs,
+    blksize: a.blksize,
+    atimeMs: a.atimeMs,
+    mtimeMs: a.mtimeMs,
+    ctimeMs: a.ctimeMs,
   };
 }
+
+const entry = (a: FsAttr): EntryReply => ({ attr: attrOf(a), attrTimeout: ATTR_TIMEOUT, entryTimeout: ENTRY_TIMEOUT });
+const caller = (req: RequestContext) => ({ uid: req.uid, gid: req.gid });
+/** The umask applies to modes of new nodes (the kernel leaves it to us: no FUSE_CAP_DONT_MASK). */
+const masked = (mode: number, req: RequestContext) => mode & ~(req.umask ?? 0);
 
 export interface FuseOpsOptions {
-  caller: Caller;
-  statfs: () => Promise<Record<string, number>>;
-  log: (line: string) => void;
+  statfs: () => Promise<StatFs>;
+  /** Called after a change that alters a directory's attributes the kernel may have cached. */
+  dirChanged?: (ino: number) => void;
 }
 
-export function makeFuseOps(fs: Filesystem, opts: FuseOpsOptions): Record<string, Function> {
-  const { caller, log } = opts;
-  /** Run `work`, answer `cb` with its result, or with the errno its error maps to. */
-  const answer = <T>(cb: Cb, work: () => Promise<T>, reply: (v: T) => any[] = () => []) => {
-    work().then(
-      (v) => cb(0, ...reply(v)),
-      (err) => {
-        const errno = toErrno(err);
-        if (errno === -5 || errno === -28) log(`error: ${(err as Error).message}`);
-        cb(errno);
-      },
-    );
-  };
-  /** read and write answer with a byte count or a negative errno in the first argument. */
-  const count = (cb: (n: number) => void, work: () => Promise<number>) => {
-    work().then(cb, (err) => {
-      const errno = toErrno(err);
-      if (errno === -5 || errno === -28) log(`error: ${(err as Error).message}`);
-      cb(errno);
-    });
-  };
-
+export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelOps {
+  const changed = (ino: number) => opts.dirChanged?.(ino);
   return {
-    init: (cb: Cb) => cb(0),
-    access: (p: string, _mode: number, cb: Cb) => answer(cb, () => fs.access(p)),
-    statfs: (_p: string, cb: Cb) => answer(cb, opts.statfs, (s) => [s]),
-    getattr: (p: string, cb: Cb) => answer(cb, () => fs.getattr(p), (a) => [statOf(a)]),
-    fgetattr: (p: string, _fd: number, cb: Cb) => answer(cb, () => fs.getattr(p), (a) => [statOf(a)]),
-    readdir: (p: string, cb: Cb) => answer(cb, () => fs.readdir(p), (names) => [names]),
-    readlink: (p: string, cb: Cb) => answer(cb, () => fs.readlink(p), (t) => [t]),
-    chmod: (p: string, mode: number, cb: Cb) => answer(cb, () => fs.chmod(p, mode)),
-    chown: (p: string, uid: number, gid: number, cb: Cb) => answer(cb, () => fs.chown(p, uid, gid)),
-    utimens: (p: string, atime: number, mtime: number, cb: Cb) => answer(cb, () => fs.utimens(p, atime, mtime)),
-    mkdir: (p: string, mode: number, cb: Cb) => answer(cb, () => fs.mkdir(p, mode, caller)),
-    rmdir: (p: string, cb: Cb) => answer(cb, () => fs.rmdir(p)),
-    mknod: (p: string, mode: number, _dev: number, cb: Cb) => answer(cb, () => fs.mknod(p, mode, caller)),
-    symlink: (target: string, p: string, cb: Cb) => answer(cb, () => fs.symlink(target, p, caller)),
-    unlink: (p: string, cb: Cb) => answer(cb, () => fs.unlink(p)),
-    rename: (from: string, to: string, cb: Cb) => answer(cb, () => fs.rename(from, to)),
-    link: (from: string, to: string, cb: Cb) => answer(cb, () => fs.link(from, to)),
-    create: (p: string, mode: number, cb: Cb) => answer(cb, () => fs.create(p, mode, caller), (fh) => [fh]),
-    open: (p: string, flags: number, cb: Cb) => answer(cb, () => fs.open(p, flags), (fh) => [fh]),
-    read: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) =>
-      count(cb, () => fs.read(fh, buf, len, pos)),
-    write: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) =>
-      count(cb, () => fs.write(fh, buf, len, pos)),
-    truncate: (p: string, size: number, cb: Cb) => answer(cb, () => fs.truncate(p, size)),
-    ftruncate: (_p: string, fh: number, size: number, cb: Cb) => answer(cb, () => fs.ftruncate(fh, size)),
-    flush: (_p: string, fh: number, cb: Cb) => answer(cb, () => fs.flush(fh)),
-    fsync: (_p: string, _datasync: number, fh: number, cb: Cb) => answer(cb, () => fs.fsync(fh)),
-    release: (_p: string, fh: number, cb: Cb) => answer(cb, () => fs.release(fh)),
+    lookup: async (_req, parent, name) => entry(await fs.lookup(parent, name)),
+    getattr: async (_req, ino) => ({ attr: attrOf(await fs.getattrIno(ino)), timeout: ATTR_TIMEOUT }),
+    setattr: async (_req, ino, set, fh) => {
+      const a = await fs.setattr(
+        ino,
+        { mode: set.mode, uid: set.uid, gid: set.gid, size: set.size, atimeMs: set.atimeMs, mtimeMs: set.mtimeMs },
+        fh,
+      );
+      return { attr: attrOf(a), timeout: ATTR_TIMEOUT };
+    },
+    readlink: (_req, ino) => fs.readlinkIno(ino),
+    mknod: async (req, parent, name, mode) => {
+      const a = entry(await fs.mknodAt(parent, name, masked(mode, req), caller(req)));
+      changed(parent);
+      return a;
+    },
+    mkdir: async (req, parent, name, mode) => {
+      const a = entry(await fs.mkdirAt(parent, name, masked(mode, req), caller(req)));
+      changed(parent);
+      return a;
+    },
+    symlink: async (req, parent, name, target) => {
+      const a = entry(await fs.symlinkAt(parent, name, target, caller(req)));
+      changed(parent);
+      return a;
+    },
+    unlink: async (_req, parent, name) => {
+      await fs.unlinkAt(parent, name);
+      changed(parent);
+    },
+    rmdir: async (_req, parent, name) => {
+      await fs.rmdirAt(parent, name);
+      changed(parent);
+    },
+    rename: async (_req, parent, name, newParent, newName, flags) => {
+      await fs.renameAt(parent, name, newParent, newName, flags);
+      changed(parent);
+      if (newParent !== parent) changed(newParent);
+    },
+    link: async (_req, ino, newParent, newName) => {
+      const a = entry(await fs.linkAt(ino, newParent, newName));
+      changed(newParent);
+      return a;
+    },
+    create: async (req, parent, name, mode, flags) => {
+      const { attr, fh } = await fs.createAt(parent, name, masked(mode, req), flags, caller(req));
+      changed(parent);
+      return { ...entry(attr), fh, keepCache: true };
+    },
+    // Writes reach us through the kernel, which keeps its page cache in step: keep it across opens.
+    open: async (_req, ino, flags) => ({ fh: await fs.openIno(ino, flags), keepCache: true }),
+    read: async (_req, _ino, fh, offset, size) => {
+      const buf = Buffer.allocUnsafe(size);
+      const n = await fs.read(fh, buf, size, offset);
+      return buf.subarray(0, n);
+    },
+    write: (_req, _ino, fh, offset, data) => fs.write(fh, data, data.length, offset),
+    flush: (_req, _ino, fh) => fs.flush(fh),
+    release: (_req, _ino, fh) => fs.release(fh),
+    fsync: (_req, _ino, fh) => fs.fsync(fh),
+    opendir: async () => ({ fh: 0 }),
+    readdir: async (_req, ino, _fh, offset) => {
+      const all = await fs.readdirIno(ino);
+      return all.slice(offset).map((e, i) => ({ name: e.name, ino: e.ino, mode: e.mode, offset: offset + i + 1 }));
+    },
+    releasedir: async () => undefined,
+    statfs: () => opts.statfs(),
+    access: async (_req, ino) => {
+      await fs.getattrIno(ino);
+    },
   };
 }

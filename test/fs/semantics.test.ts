@@ -133,8 +133,27 @@ test('readdir lists every entry', () => {
 test('utimens sets the times other processes see', () => {
   const p = path.join(mp, 'times');
   fs.writeFileSync(p, 'x');
-  fs.utimesSync(p, 1000000, 1000000);
-  expect(sh(`stat -c '%X %Y' '${p}'`).stdout.trim()).toBe('1000000 1000000');
+  fs.utimesSync(p, 1000000, 2000000);
+  expect(sh(`stat -c '%X %Y' '${p}'`).stdout.trim()).toBe('1000000 2000000');
+});
+
+test('a file created by another user belongs to that user', () => {
+  fs.chmodSync(m.dir, 0o755); // mkdtemp makes it 0700: let the other user reach the mount
+  fs.mkdirSync(path.join(mp, 'pub'));
+  fs.chmodSync(path.join(mp, 'pub'), 0o1777);
+  const r = sh(`setpriv --reuid=65534 --regid=65534 --clear-groups touch '${mp}/pub/theirs'`);
+  expect(r.status).toBe(0);
+  expect(stat(path.join(mp, 'pub/theirs')).split(' ')[2]).toBe('644');
+  expect(sh(`stat -c '%u %g' '${mp}/pub/theirs'`).stdout.trim()).toBe('65534 65534');
+});
+
+test('the kernel enforces modes for other users', () => {
+  fs.chmodSync(m.dir, 0o755);
+  fs.writeFileSync(path.join(mp, 'private'), 'secret');
+  fs.chmodSync(path.join(mp, 'private'), 0o600);
+  const r = sh(`setpriv --reuid=65534 --regid=65534 --clear-groups cat '${mp}/private'`);
+  expect(r.status).not.toBe(0);
+  expect(r.stderr).toMatch(/Permission denied/);
 });
 
 test('statfs answers', () => {

@@ -84,7 +84,7 @@ export function startMount(extra: string[] = [], dir = fs.mkdtempSync(path.join(
           /* gone */
         }
       }
-      spawnSync('fusermount', ['-uz', mountpoint]);
+      spawnSync('fusermount3', ['-uz', mountpoint]);
       fs.rmSync(dir, { recursive: true, force: true });
     },
     stats() {
