@@ -89,7 +89,18 @@ interface FileState {
   /** Handles open for writing: only then are attribute changes deferred. */
   writers: number;
   lock: RwLock;
+  /** Writes being committed in the background while new ones collect in `overlay`. */
+  inflight?: { overlay: Overlay; done: Promise<void> };
+  /** A background commit's error, reported by the next write, flush or close. */
+  failure?: Error;
 }
+
+interface Prepared {
+  plan: Awaited<ReturnType<typeof planRewrite>>;
+  encoded: Awaited<ReturnType<typeof encodeMissing>>;
+}
+
+const RETRY = Symbol('retry');
 
 interface Handle {
   state: FileState;
@@ -195,7 +206,7 @@ export class Filesystem {
   private async changeAttrs(ino: Ino, change: (rec: InodeRecord) => PendingAttrs): Promise<void> {
     const st = this.states.get(ino);
     if (st && st.writers > 0) {
-      await st.lock.exclusive(async () => {
+      await this.quiescent(st, async () => {
         const cur = this.mergedRecord(this.inode(ino), st);
         Object.assign(st.pending, change(cur), { ctimeMs: Date.now() });
         st.metaDirty = true;
@@ -556,6 +567,7 @@ export class Filesystem {
         await readCommitted(this.store, this.source, st.ino, position, out.subarray(0, committedEnd - position));
       }
       if (committedEnd < position + n) out.fill(0, Math.max(0, committedEnd - position));
+      st.inflight?.overlay.copyInto(position, out);
       st.overlay.copyInto(position, out);
       return n;
     });
@@ -565,13 +577,63 @@ export class Filesystem {
     const h = this.handle(fh);
     if ((h.flags & O_ACCMODE) === O_RDONLY) throw new ErrnoError(E.EBADF, 'file not open for writing');
     const st = h.state;
+    // Back-pressure: one batch in flight and one filling, so memory stays bounded.
+    while (st.inflight && st.overlay.bytes >= COMMIT_THRESHOLD) await st.inflight.done;
     return st.lock.exclusive(async () => {
+      this.takeFailure(st);
       st.overlay.write(position, data.subarray(0, length));
       st.size = Math.max(st.size, position + length);
       this.touchContent(st);
-      if (st.overlay.bytes >= COMMIT_THRESHOLD) await this.commit(st);
+      if (st.overlay.bytes >= COMMIT_THRESHOLD && !st.inflight) this.commitInBackground(st);
       return length;
     });
+  }
+
+  /**
+   * Commit what has collected so far while new writes go on: chunking, hashing and compression
+   * of one batch overlap the arrival of the next. The lock is taken only to swap the recipe.
+   */
+  private commitInBackground(st: FileState): void {
+    const overlay = st.overlay;
+    const size = st.size;
+    const pending = { ...st.pending };
+    const fromSize = st.committedSize;
+    st.overlay = new Overlay();
+    const done = (async () => {
+      try {
+        const prepared = await this.prepare(st, overlay, fromSize, size);
+        await st.lock.exclusive(() => this.apply(st, prepared, size, pending));
+      } catch (err) {
+        this.log(`background commit of inode ${st.ino} failed: ${(err as Error).message}`);
+        await st.lock.exclusive(async () => {
+          // Keep the bytes: under the newer writes, for reads and for the next flush to retry.
+          st.overlay = Overlay.layered(overlay, st.overlay);
+          st.failure = err as Error;
+        });
+      } finally {
+        st.inflight = undefined;
+      }
+    })();
+    st.inflight = { overlay, done };
+  }
+
+  private takeFailure(st: FileState): void {
+    const err = st.failure;
+    if (!err) return;
+    st.failure = undefined;
+    throw err;
+  }
+
+  /**
+   * Run `fn` holding the file's lock with no background commit in flight (flush, truncate,
+   * close: they need the whole file in one state).
+   */
+  private async quiescent<T>(st: FileState, fn: () => Promise<T>): Promise<T> {
+    for (;;) {
+      while (st.inflight) await st.inflight.done;
+      const r = await st.lock.exclusive(async () => (st.inflight ? RETRY : fn()));
+      if (r !== RETRY) return r as T;
+    }
   }
 
   async truncateIno(ino: Ino, size: number): Promise<void> {
@@ -589,7 +651,7 @@ export class Filesystem {
   async ftruncate(fh: number, size: number): Promise<void> {
     if (size < 0 || !Number.isSafeInteger(size)) throw new InvalidError('bad size');
     const st = this.handle(fh).state;
-    await st.lock.exclusive(async () => {
+    await this.quiescent(st, async () => {
       st.overlay.truncate(size);
       st.size = size;
       this.touchContent(st);
@@ -607,7 +669,10 @@ export class Filesystem {
 
   async flush(fh: number): Promise<void> {
     const st = this.handle(fh).state;
-    await st.lock.exclusive(() => this.commit(st));
+    await this.quiescent(st, async () => {
+      this.takeFailure(st);
+      await this.commit(st);
+    });
   }
 
   async fsync(fh: number): Promise<void> {
@@ -619,7 +684,7 @@ export class Filesystem {
     const h = this.handle(fh);
     const st = h.state;
     this.handles.delete(fh);
-    await st.lock.exclusive(async () => {
+    await this.quiescent(st, async () => {
       st.opens--;
       if ((h.flags & O_ACCMODE) !== O_RDONLY) st.writers--;
       const rec = this.store.getInode(st.ino);
@@ -648,16 +713,32 @@ export class Filesystem {
   /** Chunk and store the file's pending writes as one transaction. Caller holds the lock. */
   private async commit(st: FileState): Promise<void> {
     if (!st.dirty && !st.metaDirty) return;
-    const plan = st.dirty
-      ? await planRewrite(this.store, this.source, st.ino, st.committedSize, st.size, st.overlay)
-      : { removed: [], added: [], newSize: st.size };
-    let encoded = await encodeMissing(this.store, plan.added);
+    const prepared = st.dirty
+      ? await this.prepare(st, st.overlay, st.committedSize, st.size)
+      : { plan: { removed: [], added: [], newSize: st.size }, encoded: new Map() };
+    await this.apply(st, prepared, st.size, st.pending);
+    st.overlay.clear();
+    st.pending = {};
+    st.dirty = false;
+    st.metaDirty = false;
+  }
+
+  /** Plan the new recipe and encode new chunks: reads the store, changes nothing. */
+  private async prepare(st: FileState, overlay: Overlay, fromSize: number, size: number): Promise<Prepared> {
+    const plan = await planRewrite(this.store, this.source, st.ino, fromSize, size, overlay);
+    return { plan, encoded: await encodeMissing(this.store, plan.added) };
+  }
+
+  /** One transaction: swap the recipe, set size and attributes. Caller holds the lock. */
+  private async apply(st: FileState, prepared: Prepared, size: number, pending: PendingAttrs): Promise<void> {
+    const { plan } = prepared;
+    let { encoded } = prepared;
     for (let attempt = 0; ; attempt++) {
       try {
         await this.store.txn(() => {
           const rec = this.inode(st.ino);
           applyPlan(this.store, st.ino, plan, encoded);
-          this.store.putInode({ ...rec, ...st.pending, size: st.size });
+          this.store.putInode({ ...rec, ...pending, size });
         }, planBytes(plan, encoded));
         break;
       } catch (err) {
@@ -670,21 +751,17 @@ export class Filesystem {
         throw err;
       }
     }
+    st.committedSize = size;
     // The last chunk is what the next append re-reads: keep it hot.
     const last = plan.added[plan.added.length - 1];
     if (last) this.source.add(last.digest, Buffer.from(last.plain));
-    st.overlay.clear();
-    st.committedSize = st.size;
-    st.pending = {};
-    st.dirty = false;
-    st.metaDirty = false;
     if (plan.added.length || plan.removed.length) await this.onContentCommitted?.(st.ino);
   }
 
   /** Commit every open file's pending writes (on unmount). */
   async commitAll(): Promise<void> {
     for (const st of this.states.values()) {
-      await st.lock.exclusive(() => this.commit(st)).catch((err) => this.log(`commit on unmount failed: ${err.message}`));
+      await this.quiescent(st, () => this.commit(st)).catch((err) => this.log(`commit on unmount failed: ${err.message}`));
     }
   }
 

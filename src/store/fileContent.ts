@@ -66,15 +66,15 @@ export async function planRewrite(
   overlay: Overlay,
   params: ChunkerParams = LBFS_PARAMS,
 ): Promise<RewritePlan> {
-  const old = store.extents(ino);
   const dirty: Array<[number, number]> = [];
   for (const [a, b] of overlay.ranges()) if (a < newSize) dirty.push([a, Math.min(b, newSize)]);
   if (newSize !== oldSize) dirty.push([Math.min(oldSize, newSize), Math.max(oldSize, newSize)]);
   dirty.sort((x, y) => x[0] - y[0]);
 
-  // Old cut points that were content-defined (the last one, at EOF, was forced by the end).
-  const oldCuts = new Set<number>();
-  for (const e of old) if (e.offset + e.length < oldSize) oldCuts.add(e.offset + e.length);
+  // An old cut point that was content-defined is the start of an old extent (the cut at the old
+  // end of file was forced by the end and is not one). Looked up per candidate, not loaded: a
+  // commit of a growing file must not cost more with every megabyte already stored.
+  const isOldCut = (pos: number) => pos < oldSize && store.hasExtentAt(ino, pos);
 
   const materialize = async (from: number, to: number): Promise<Buffer> => {
     const buf = Buffer.alloc(to - from);
@@ -91,7 +91,7 @@ export async function planRewrite(
   let p = 0; // everything before p has been decided
   for (const [a, b] of dirty) {
     if (a < p && b <= p) continue;
-    let s = restartPoint(old, a, oldSize);
+    let s = restartPoint(store, ino, a, oldSize);
     if (s < p) s = p;
     if (s >= newSize) continue;
     let pos = s;
@@ -109,31 +109,31 @@ export async function planRewrite(
       added.push({ offset: pos, length: len, digest: digestOf(plain), plain });
       pos += len;
       if (pos >= newSize) break;
-      if (pos >= b && oldCuts.has(pos)) break; // resynchronised with the old chunking
+      if (pos >= b && isOldCut(pos)) break; // resynchronised with the old chunking
     }
     rewritten.push([s, pos]);
     p = pos;
   }
 
-  const removed = old.filter(
-    (e) => e.offset >= newSize || rewritten.some(([s, c]) => e.offset >= s && e.offset < c),
-  );
+  // Old extents that start inside a rewritten range, or past the new end, are replaced.
+  const removed: Extent[] = [];
+  let removedTo = 0;
+  for (const [s, c] of rewritten) {
+    for (const e of store.extents(ino, s, c)) if (e.offset >= s && e.offset >= removedTo) removed.push(e);
+    removedTo = c;
+  }
+  if (newSize < oldSize) {
+    for (const e of store.extents(ino, newSize)) if (e.offset >= newSize && e.offset >= removedTo) removed.push(e);
+  }
   return { removed, added, newSize };
 }
 
 /** Start of the old chunk that must be re-cut when byte `a` changes (see the module comment). */
-function restartPoint(old: readonly Extent[], a: number, oldSize: number): number {
-  if (a === 0 || old.length === 0) return 0;
+function restartPoint(store: Store, ino: Ino, a: number, oldSize: number): number {
+  if (a === 0 || oldSize === 0) return 0;
   const probe = Math.min(a - 1, oldSize - 1);
-  // binary search: last extent with offset <= probe
-  let lo = 0;
-  let hi = old.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (old[mid].offset <= probe) lo = mid;
-    else hi = mid - 1;
-  }
-  return old[lo].offset <= probe ? old[lo].offset : 0;
+  const holder = store.extents(ino, probe, probe + 1)[0];
+  return holder ? holder.offset : 0;
 }
 
 /** Sub-ranges of [from, to) not covered by the overlay. */

@@ -92,6 +92,14 @@ export class Overlay {
     return out;
   }
 
+  /** A new overlay with `lower`'s bytes under `upper`'s (upper wins where both have bytes). */
+  static layered(lower: Overlay, upper: Overlay): Overlay {
+    const out = new Overlay();
+    for (const seg of lower.segs) out.write(seg.offset, seg.data);
+    for (const seg of upper.segs) out.write(seg.offset, seg.data);
+    return out;
+  }
+
   clear(): void {
     this.segs = [];
     this.total = 0;

@@ -386,6 +386,11 @@ export class Store {
     return out;
   }
 
+  /** True when an extent of `ino` starts exactly at `offset`. */
+  hasExtentAt(ino: Ino, offset: number): boolean {
+    return this.extentsDb.doesExist(extentKey(ino, offset));
+  }
+
   putExtent(ino: Ino, e: Extent): void {
     this.extentsDb.put(extentKey(ino, e.offset), encodeExtentValue(e.length, e.digest));
   }

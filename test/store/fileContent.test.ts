@@ -167,3 +167,29 @@ test('a file with a page-aligned embedded library gets the object-boundary chunk
   randomBytes(32, 50).copy(data, 8192 + 100000);
   expect(recipeOf('/s')).toEqual(chunkingOf(data));
 });
+
+test('reads during background commits of a large file see every byte written so far', async () => {
+  const data = randomBytes(40, 40 << 20);
+  const fh = await fsys.create('/big', 0o644, ROOT);
+  const rfh = await fsys.open('/big', 0);
+  const next = prng(41);
+  const piece = 131072;
+  const reads: Promise<void>[] = [];
+  for (let off = 0; off < data.length; off += piece) {
+    await fsys.write(fh, data.subarray(off, off + piece), piece, off);
+    if ((off / piece) % 16 === 15) {
+      // a read racing the writes and background commits, of bytes already written
+      const at = next() % (off + piece - 4096);
+      const out = Buffer.alloc(4096);
+      reads.push(fsys.read(rfh, out, 4096, at).then((n) => {
+        expect(n).toBe(4096);
+        expect(out.equals(data.subarray(at, at + 4096))).toBe(true);
+      }));
+    }
+  }
+  await Promise.all(reads);
+  await fsys.release(fh);
+  await fsys.release(rfh);
+  expect(recipeOf('/big')).toEqual(chunkingOf(data));
+  expect(verifyStore(store).damage).toEqual([]);
+});
