@@ -14,6 +14,7 @@
 #define SLINKY_ERR_CORRUPT "SLINKY_CORRUPT_CHUNK"
 #define SLINKY_ERR_ARG "SLINKY_BAD_ARGUMENT"
 #define SLINKY_ERR_INTERNAL "SLINKY_NATIVE_INTERNAL"
+#define SLINKY_ERR_DIGEST "SLINKY_DIGEST_MISMATCH"
 
 /* Evaluate a napi call; on failure leave (with a pending JS exception if there is none). */
 #define NAPI_OK(env, call)                                                       \

@@ -4,7 +4,7 @@
 SLINKY_NATIVE := build/slinky_native.node
 SLINKY_NATIVE_SRC := native/addon.c native/addon_rabin.c native/addon_zstd.c
 SLINKY_NATIVE_CFLAGS := -O2 -std=gnu11 -Wall -Wextra -Werror=implicit-function-declaration \
-	-fvisibility=hidden -shared -fPIC -I$(NODE_INCLUDE)
+	-fvisibility=hidden -shared -fPIC -I$(NODE_INCLUDE) -Wno-deprecated-declarations
 
 NATIVE_TARGETS += $(SLINKY_NATIVE)
 

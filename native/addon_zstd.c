@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#include <openssl/sha.h> /* from Node's headers: node exports its OpenSSL */
 #include <zstd_errors.h>
 
 /* Largest chunk the addon accepts in either direction; far above any chunker maxSize. */
@@ -176,6 +177,9 @@ typedef struct {
   size_t dst_len;      /* compression: compressed size; decompression: expected size */
   int level;
   bool decompress;
+  bool raw;            /* chunk decode with codec 0: copy, no zstd */
+  bool verify;         /* check SHA-256(output) == want */
+  uint8_t want[32];
   bool ok;
   const char *err_code;
   char msg[200];
@@ -186,8 +190,24 @@ static void job_execute(napi_env env, void *data)
   (void)env;
   zstd_job *job = data;
   if (job->decompress) {
-    job->ok = do_decompress(job->dst, job->dst_len, job->src, job->src_len, job->msg, sizeof job->msg);
     job->err_code = SLINKY_ERR_CORRUPT;
+    if (job->raw) {
+      job->ok = job->src_len == job->dst_len;
+      if (job->ok) memcpy(job->dst, job->src, job->src_len);
+      else snprintf(job->msg, sizeof job->msg, "raw chunk is %zu bytes, expected %zu", job->src_len, job->dst_len);
+    } else {
+      job->ok = do_decompress(job->dst, job->dst_len, job->src, job->src_len, job->msg, sizeof job->msg);
+    }
+    if (job->ok && job->verify) {
+      /* Node exports its OpenSSL: the same SHA-256 (SHA-NI) as node:crypto, off the JS thread. */
+      uint8_t got[32];
+      SHA256(job->dst, job->dst_len, got);
+      if (memcmp(got, job->want, 32) != 0) {
+        job->ok = false;
+        job->err_code = SLINKY_ERR_DIGEST;
+        snprintf(job->msg, sizeof job->msg, "chunk bytes do not match their SHA-256 digest");
+      }
+    }
     return;
   }
   size_t cap = ZSTD_compressBound(job->src_len);
@@ -324,6 +344,52 @@ static napi_value zstd_decompress_async(napi_env env, napi_callback_info info)
   return queue_job(env, job, argv[0]);
 }
 
+/* chunkDecodeVerifyAsync(codec, data, expectedLength, sha256 | null) -> Promise<Buffer>: decode a
+ * stored chunk (0 raw, 1 zstd) and check its SHA-256 on a pool thread. */
+static napi_value chunk_decode_verify_async(napi_env env, napi_callback_info info)
+{
+  size_t argc = 4;
+  napi_value argv[4];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *src, *want = NULL;
+  size_t len, expected, want_len = 0;
+  int64_t codec;
+  napi_valuetype t = napi_undefined;
+  if (argc == 4) napi_typeof(env, argv[3], &t);
+  if (argc != 4 || !slinky_get_int(env, argv[0], "codec", 0, 1, &codec) ||
+      !slinky_get_bytes(env, argv[1], "data", &src, &len) || !get_length(env, argv[2], &expected) ||
+      (t != napi_null && (!slinky_get_bytes(env, argv[3], "sha256", &want, &want_len) || want_len != 32))) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "chunkDecodeVerifyAsync(codec, data, expectedLength, sha256|null)");
+    return NULL;
+  }
+  zstd_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
+    return NULL;
+  }
+  napi_value out;
+  void *dst;
+  if (napi_create_buffer(env, expected, &dst, &out) != napi_ok ||
+      napi_create_reference(env, out, 1, &job->output_ref) != napi_ok) {
+    free(job);
+    slinky_throw_last(env, "allocating the output buffer");
+    return NULL;
+  }
+  job->src = src;
+  job->src_len = len;
+  job->dst = dst;
+  job->dst_len = expected;
+  job->decompress = true;
+  job->raw = codec == 0;
+  if (want) {
+    job->verify = true;
+    memcpy(job->want, want, 32);
+  }
+  return queue_job(env, job, argv[1]);
+}
+
 static napi_value zstd_version(napi_env env, napi_callback_info info)
 {
   (void)info;
@@ -340,6 +406,7 @@ napi_status slinky_init_zstd(napi_env env, napi_value exports)
       {"zstdCompressAsync", NULL, zstd_compress_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zstdDecompressAsync", NULL, zstd_decompress_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zstdVersion", NULL, zstd_version, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"chunkDecodeVerifyAsync", NULL, chunk_decode_verify_async, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -2,7 +2,7 @@
 // decoded: the store's disk is not trusted more than a peer (a flipped bit or a tampered
 // database must surface as a missing chunk, never as wrong bytes handed to a program).
 import { verifyDigest, type Digest } from '../chunking/digest';
-import { decodeChunk } from '../chunking/compress';
+import { decodeChunk, decodeVerifiedAsync } from '../chunking/compress';
 import type { ChunkSource } from './chunkSource';
 import type { Store } from './store';
 
@@ -17,8 +17,23 @@ export class LocalChunkSource implements ChunkSource {
   readonly counters: SourceCounters = { hits: 0, misses: 0, verifyFailures: 0 };
   constructor(private readonly store: Store, private readonly onCorrupt?: (digest: Digest, why: string) => void) {}
 
+  /** Decoding and hashing run on the threadpool: concurrent reads use every core. */
   async getChunk(digest: Digest): Promise<Buffer | undefined> {
-    return this.getChunkSync(digest);
+    const ref = this.store.chunkRef(digest);
+    const stored = ref && this.store.readStoredChunk(digest);
+    if (!ref || !stored) {
+      this.counters.misses++;
+      return undefined;
+    }
+    try {
+      const plain = await decodeVerifiedAsync(stored.codec, stored.data, ref.length, digest);
+      this.counters.hits++;
+      return plain;
+    } catch (err) {
+      this.counters.verifyFailures++;
+      this.onCorrupt?.(digest, (err as Error).message);
+      return undefined;
+    }
   }
 
   /** Synchronous form for the FUSE read path: LMDB reads are memory-mapped, decoding is fast. */
