@@ -309,20 +309,11 @@ static napi_value zstd_compress_async(napi_env env, napi_callback_info info)
   return queue_job(env, job, argv[0]);
 }
 
-/* zstdDecompressAsync(data, expectedLength) -> Promise<Buffer> */
-static napi_value zstd_decompress_async(napi_env env, napi_callback_info info)
+/* Queue a decode of `src` into a new Buffer of `expected` bytes: zstd, or a copy when `raw`;
+ * checked against `want` (32 bytes of SHA-256) when it is not NULL. */
+static napi_value queue_decode(napi_env env, napi_value input, const uint8_t *src, size_t len, size_t expected,
+                               bool raw, const uint8_t *want)
 {
-  size_t argc = 2;
-  napi_value argv[2];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *src;
-  size_t len, expected;
-  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !get_length(env, argv[1], &expected)) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdDecompressAsync(data, expectedLength)");
-    return NULL;
-  }
   zstd_job *job = calloc(1, sizeof *job);
   if (!job) {
     napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
@@ -341,7 +332,34 @@ static napi_value zstd_decompress_async(napi_env env, napi_callback_info info)
   job->dst = dst;
   job->dst_len = expected;
   job->decompress = true;
-  return queue_job(env, job, argv[0]);
+  job->raw = raw;
+  if (want) {
+    job->verify = true;
+    memcpy(job->want, want, 32);
+  }
+  return queue_job(env, job, input);
+}
+
+static void throw_usage(napi_env env, const char *usage)
+{
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, usage);
+}
+
+/* zstdDecompressAsync(data, expectedLength) -> Promise<Buffer> */
+static napi_value zstd_decompress_async(napi_env env, napi_callback_info info)
+{
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *src;
+  size_t len, expected;
+  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !get_length(env, argv[1], &expected)) {
+    throw_usage(env, "zstdDecompressAsync(data, expectedLength)");
+    return NULL;
+  }
+  return queue_decode(env, argv[0], src, len, expected, false, NULL);
 }
 
 /* chunkDecodeVerifyAsync(codec, data, expectedLength, sha256 | null) -> Promise<Buffer>: decode a
@@ -359,35 +377,10 @@ static napi_value chunk_decode_verify_async(napi_env env, napi_callback_info inf
   if (argc != 4 || !slinky_get_int(env, argv[0], "codec", 0, 1, &codec) ||
       !slinky_get_bytes(env, argv[1], "data", &src, &len) || !get_length(env, argv[2], &expected) ||
       (t != napi_null && (!slinky_get_bytes(env, argv[3], "sha256", &want, &want_len) || want_len != 32))) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "chunkDecodeVerifyAsync(codec, data, expectedLength, sha256|null)");
+    throw_usage(env, "chunkDecodeVerifyAsync(codec, data, expectedLength, sha256|null)");
     return NULL;
   }
-  zstd_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
-    return NULL;
-  }
-  napi_value out;
-  void *dst;
-  if (napi_create_buffer(env, expected, &dst, &out) != napi_ok ||
-      napi_create_reference(env, out, 1, &job->output_ref) != napi_ok) {
-    free(job);
-    slinky_throw_last(env, "allocating the output buffer");
-    return NULL;
-  }
-  job->src = src;
-  job->src_len = len;
-  job->dst = dst;
-  job->dst_len = expected;
-  job->decompress = true;
-  job->raw = codec == 0;
-  if (want) {
-    job->verify = true;
-    memcpy(job->want, want, 32);
-  }
-  return queue_job(env, job, argv[1]);
+  return queue_decode(env, argv[1], src, len, expected, codec == 0, want);
 }
 
 static napi_value zstd_version(napi_env env, napi_callback_info info)

@@ -36,7 +36,7 @@ export async function readCommitted(
   for (let i = 0; i < extents.length; i++) {
     const e = extents[i];
     const chunk = chunks[i];
-    if (!chunk) throw new ChunkMissingError(`chunk ${digestToString(e.digest)} of inode ${ino} is missing`);
+    if (!chunk) throw new ChunkMissingError(`chunk ${digestToString(e.digest)} of inode ${ino} is missing or damaged`);
     const from = Math.max(offset, e.offset);
     const to = Math.min(end, e.offset + e.length);
     chunk.copy(target, from - offset, from - e.offset, to - e.offset);
