@@ -75,7 +75,9 @@ function print(s: GetSummary, where: string): void {
   const lines = [
     `${s.what} -> ${where}: ${what} in ${s.chunks} unique chunks (${formatBytes(s.chunkBytes)})${s.resumed ? ', resumed' : ''}`,
     ...(s.digest ? [`  digest ${s.digest}`] : []),
-    `  already here ${s.localChunks} chunks (${formatBytes(s.localBytes)}), from seeds ${s.seededChunks} (${formatBytes(s.seededBytes)}), missing ${s.fetchedChunks} (${formatBytes(s.fetchedBytes)})`,
+    `  already here ${s.localChunks} chunks (${formatBytes(s.localBytes)}), from seeds ${s.seededChunks} (${formatBytes(s.seededBytes)}), missing ${s.chunks - s.localChunks - s.seededChunks} (${formatBytes(s.chunkBytes - s.localBytes - s.seededBytes)})`,
+    ...(s.objectBytes ? [`  built from local objects ${formatBytes(s.objectBytes)} (${s.objectChunks} whole chunks)`] : []),
+    `  fetched ${s.fetchedChunks} chunks, ${formatBytes(s.fetchedBytes)} of them from the peer`,
     `  transferred ${formatBytes(s.receivedBytes)} (chunk data ${formatBytes(s.chunkPayloadBytes)}, protocol ${formatBytes(s.receivedBytes - s.chunkPayloadBytes)}), sent ${formatBytes(s.sentBytes)}, ${s.seconds.toFixed(1)} s`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -143,7 +145,7 @@ const command: CommandModule<object, Args> = {
         const seeds = await openSeeds(storeDir, args.seeds);
         if (seeds) closers.push(() => seeds.index.close());
         if (args.into) await fs.promises.mkdir(args.into, { recursive: true });
-        summary = await getToFiles({ ...base, output, local: local?.local, seeds: seeds?.source, progress });
+        summary = await getToFiles({ ...base, output, local: local?.local, seeds: seeds?.source, objects: seeds?.index, progress });
         where = output;
       } else {
         const into = requestPathComponents(args.into!);
@@ -159,7 +161,7 @@ const command: CommandModule<object, Args> = {
         });
         const seeds = await openSeeds(storeDir, args.seeds);
         if (seeds) closers.push(() => seeds.index.close());
-        summary = await getIntoStore({ ...base, store, into, seeds: seeds?.source, progress });
+        summary = await getIntoStore({ ...base, store, into, seeds: seeds?.source, objects: seeds?.index, progress });
         where = `${storeDir}:/${[...into, summary.kind === 'file' && isDigestName(args.path) ? args.path : path.basename(args.path) || 'root'].join('/')}`;
       }
       bar?.done();

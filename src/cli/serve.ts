@@ -11,6 +11,7 @@ interface Args {
   store?: string;
   listen: string;
   root: string;
+  'keepalive-ms': number;
 }
 
 /** "HOST:PORT", "[v6]:PORT" or ":PORT" / "PORT" (loopback). */
@@ -29,6 +30,7 @@ const command: CommandModule<object, Args> = {
     withStore(y)
       .option('listen', { type: 'string', default: '127.0.0.1:7070', describe: 'address to listen on (port 0: any free port)' })
       .option('root', { type: 'string', default: '/', describe: 'serve only this directory of the store' })
+      .option('keepalive-ms', { type: 'number', default: 5000, hidden: true, describe: 'interval of keep-alive blocks while packing' })
       .example('$0 serve --store ./st --listen 0.0.0.0:7070', 'serve a store to the network'),
   handler: async (args) => {
     const { host, port } = parseListen(args.listen);
@@ -36,7 +38,7 @@ const command: CommandModule<object, Args> = {
     const store = await openStoreForReading(storeDir);
     let server: PeerServer;
     try {
-      server = new PeerServer({ store, root: args.root, host, port, log: (l) => process.stderr.write(`slinkyfs serve: ${l}\n`) });
+      server = new PeerServer({ store, root: args.root, host, port, keepAliveMs: args['keepalive-ms'], log: (l) => process.stderr.write(`slinkyfs serve: ${l}\n`) });
     } catch (err) {
       await store.close();
       if (err instanceof NotServedError) throw new UserError(err.message);

@@ -7,6 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { decompressAsync, CorruptChunkError } from '../chunking/compress';
 import { xzDecompress } from './xz';
+import { type CompactRecipe, decodeCompact, encodeCompactRequest, isCompact } from './compactRecipe';
 import { digestToString, verifyDigest, type Digest } from '../chunking/digest';
 import {
   API,
@@ -22,7 +23,13 @@ import {
   type TreeEntry,
   TreeChecker,
   type WireCodec,
+  type ChunkRange,
+  type FileLayout,
+  LAYOUTS_PER_REQUEST,
+  RANGES_PER_REQUEST,
   checkEntry,
+  checkLayout,
+  encodeRanges,
   decodeRecipe,
   fileDigest,
   maxEncoded,
@@ -216,11 +223,12 @@ export class PeerClient {
         } else resolve(value as T);
       };
       const fail = (err: Error) => finish(err);
-      const deadline = setTimeout(() => fail(new PeerUnavailableError(`${this.name} did not finish a reply within ${Math.round(deadlineMs / 1000)} s`)), deadlineMs);
-      let idle = setTimeout(() => fail(new PeerUnavailableError(`${this.name} sent nothing for ${Math.round(idleTimeoutMs / 1000)} s`)), idleTimeoutMs);
+      const deadline = setTimeout(() => fail(new PeerUnavailableError(`${this.name} did not finish a reply within ${seconds(deadlineMs)} s`)), deadlineMs);
+      const silent = () => fail(new PeerUnavailableError(`${this.name} sent nothing for ${seconds(idleTimeoutMs)} s`));
+      let idle = setTimeout(silent, idleTimeoutMs);
       const poke = () => {
         clearTimeout(idle);
-        idle = setTimeout(() => fail(new PeerUnavailableError(`${this.name} sent nothing for ${Math.round(idleTimeoutMs / 1000)} s`)), idleTimeoutMs);
+        idle = setTimeout(silent, idleTimeoutMs);
       };
       const req = http.request(
         {
@@ -276,7 +284,10 @@ export class PeerClient {
   }
 
   private async getJson(path: string): Promise<unknown> {
-    const b = await this.buffered({ method: 'GET', path, maxBytes: LIMITS.jsonBytes, expectBytes: 1 << 20 });
+    return this.parseJson(await this.buffered({ method: 'GET', path, maxBytes: LIMITS.jsonBytes, expectBytes: 1 << 20 }));
+  }
+
+  private parseJson(b: Buffer): unknown {
     try {
       return JSON.parse(b.toString('utf8'));
     } catch {
@@ -305,8 +316,8 @@ export class PeerClient {
     const checker = new TreeChecker(this.opts.maxTreeEntries);
     let after: string | undefined;
     for (;;) {
-      const q = `/tree?path=${encodeURIComponent(path)}${after ? `&after=${encodeURIComponent(after)}` : ''}`;
-      const page = (await this.getJson(q)) as { entries?: unknown; next?: unknown };
+      const q = `/tree?z=1&path=${encodeURIComponent(path)}${after ? `&after=${encodeURIComponent(after)}` : ''}`;
+      const page = this.parseJson(await this.packedReply(q, undefined, LIMITS.jsonBytes, 1 << 20)) as { entries?: unknown; next?: unknown };
       if (!page || !Array.isArray(page.entries)) throw new PeerProtocolError(`${this.name} sent a malformed listing`);
       if (page.entries.length > LIMITS.treePage) throw new PeerProtocolError(`${this.name} sent a listing page of ${page.entries.length} entries`);
       let last: string | undefined;
@@ -340,46 +351,71 @@ export class PeerClient {
     // With sizes (from a listing) the reply size is known closely: chunks are at least minSize
     // bytes except the last, so a file of n bytes has at most n / 2048 + 1 of them.
     const expect = sizes ? sizes.reduce((n, sz) => n + 24 + (Math.floor(sz / 2048) + 1) * 37, 0) : undefined;
-    const maxBytes = Math.min(digests.length * (4 + maxOne), 1 << 30);
-    return this.request({ method: 'POST', path: '/recipes?z=1', body: Buffer.concat(digests), maxBytes, expectBytes: expect }, async (stream) => {
-      // One zstd frame after its plain length: bounded by what the asked-for recipes can need.
-      const packed = new ByteReader(stream, this.name);
-      const rawLength = (await packed.take(4)).readUInt32LE(0);
-      if (rawLength > maxBytes) throw new PeerProtocolError(`${this.name} sent a reply larger than ${maxBytes} bytes`);
-      const frame = await packed.rest(maxEncoded(rawLength));
-      let raw: Buffer;
-      try {
-        raw = await decompressAsync(frame, rawLength);
-      } catch (e) {
-        if (e instanceof CorruptChunkError) throw new PeerProtocolError(`${this.name} sent an undecodable recipes reply: ${e.message}`);
-        throw e;
-      }
-      const body = (async function* () {
+    const maxBytes = expect ?? Math.min(digests.length * (4 + maxOne), 1 << 30);
+    const raw = await this.packedReply('/recipes?z=1', Buffer.concat(digests), maxBytes, expect);
+    const reader = new ByteReader(
+      (async function* () {
         yield raw;
-      })();
-      const reader = new ByteReader(body, this.name);
-      const out: (Recipe | undefined)[] = [];
-      for (const d of digests) {
-        const len = (await reader.take(4)).readUInt32LE(0);
+      })(),
+      this.name,
+    );
+    const out: (Recipe | undefined)[] = [];
+    for (const d of digests) {
+      const len = (await reader.take(4)).readUInt32LE(0);
+      if (len === NOT_HERE) {
+        out.push(undefined);
+        continue;
+      }
+      if (len < 20) throw new PeerProtocolError(`${this.name} sent a malformed recipe`);
+      // Check the claimed count before reading (and buffering) the rest.
+      const head = await reader.take(20);
+      const count = head.readUInt32LE(16);
+      if (count > this.opts.maxRecipeChunks) {
+        throw new PeerProtocolError(`${this.name} sent a recipe with ${count} chunks, more than the limit of ${this.opts.maxRecipeChunks}`);
+      }
+      if (len > maxOne) throw new PeerProtocolError(`${this.name} sent a recipe of ${len} bytes for ${count} chunks`);
+      const bytes = Buffer.concat([head, await reader.take(len - 20)]);
+      if (!fileDigest(bytes).equals(d)) throw new PeerProtocolError(`${this.name} sent a recipe that does not match ${digestToString(d)}`);
+      out.push(decodeRecipe(bytes, this.opts.maxRecipeChunks));
+    }
+    await reader.expectEnd();
+    return out;
+  }
+
+  /**
+   * Recipes asked for compact (see compactRecipe.ts): each answer is a canonical recipe already
+   * checked against its digest, a compact recipe the caller must expand and check, or undefined.
+   */
+  async compactRecipes(
+    items: ReadonlyArray<{ digest: Digest; bitmap: Buffer; size: number; objects: number }>,
+  ): Promise<Array<Recipe | CompactRecipe | undefined>> {
+    const out: Array<Recipe | CompactRecipe | undefined> = [];
+    for (let i = 0; i < items.length; i += LIMITS.recipesPerRequest) {
+      const part = items.slice(i, i + LIMITS.recipesPerRequest);
+      const expect = part.reduce((n, it) => n + 24 + (Math.floor(it.size / 2048) + 1) * 37, 0);
+      const raw = await this.packedReply('/recipes?z=1&compact=1', encodeCompactRequest(part), expect, expect);
+      let o = 0;
+      for (const it of part) {
+        if (o + 4 > raw.length) throw new PeerProtocolError(`${this.name} sent a truncated reply`);
+        const len = raw.readUInt32LE(o);
+        o += 4;
         if (len === NOT_HERE) {
           out.push(undefined);
           continue;
         }
-        if (len < 20) throw new PeerProtocolError(`${this.name} sent a malformed recipe`);
-        // Check the claimed count before reading (and buffering) the rest.
-        const head = await reader.take(20);
-        const count = head.readUInt32LE(16);
-        if (count > this.opts.maxRecipeChunks) {
-          throw new PeerProtocolError(`${this.name} sent a recipe with ${count} chunks, more than the limit of ${this.opts.maxRecipeChunks}`);
+        if (o + len > raw.length) throw new PeerProtocolError(`${this.name} sent a truncated reply`);
+        const bytes = raw.subarray(o, o + len);
+        o += len;
+        if (isCompact(bytes)) {
+          out.push(decodeCompact(bytes, this.opts.maxRecipeChunks, it.objects));
+          continue;
         }
-        if (len > maxOne) throw new PeerProtocolError(`${this.name} sent a recipe of ${len} bytes for ${count} chunks`);
-        const bytes = Buffer.concat([head, await reader.take(len - 20)]);
-        if (!fileDigest(bytes).equals(d)) throw new PeerProtocolError(`${this.name} sent a recipe that does not match ${digestToString(d)}`);
+        if (!fileDigest(bytes).equals(it.digest)) throw new PeerProtocolError(`${this.name} sent a recipe that does not match ${digestToString(it.digest)}`);
         out.push(decodeRecipe(bytes, this.opts.maxRecipeChunks));
       }
-      await reader.expectEnd();
-      return out;
-    });
+      if (o !== raw.length) throw new PeerProtocolError(`${this.name} sent more than was asked for`);
+    }
+    return out;
   }
 
   /**
@@ -389,38 +425,102 @@ export class PeerClient {
    * timeouts and disconnects; chunks delivered before that were verified and stay valid.
    */
   async chunks(wanted: readonly ChunkWanted[], opts: ChunkRequestOptions, onChunk: (c: ArrivedChunk) => void | Promise<void>): Promise<number[]> {
-    if (wanted.length === 0) return [];
     if (wanted.length > LIMITS.batchChunks) throw new RangeError(`at most ${LIMITS.batchChunks} chunks per request`);
+    const body = Buffer.concat(wanted.map((w) => w.digest));
+    return this.blocks('/chunks', body, wanted.length, (i) => wanted[i].length, opts, async (i, piece, single) => {
+      const w = wanted[i];
+      if (!verifyDigest(w.digest, piece)) throw new PeerProtocolError(`${this.name} sent bytes that do not match chunk ${digestToString(w.digest)}`);
+      await onChunk({ index: i, plain: piece, zstd: single });
+    });
+  }
+
+  /**
+   * Byte ranges of chunks. The pieces cannot be verified on their own: `onPiece` must only use
+   * them to build a chunk that it then verifies. Returns the indices the peer does not have.
+   */
+  async ranges(wanted: readonly ChunkRange[], opts: ChunkRequestOptions, onPiece: (index: number, bytes: Buffer) => void | Promise<void>): Promise<number[]> {
+    if (wanted.length > RANGES_PER_REQUEST) throw new RangeError(`at most ${RANGES_PER_REQUEST} ranges per request`);
+    return this.blocks('/ranges', encodeRanges(wanted), wanted.length, (i) => wanted[i].length, opts, (i, piece) => onPiece(i, piece));
+  }
+
+  /** Layouts of slinked files by file digest (undefined for other files), checked against their sizes. */
+  async layouts(digests: readonly Digest[], sizes: readonly number[]): Promise<(FileLayout | undefined)[]> {
+    const out: (FileLayout | undefined)[] = [];
+    for (let i = 0; i < digests.length; i += LAYOUTS_PER_REQUEST) {
+      const part = digests.slice(i, i + LAYOUTS_PER_REQUEST);
+      const raw = await this.packedReply('/layouts', Buffer.concat(part), part.length * (256 << 10));
+      let v: unknown;
+      try {
+        v = JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw new PeerProtocolError(`${this.name} sent a malformed layouts reply`);
+      }
+      if (!Array.isArray(v) || v.length !== part.length) throw new PeerProtocolError(`${this.name} sent a malformed layouts reply`);
+      v.forEach((l, k) => out.push(l === null ? undefined : checkLayout(l, sizes[i + k])));
+    }
+    return out;
+  }
+
+  /** A reply sent as its plain length (u32) and one zstd frame, at most `maxPlain` bytes unpacked. */
+  private async packedReply(path: string, body: Buffer | undefined, maxPlain: number, expectBytes?: number): Promise<Buffer> {
+    const method = body ? 'POST' : 'GET';
+    return this.request({ method, path, body, maxBytes: maxEncoded(maxPlain) + 4, expectBytes }, async (stream) => {
+      const packed = new ByteReader(stream, this.name);
+      const rawLength = (await packed.take(4)).readUInt32LE(0);
+      if (rawLength > maxPlain) throw new PeerProtocolError(`${this.name} sent a reply larger than ${maxPlain} bytes`);
+      const frame = await packed.rest(maxEncoded(rawLength));
+      try {
+        return await decompressAsync(frame, rawLength);
+      } catch (e) {
+        if (e instanceof CorruptChunkError) throw new PeerProtocolError(`${this.name} sent an undecodable reply: ${e.message}`);
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * A request answered by blocks covering `count` pieces in order (chunks, or ranges of chunks).
+   * Every length and size is checked against what was asked before any byte is decoded;
+   * `deliver` gets each piece, plus the compressed bytes when a zstd block held only that piece.
+   */
+  private async blocks(
+    endpoint: string,
+    body: Buffer,
+    count: number,
+    expected: (i: number) => number | undefined,
+    opts: ChunkRequestOptions,
+    deliver: (i: number, piece: Buffer, single?: Buffer) => void | Promise<void>,
+  ): Promise<number[]> {
+    if (count === 0) return [];
     const level = opts.level ?? 0;
-    const codec = opts.codec ?? 'zstd';
+    const codecName = opts.codec ?? 'zstd';
     const blockBytes = Math.max(MAX_CHUNK_BYTES, Math.min(opts.blockBytes ?? 8 << 20, LIMITS.blockBytes));
     let plainMax = 0;
-    for (const w of wanted) plainMax += w.length ?? MAX_CHUNK_BYTES;
-    const maxBytes = maxEncoded(plainMax) + wanted.length * (BLOCK_HEADER + 4);
-    const path = `/chunks?codec=${codec}&level=${level}&block=${blockBytes}`;
-    const body = Buffer.concat(wanted.map((w) => w.digest));
+    for (let i = 0; i < count; i++) plainMax += expected(i) ?? MAX_CHUNK_BYTES;
+    const maxBytes = maxEncoded(plainMax) + count * (BLOCK_HEADER + 4);
+    const path = `${endpoint}?codec=${codecName}&level=${level}&block=${blockBytes}`;
     return this.request({ method: 'POST', path, body, maxBytes }, async (stream) => {
       const reader = new ByteReader(stream, this.name);
       const missing: number[] = [];
       let next = 0;
-      while (next < wanted.length) {
+      while (next < count) {
         const head = await reader.take(BLOCK_HEADER);
         const codec = head[0];
-        const count = head.readUInt32LE(1);
+        const n = head.readUInt32LE(1);
         const encodedLength = head.readUInt32LE(5);
         if (codec !== BLOCK_RAW && codec !== BLOCK_ZSTD && codec !== BLOCK_XZ) throw new PeerProtocolError(`${this.name} sent a block with unknown codec ${codec}`);
-        if (count === 0 || count > wanted.length - next) throw new PeerProtocolError(`${this.name} sent a block of ${count} chunks where ${wanted.length - next} were left`);
-        const lengthsRaw = await reader.take(4 * count);
-        const lengths: number[] = new Array(count);
+        // An empty raw block is a keep-alive while the server packs (the deadline still holds).
+        if (n === 0 && codec === BLOCK_RAW && encodedLength === 0) continue;
+        if (n === 0 || n > count - next) throw new PeerProtocolError(`${this.name} sent a block of ${n} chunks where ${count - next} were left`);
+        const lengthsRaw = await reader.take(4 * n);
+        const lengths: number[] = new Array(n);
         let plainTotal = 0;
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < n; i++) {
           const len = lengthsRaw.readUInt32LE(4 * i);
-          const w = wanted[next + i];
+          const want = expected(next + i);
           if (len !== NOT_HERE) {
             if (len === 0 || len > MAX_CHUNK_BYTES) throw new PeerProtocolError(`${this.name} claims a chunk of ${len} bytes`);
-            if (w.length !== undefined && len !== w.length) {
-              throw new PeerProtocolError(`${this.name} claims ${len} bytes for ${digestToString(w.digest)}, its recipe says ${w.length}`);
-            }
+            if (want !== undefined && len !== want) throw new PeerProtocolError(`${this.name} sent ${len} bytes where ${want} were asked for`);
             plainTotal += len;
           }
           lengths[i] = len;
@@ -439,22 +539,18 @@ export class PeerClient {
           if (e instanceof CorruptChunkError) throw new PeerProtocolError(`${this.name} sent an undecodable block: ${e.message}`);
           throw e;
         }
-        const single = count === 1 && codec === BLOCK_ZSTD;
+        const single = n === 1 && codec === BLOCK_ZSTD ? data : undefined;
         let o = 0;
-        for (let i = 0; i < count; i++, next++) {
+        for (let i = 0; i < n; i++, next++) {
           const len = lengths[i];
           if (len === NOT_HERE) {
             missing.push(next);
             continue;
           }
-          const w = wanted[next];
           // A view of a large block would pin the whole block in memory: copy unless it is alone.
-          const piece = count === 1 ? plain : Buffer.from(plain.subarray(o, o + len));
+          const piece = n === 1 ? plain : Buffer.from(plain.subarray(o, o + len));
           o += len;
-          if (!verifyDigest(w.digest, piece)) {
-            throw new PeerProtocolError(`${this.name} sent bytes that do not match chunk ${digestToString(w.digest)}`);
-          }
-          await onChunk({ index: next, plain: piece, zstd: single ? data : undefined });
+          await deliver(next, piece, single);
         }
       }
       await reader.expectEnd();
@@ -538,4 +634,9 @@ function disconnected(peer: string, e: Error): Error {
   if (code === 'ECONNRESET' || code === 'EPIPE') return new PeerUnavailableError(`${peer} disconnected mid-reply`);
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new PeerUnavailableError(`${peer}: host not found`);
   return new PeerUnavailableError(`${peer}: ${e.message}`);
+}
+
+/** Seconds for messages: whole above 10, else to a tenth. */
+function seconds(ms: number): string {
+  return ms >= 10_000 ? String(Math.round(ms / 1000)) : String(Math.round(ms / 100) / 10);
 }

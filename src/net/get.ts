@@ -1,14 +1,15 @@
 // `get` as a library: fetch a file or tree from a peer into a store (StoreSink) or onto the file
 // system (FileSink), taking chunks from the local store and from seeds first and from the peer
 // only when no local source has them. The CLI (src/cli/get.ts) parses options and prints.
-import { digestToString } from '../chunking/digest';
+import { digestToString, type Digest } from '../chunking/digest';
+import { Assembler, type LocalObjects } from './assemble';
 import type { ChunkSource } from '../store/chunkSource';
 import type { Store } from '../store/store';
 import { PeerClient } from './client';
 import { FileSink } from './fileSink';
 import { type Recipe } from './protocol';
 import { StoreSink } from './storeSink';
-import { type FetchOptions, type Plan, fetchChunks, logicalBytes, planFiles, planFromPeer, uniqueChunks } from './transfer';
+import { type FetchOptions, type Plan, logicalBytes, planFiles, planFromPeer, uniqueChunks } from './transfer';
 import { processOwner } from './storeTree';
 
 export interface GetSummary {
@@ -31,9 +32,13 @@ export interface GetSummary {
   /** Unique chunks taken from seeded files. */
   seededChunks: number;
   seededBytes: number;
-  /** Unique chunks fetched from the peer: the unique missing chunks. */
+  /** Unique chunks that needed bytes from the peer, and the plaintext bytes the peer supplied. */
   fetchedChunks: number;
   fetchedBytes: number;
+  /** Chunks built entirely from local objects (slinked files' libraries found in the seeds), and
+   *  bytes of chunks taken from local objects (including chunks only partly built from them). */
+  objectChunks: number;
+  objectBytes: number;
   /** Bytes received from the peer on the wire (HTTP headers, listings, recipes, chunk blocks). */
   receivedBytes: number;
   /** The part of receivedBytes that was chunk data (as sent: compressed). */
@@ -50,6 +55,8 @@ export interface GetCommon {
   allowDir: boolean;
   fetch: FetchOptions;
   seeds?: ChunkSource;
+  /** Local files by whole-content digest: objects of slinked files are built from them. */
+  objects?: LocalObjects;
   /** Called with chunk plaintext bytes as they arrive, after `needed` once it is known. */
   progress?: { needed(bytes: number): void; add(bytes: number): void };
 }
@@ -75,6 +82,8 @@ function summarise(c: GetCommon, plan: Plan, t0: number): GetSummary {
     seededBytes: 0,
     fetchedChunks: 0,
     fetchedBytes: 0,
+    objectChunks: 0,
+    objectBytes: 0,
     receivedBytes: 0,
     chunkPayloadBytes: 0,
     sentBytes: 0,
@@ -116,7 +125,7 @@ export interface GetIntoStoreOptions extends GetCommon {
 
 export async function getIntoStore(o: GetIntoStoreOptions): Promise<GetSummary> {
   const t0 = Date.now();
-  const plan = await planFromPeer(o.client, o.what, o.allowDir);
+  const plan = await planFromPeer(o.client, o.what, o.allowDir, o.objects);
   const name = o.name ?? (plan.root.name || 'root');
   const sink = new StoreSink(o.store, o.into, name, processOwner());
   const absent = await sink.stage(plan);
@@ -133,12 +142,11 @@ export async function getIntoStore(o: GetIntoStoreOptions): Promise<GetSummary> 
     await sink.fill(w.digest, plain);
   });
   try {
-    await fetchChunks(o.client, remote, o.fetch, async (w, c) => {
-      s.fetchedChunks++;
-      s.fetchedBytes += c.plain.length;
-      o.progress?.add(c.plain.length);
-      await sink.fill(w.digest, c.plain, c.zstd);
-    });
+    const assembler = await assemblerFor(o, plan, remote);
+    await assembler.fetch(o.client, remote, o.fetch, async (w, plain, zstd) => {
+      o.progress?.add(plain.length);
+      await sink.fill(w.digest, plain, zstd);
+    }, s);
   } finally {
     // What arrived verified is kept even when the transfer fails: the next attempt resumes.
     await sink.flush();
@@ -158,7 +166,7 @@ export interface GetToFilesOptions extends GetCommon {
 
 export async function getToFiles(o: GetToFilesOptions): Promise<GetSummary> {
   const t0 = Date.now();
-  const plan = await planFromPeer(o.client, o.what, o.allowDir);
+  const plan = await planFromPeer(o.client, o.what, o.allowDir, o.objects);
   const sink = new FileSink(o.output, plan, o.local, o.seeds);
   const s = summarise(o, plan, t0);
   await sink.prepare();
@@ -170,15 +178,25 @@ export async function getToFiles(o: GetToFilesOptions): Promise<GetSummary> {
   s.seededChunks = sink.tally.seededChunks;
   s.seededBytes = sink.tally.seededBytes;
   o.progress?.needed(needBytes);
+  const assembler = await assemblerFor(o, plan, need);
   await sink.write(async (wanted, onChunk) => {
-    await fetchChunks(o.client, wanted, o.fetch, async (w, c) => {
-      s.fetchedChunks++;
-      s.fetchedBytes += c.plain.length;
-      o.progress?.add(c.plain.length);
-      await onChunk(w.digest, c.plain);
-    });
+    await assembler.fetch(o.client, wanted, o.fetch, async (w, plain) => {
+      o.progress?.add(plain.length);
+      await onChunk(w.digest, plain);
+    }, s);
   });
   return finishSummary(s, o.client, t0);
+}
+
+/**
+ * An assembler that knows the layouts of the plan's slinked files, when there are local objects
+ * to build chunks from (seeds); otherwise one that fetches every chunk whole.
+ */
+async function assemblerFor(o: GetCommon, plan: Plan, missing: ReadonlyArray<{ digest: Digest }>): Promise<Assembler> {
+  const assembler = new Assembler(o.objects ?? { lookupFile: () => undefined });
+  if (!o.objects || missing.length === 0) return assembler;
+  for (const [name, layout] of plan.layouts) assembler.addFile(plan.recipes.get(name)!, layout);
+  return assembler;
 }
 
 function finishSummary(s: GetSummary, client: PeerClient, t0: number): GetSummary {

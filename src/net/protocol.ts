@@ -266,3 +266,84 @@ export function decodeDigestList(body: Buffer, max: number): Digest[] {
   }
   return out;
 }
+
+// ---- layouts of slinked files ----------------------------------------------------------------
+
+/** Bytes of one page digest in a slinked file's digest table (sha256 without its tag byte). */
+export const PAGE_HASH_BYTES = 32;
+export const PAGE_BYTES = 4096;
+/** File digests in one layouts request. */
+export const LAYOUTS_PER_REQUEST = 256;
+/** Byte ranges in one ranges request. */
+export const RANGES_PER_REQUEST = 4096;
+
+/**
+ * Where the objects of a slinked file sit in it, and where its page digest table keeps the
+ * digests of each object's code pages: a receiver that has an object locally (found by its
+ * digest) can rebuild those bytes itself and ask the peer only for the rest.
+ */
+export interface ObjectLayout {
+  offset: number;
+  size: number;
+  /** Digest of the object's bytes (sha256-<hex>). */
+  digest: string;
+  /** Runs of consecutive page hashes: `count` hashes of pages firstPage.. at file offset `at`. */
+  runs: Array<{ firstPage: number; count: number; at: number }>;
+}
+
+export interface FileLayout {
+  objects: ObjectLayout[];
+}
+
+/** Check a layout from a peer against the size of the file it describes. */
+export function checkLayout(v: unknown, fileSize: number): FileLayout {
+  const bad = (why: string) => new PeerProtocolError(`bad layout: ${why}`);
+  if (!v || typeof v !== 'object' || !Array.isArray((v as FileLayout).objects)) throw bad('not an object list');
+  const objects = (v as FileLayout).objects;
+  if (objects.length > 1024) throw bad('too many objects');
+  const int = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  for (const o of objects) {
+    if (!o || !int(o.offset) || !int(o.size) || o.offset + o.size > fileSize) throw bad('object outside the file');
+    if (typeof o.digest !== 'string' || !DIGEST_TEXT.test(o.digest)) throw bad('object digest');
+    if (!Array.isArray(o.runs) || o.runs.length > 4096) throw bad('runs');
+    for (const r of o.runs) {
+      if (!r || !int(r.firstPage) || !int(r.count) || !int(r.at)) throw bad('run');
+      if (r.at + r.count * PAGE_HASH_BYTES > fileSize) throw bad('digest run outside the file');
+      if ((r.firstPage + r.count - 1) * PAGE_BYTES >= o.size && r.count > 0) throw bad('digest run past its object');
+    }
+  }
+  return { objects: objects.map((o) => ({ offset: o.offset, size: o.size, digest: o.digest, runs: o.runs.map((r) => ({ firstPage: r.firstPage, count: r.count, at: r.at })) })) };
+}
+
+/** One byte range of a chunk, asked for by a ranges request. */
+export interface ChunkRange {
+  digest: Digest;
+  start: number;
+  length: number;
+}
+
+export function encodeRanges(ranges: readonly ChunkRange[]): Buffer {
+  return Buffer.concat(
+    ranges.map((r) => {
+      const b = Buffer.allocUnsafe(r.digest.length + 8);
+      r.digest.copy(b, 0);
+      b.writeUInt32LE(r.start, r.digest.length);
+      b.writeUInt32LE(r.length, r.digest.length + 4);
+      return b;
+    }),
+  );
+}
+
+export function decodeRanges(body: Buffer, max: number): ChunkRange[] {
+  const out: ChunkRange[] = [];
+  let o = 0;
+  while (o < body.length) {
+    const len = digestLengthForId(body[o]);
+    if (len === 0 || o + len + 8 > body.length) throw new PeerProtocolError('malformed range list');
+    if (out.length >= max) throw new PeerProtocolError(`more than ${max} ranges in one request`);
+    const digest = asDigest(Buffer.from(body.subarray(o, o + len)));
+    out.push({ digest, start: body.readUInt32LE(o + len), length: body.readUInt32LE(o + len + 4) });
+    o += len + 8;
+  }
+  return out;
+}

@@ -7,7 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { decodeChunk, compressAsync } from '../chunking/compress';
 import { xzAvailable, xzCompress } from './xz';
 import type { Digest } from '../chunking/digest';
-import { CODEC_ABSENT, isDir } from '../store/records';
+import { CODEC_ABSENT, type InodeRecord, isDir } from '../store/records';
+import { compactRecipe, decodeCompactRequest } from './compactRecipe';
 import type { Store } from '../store/store';
 import { BusyError, Limiter } from './limiter';
 import {
@@ -20,14 +21,21 @@ import {
   type WireCodec,
   NOT_HERE,
   PROTOCOL_VERSION,
+  type ChunkRange,
+  type FileLayout,
+  LAYOUTS_PER_REQUEST,
+  RANGES_PER_REQUEST,
   type TreeEntry,
   type TreePage,
   decodeDigestList,
+  decodeRanges,
   encodeBlockHeader,
   nameComponents,
   requestPathComponents,
 } from './protocol';
 import { NotServedError, StoreView } from './storeView';
+import { slinkedLayout } from './layout';
+import { LocalChunkSource } from '../store/localSource';
 
 export interface ServerOptions {
   store: Store;
@@ -40,6 +48,8 @@ export interface ServerOptions {
   concurrency?: number;
   /** Milliseconds a connection may stay silent in either direction before it is dropped. */
   idleTimeoutMs?: number;
+  /** Milliseconds between keep-alive blocks while a block is being packed. */
+  keepAliveMs?: number;
 }
 
 class HttpError extends Error {
@@ -51,6 +61,8 @@ class HttpError extends Error {
 export class PeerServer {
   private readonly server: http.Server;
   private view: StoreView;
+  private readonly local: LocalChunkSource;
+  private readonly layoutCache = new Map<string, FileLayout | null>();
   private readonly limiter: Limiter;
   /** xz at a high preset takes ~10x a block's size in memory: at most two at a time. */
   private readonly xzJobs = new Limiter(2, 1024);
@@ -62,6 +74,7 @@ export class PeerServer {
     const root = requestPathComponents(opts.root ?? '/');
     if (typeof root === 'string') throw new NotServedError(`bad root ${opts.root}: ${root}`);
     this.view = StoreView.at(opts.store, root);
+    this.local = new LocalChunkSource(opts.store);
     this.limiter = new Limiter(opts.concurrency ?? 4, 64);
     this.log = opts.log ?? (() => undefined);
     this.server = http.createServer((req, res) => void this.handle(req, res));
@@ -106,25 +119,47 @@ export class PeerServer {
       const what = url.pathname.slice(API.length + 1);
       if (req.method === 'GET' && what === 'info') return this.json(res, this.info());
       if (req.method === 'GET' && what === 'stat') return this.json(res, this.stat(url));
-      if (req.method === 'GET' && what === 'tree') return this.json(res, this.tree(url));
+      if (req.method === 'GET' && what === 'tree') {
+        const page = this.tree(url);
+        if (intParam(url, 'z', 0, 0, 1) === 1) return await this.packed(res, Buffer.from(JSON.stringify(page)), true);
+        return this.json(res, page);
+      }
       if (req.method === 'POST' && what === 'recipes') {
-        const digests = decodeDigestList(await readBody(req, LIMITS.recipesPerRequest * 65), LIMITS.recipesPerRequest);
         const z = intParam(url, 'z', 0, 0, 1) === 1;
-        return await this.limiter.run(() => this.recipes(res, digests, z));
+        if (intParam(url, 'compact', 0, 0, 1) === 1) {
+          const items = decodeCompactRequest(await readBody(req, LIMITS.recipesPerRequest * 195), LIMITS.recipesPerRequest);
+          return await this.limiter.run(() => this.recipes(res, items, z));
+        }
+        const digests = decodeDigestList(await readBody(req, LIMITS.recipesPerRequest * 65), LIMITS.recipesPerRequest);
+        return await this.limiter.run(() => this.recipes(res, digests.map((digest) => ({ digest })), z));
+      }
+      if (req.method === 'POST' && what === 'layouts') {
+        const digests = decodeDigestList(await readBody(req, LAYOUTS_PER_REQUEST * 65), LAYOUTS_PER_REQUEST);
+        return await this.limiter.run(() => this.layouts(res, digests));
+      }
+      if (req.method === 'POST' && what === 'ranges') {
+        const ranges = decodeRanges(await readBody(req, RANGES_PER_REQUEST * 73), RANGES_PER_REQUEST);
+        const { codec, level, block } = this.packing(url);
+        return await this.limiter.run(() => this.ranges(res, ranges, codec, level, block));
       }
       if (req.method === 'POST' && what === 'chunks') {
         const digests = decodeDigestList(await readBody(req, LIMITS.batchChunks * 65), LIMITS.batchChunks);
-        const codec = url.searchParams.get('codec') ?? 'zstd';
-        if (codec !== 'zstd' && codec !== 'xz') throw new HttpError(400, `unknown codec ${codec}`);
-        if (codec === 'xz' && !xzAvailable()) throw new HttpError(400, 'this server cannot compress with xz');
-        const level = intParam(url, 'level', 0, 0, codec === 'xz' ? LIMITS.maxXzLevel : LIMITS.maxLevel);
-        const block = intParam(url, 'block', 8 << 20, 64 << 10, LIMITS.blockBytes);
+        const { codec, level, block } = this.packing(url);
         return await this.limiter.run(() => this.chunks(res, digests, codec, level, block));
       }
       throw new HttpError(404, 'unknown endpoint');
     } catch (err) {
       this.fail(res, err);
     }
+  }
+
+  private packing(url: URL): { codec: WireCodec; level: number; block: number } {
+    const codec = url.searchParams.get('codec') ?? 'zstd';
+    if (codec !== 'zstd' && codec !== 'xz') throw new HttpError(400, `unknown codec ${codec}`);
+    if (codec === 'xz' && !xzAvailable()) throw new HttpError(400, 'this server cannot compress with xz');
+    const level = intParam(url, 'level', 0, 0, codec === 'xz' ? LIMITS.maxXzLevel : LIMITS.maxLevel);
+    const block = intParam(url, 'block', 8 << 20, 64 << 10, LIMITS.blockBytes);
+    return { codec, level, block };
   }
 
   private fail(res: http.ServerResponse, err: unknown): void {
@@ -203,24 +238,91 @@ export class PeerServer {
     return more && last ? { entries, next: last } : { entries };
   }
 
-  private async recipes(res: http.ServerResponse, digests: Digest[], z: boolean): Promise<void> {
+  /**
+   * Recipes by file digest. With a bitmap of the objects (of the file's layout) the client has,
+   * a slinked file's recipe is sent compact (compactRecipe.ts).
+   */
+  private async recipes(res: http.ServerResponse, items: Array<{ digest: Digest; bitmap?: Buffer }>, z: boolean): Promise<void> {
     const parts: Buffer[] = [];
-    for (const d of digests) {
-      const r = this.view.recipeByDigest(d);
+    for (const it of items) {
+      const f = this.view.fileByDigest(it.digest);
+      let r = f?.recipe;
+      if (f && it.bitmap && it.bitmap.some((x) => x !== 0)) {
+        const layout = await this.layoutOf(it.digest, f.rec);
+        const recipe = layout && this.view.recipe(f.rec);
+        if (layout && recipe) r = compactRecipe(recipe, layout, it.bitmap);
+      }
       const len = Buffer.allocUnsafe(4);
       len.writeUInt32LE(r ? r.length : NOT_HERE);
       parts.push(len);
       if (r) parts.push(r);
     }
-    let body = Buffer.concat(parts);
+    await this.packed(res, Buffer.concat(parts), z);
+  }
+
+  /** A slinked file's layout, remembered for the files asked about most recently. */
+  private async layoutOf(digest: Digest, rec: InodeRecord): Promise<FileLayout | undefined> {
+    const key = digest.toString('latin1');
+    if (this.layoutCache.has(key)) {
+      const hit = this.layoutCache.get(key)!;
+      this.layoutCache.delete(key);
+      this.layoutCache.set(key, hit);
+      return hit ?? undefined;
+    }
+    const l = (await slinkedLayout(this.opts.store, this.local, rec)) ?? null;
+    this.layoutCache.set(key, l);
+    if (this.layoutCache.size > 256) this.layoutCache.delete(this.layoutCache.keys().next().value!);
+    return l ?? undefined;
+  }
+
+  /** A reply as it is, or (z) as its plain length and one zstd frame. */
+  private async packed(res: http.ServerResponse, plain: Buffer, z: boolean): Promise<void> {
+    let body = plain;
     if (z) {
       const head = Buffer.allocUnsafe(4);
-      head.writeUInt32LE(body.length);
-      body = Buffer.concat([head, await compressAsync(body, RECIPES_LEVEL)]);
+      head.writeUInt32LE(plain.length);
+      body = Buffer.concat([head, await compressAsync(plain, RECIPES_LEVEL)]);
     }
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     res.end(body);
     this.counters.replyBytes += body.length;
+  }
+
+  /** Layouts of slinked files by file digest: JSON (null for other files), zstd-packed. */
+  private async layouts(res: http.ServerResponse, digests: Digest[]): Promise<void> {
+    const out: Array<FileLayout | null> = [];
+    for (const d of digests) {
+      const f = this.view.fileByDigest(d);
+      out.push((f && (await this.layoutOf(d, f.rec))) ?? null);
+    }
+    await this.packed(res, Buffer.from(JSON.stringify(out)), true);
+  }
+
+  /** Byte ranges of chunks, packed in blocks like chunks (level 0: raw). */
+  private async ranges(res: http.ServerResponse, ranges: ChunkRange[], codec: WireCodec, level: number, blockBytes: number): Promise<void> {
+    let total = 0;
+    for (const r of ranges) total += r.length;
+    if (total > LIMITS.batchBytes) throw new HttpError(413, `request asks for ${total} bytes, limit ${LIMITS.batchBytes}`);
+    res.writeHead(200, { 'content-type': 'application/x-slinkyfs-blocks' });
+    const piece = (r: ChunkRange): Buffer | undefined => {
+      const plain = this.plainChunk(r.digest);
+      if (!plain || r.length === 0 || r.start + r.length > plain.length) return undefined;
+      return plain.subarray(r.start, r.start + r.length);
+    };
+    await this.sendBlocks(res, ranges.map((r) => ({ length: r.length, get: () => piece(r) })), codec, level || 0, blockBytes);
+  }
+
+  /** A chunk's plaintext from the store, or undefined when absent or undecodable here. */
+  private plainChunk(d: Digest): Buffer | undefined {
+    const store = this.opts.store;
+    const ref = store.chunkRef(d);
+    const stored = ref && ref.codec !== CODEC_ABSENT ? store.readStoredChunk(d) : undefined;
+    if (!ref || !stored) return undefined;
+    try {
+      return decodeChunk(stored.codec, stored.data, ref.length);
+    } catch {
+      return undefined; // damaged here: say so rather than send bytes that cannot verify
+    }
   }
 
   /**
@@ -249,54 +351,79 @@ export class PeerServer {
       res.end();
       return;
     }
-    // Group into blocks; compress the next block while the current one is being written.
-    const groups: Digest[][] = [];
-    let cur: Digest[] = [];
+    await this.sendBlocks(
+      res,
+      digests.map((d) => ({ length: store.chunkRef(d)?.length ?? 0, get: () => this.plainChunk(d) })),
+      codec,
+      level,
+      blockBytes,
+    );
+  }
+
+  /**
+   * Pieces (chunks or ranges of chunks) in blocks of up to `blockBytes` plaintext, each compressed
+   * as one frame at `level` (level 0: raw). The next block is packed while one is being sent.
+   */
+  private async sendBlocks(
+    res: http.ServerResponse,
+    pieces: Array<{ length: number; get: () => Buffer | undefined }>,
+    codec: WireCodec,
+    level: number,
+    blockBytes: number,
+  ): Promise<void> {
+    const groups: Array<typeof pieces> = [];
+    let cur: typeof pieces = [];
     let curBytes = 0;
-    for (const d of digests) {
-      const len = store.chunkRef(d)?.length ?? 0;
-      if (cur.length && curBytes + len > blockBytes) {
+    for (const p of pieces) {
+      if (cur.length && curBytes + p.length > blockBytes) {
         groups.push(cur);
         cur = [];
         curBytes = 0;
       }
-      cur.push(d);
-      curBytes += len;
+      cur.push(p);
+      curBytes += p.length;
     }
     if (cur.length) groups.push(cur);
     let next = groups.length ? this.packBlock(groups[0], codec, level) : undefined;
     for (let i = 0; i < groups.length; i++) {
-      const block = await next!;
+      const block = await this.keepAliveWhile(res, next!);
       next = i + 1 < groups.length ? this.packBlock(groups[i + 1], codec, level) : undefined;
-      await send(block);
+      await this.write(res, block);
     }
     res.end();
   }
 
-  private async packBlock(digests: Digest[], codec: WireCodec, level: number): Promise<Buffer> {
-    const store = this.opts.store;
+  /**
+   * Packing a large block at a high level takes long (xz -9: seconds per MiB) and may wait for a
+   * compression slot: meanwhile an empty block every few seconds tells the client we are alive.
+   */
+  private async keepAliveWhile<T>(res: http.ServerResponse, work: Promise<T>): Promise<T> {
+    const timer = setInterval(() => {
+      if (!res.destroyed) res.write(encodeBlockHeader(BLOCK_RAW, [], 0));
+    }, this.opts.keepAliveMs ?? 5_000);
+    try {
+      return await work;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private async packBlock(pieces: Array<{ get: () => Buffer | undefined }>, codec: WireCodec, level: number): Promise<Buffer> {
     const lengths: number[] = [];
     const plains: Buffer[] = [];
-    for (const d of digests) {
-      const ref = store.chunkRef(d);
-      const stored = ref && ref.codec !== CODEC_ABSENT ? store.readStoredChunk(d) : undefined;
-      let plain: Buffer | undefined;
-      if (ref && stored) {
-        try {
-          plain = decodeChunk(stored.codec, stored.data, ref.length);
-        } catch {
-          plain = undefined; // damaged here: say so rather than send bytes that cannot verify
-        }
-      }
-      lengths.push(plain ? plain.length : NOT_HERE);
-      if (plain) plains.push(plain);
+    for (const p of pieces) {
+      const b = p.get();
+      lengths.push(b ? b.length : NOT_HERE);
+      if (b) plains.push(b);
     }
     const plain = Buffer.concat(plains);
     this.counters.chunksSent += plains.length;
     if (plain.length === 0) return encodeBlockHeader(BLOCK_RAW, lengths, 0);
-    const packed = codec === 'xz' ? await this.xzJobs.run(() => xzCompress(plain, level)) : await compressAsync(plain, level);
-    const id = codec === 'xz' ? BLOCK_XZ : BLOCK_ZSTD;
-    if (packed.length < plain.length) return Buffer.concat([encodeBlockHeader(id, lengths, packed.length), packed]);
+    if (level > 0) {
+      const packed = codec === 'xz' ? await this.xzJobs.run(() => xzCompress(plain, level)) : await compressAsync(plain, level);
+      const id = codec === 'xz' ? BLOCK_XZ : BLOCK_ZSTD;
+      if (packed.length < plain.length) return Buffer.concat([encodeBlockHeader(id, lengths, packed.length), packed]);
+    }
     return Buffer.concat([encodeBlockHeader(BLOCK_RAW, lengths, plain.length), plain]);
   }
 

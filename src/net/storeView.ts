@@ -74,6 +74,11 @@ export class StoreView {
 
   /** Canonical recipe bytes of the served file whose digest is `digest`, or undefined. */
   recipeByDigest(digest: Digest): Buffer | undefined {
+    return this.fileByDigest(digest)?.recipe;
+  }
+
+  /** The served file whose digest is `digest`, with its canonical recipe bytes. */
+  fileByDigest(digest: Digest): { rec: InodeRecord; recipe: Buffer } | undefined {
     const key = digestToString(digest);
     const hit = this.checked(key, digest);
     if (hit) return hit;
@@ -82,13 +87,13 @@ export class StoreView {
     return this.checked(key, digest);
   }
 
-  private checked(key: string, digest: Digest): Buffer | undefined {
+  private checked(key: string, digest: Digest): { rec: InodeRecord; recipe: Buffer } | undefined {
     const ino = this.byDigest.get(key);
     if (ino === undefined) return undefined;
     const rec = this.store.getInode(ino);
     const r = rec && isReg(rec) ? this.recipe(rec) : undefined;
     const bytes = r && encodeRecipe(r);
-    if (bytes && fileDigest(bytes).equals(digest)) return bytes;
+    if (rec && bytes && fileDigest(bytes).equals(digest)) return { rec, recipe: bytes };
     this.byDigest.delete(key); // the file changed or went away
     return undefined;
   }

@@ -3,11 +3,12 @@
 // environment next to the store (<store>/seeds), so seeding never contends with a mounted store,
 // and maps each chunk digest to one (file, offset, length). The files can change at any time:
 // SeedSource re-reads and re-verifies a seeded chunk every time it is used.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
-import { findCuts, LBFS_PARAMS } from '../chunking/chunker';
-import { digestOf, verifyDigest, type Digest } from '../chunking/digest';
+import { LBFS_PARAMS, nextFileCut, OBJECT_MAGIC_BYTES } from '../chunking/chunker';
+import { asDigest, digestOf, verifyDigest, type Digest } from '../chunking/digest';
 import type { ChunkSource } from './chunkSource';
 
 export interface SeedLocation {
@@ -31,7 +32,11 @@ export interface SeedReport {
   skipped: number;
 }
 
-const WINDOW = 8 << 20;
+/**
+ * Index layout version: 2 added whole-file digests, 3 the object-boundary chunking rule (files
+ * seeded by an older version are read again).
+ */
+const INDEX_VERSION = 3;
 
 function u32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
@@ -43,12 +48,55 @@ export function seedDir(storeDir: string): string {
   return path.join(storeDir, 'seeds');
 }
 
+const WINDOW = 8 << 20;
+
+/**
+ * The chunks of bytes [start, start + length) of an open file, chunked from `start` with the
+ * store's rule (Rabin cuts plus object boundaries at the bytes' own file offsets), a window at a
+ * time. The last chunk ends at start + length. `onBytes` sees every byte once, in order.
+ */
+export async function chunkOpenFile(
+  fh: fs.promises.FileHandle,
+  start: number,
+  length: number,
+  onBytes?: (b: Buffer) => void,
+): Promise<Array<{ offset: number; length: number; digest: Digest }>> {
+  const out: Array<{ offset: number; length: number; digest: Digest }> = [];
+  // A window holds whole chunks plus the bytes that tell whether a page starts an object.
+  const buf = Buffer.allocUnsafe(Math.min(WINDOW, length) + LBFS_PARAMS.maxSize + OBJECT_MAGIC_BYTES);
+  let pos = 0; // relative to start
+  while (pos < length) {
+    const want = Math.min(buf.length, length - pos + OBJECT_MAGIC_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, want, start + pos);
+    const inRange = Math.min(bytesRead, length - pos);
+    if (inRange < Math.min(want, length - pos)) throw new Error('file shorter than expected');
+    const isFinal = pos + inRange >= length;
+    const view = buf.subarray(0, bytesRead);
+    let from = 0;
+    for (;;) {
+      if (from >= inRange) break;
+      // Without the final bytes in the window, stop where a chunk could still reach past it.
+      if (!isFinal && inRange - from < LBFS_PARAMS.maxSize + OBJECT_MAGIC_BYTES) break;
+      const len = nextFileCut(view, from, inRange, isFinal, start + pos);
+      if (len <= 0) break;
+      out.push({ offset: start + pos + from, length: len, digest: digestOf(view.subarray(from, from + len)) });
+      from += len;
+    }
+    if (from === 0 && !isFinal) throw new Error('window smaller than a chunk');
+    onBytes?.(view.subarray(0, from));
+    pos += from;
+    if (isFinal && from >= inRange) break;
+  }
+  return out;
+}
+
 export class SeedIndex {
   private constructor(
     private readonly env: RootDatabase<Buffer, Buffer>,
     private readonly files: Database<Buffer, Buffer>,
     private readonly paths: Database<Buffer, string>,
     private readonly chunks: Database<Buffer, Buffer>,
+    private readonly wholes: Database<Buffer, Buffer>,
     private readonly meta: Database<Buffer, string>,
   ) {}
 
@@ -61,7 +109,7 @@ export class SeedIndex {
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, encoding: 'binary', keyEncoding: 'binary', cache: false });
     const paths = env.openDB<Buffer, string>({ name: 'paths', encoding: 'binary', keyEncoding: 'ordered-binary', cache: false });
     const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary', cache: false });
-    return new SeedIndex(env, db('files'), paths, db('chunks'), meta);
+    return new SeedIndex(env, db('files'), paths, db('chunks'), db('wholes'), meta);
   }
 
   async close(): Promise<void> {
@@ -75,6 +123,17 @@ export class SeedIndex {
     const file = this.file(v.readUInt32BE(0));
     if (!file) return undefined;
     return { path: file.path, offset: Number(v.readBigUInt64BE(4)), length: v.readUInt32BE(12) };
+  }
+
+  /**
+   * A seeded file whose whole content had this digest when it was seeded (a slinked file's
+   * manifest names its libraries by such digests). Callers verify what they read from it.
+   */
+  lookupFile(digest: Digest): { path: string; size: number } | undefined {
+    const v = this.wholes.getBinary(digest);
+    if (!v || v.length !== 4) return undefined;
+    const f = this.file(v.readUInt32BE(0));
+    return f && { path: f.path, size: f.size };
   }
 
   private file(id: number): SeedFile | undefined {
@@ -95,6 +154,7 @@ export class SeedIndex {
         onFile?.(file, report.files + report.unchanged);
       }
     }
+    await this.env.transaction(() => this.meta.put('version', u32(INDEX_VERSION)));
     await this.env.flushed;
     return report;
   }
@@ -113,14 +173,15 @@ export class SeedIndex {
       return;
     }
     const known = this.paths.getBinary(file);
-    if (known) {
+    if (known && this.version() >= INDEX_VERSION) {
       const f = this.file(known.readUInt32BE(0));
       if (f && f.size === st.size && f.mtimeMs === st.mtimeMs && f.ino === st.ino) {
         report.unchanged++;
         return;
       }
     }
-    const found: Array<{ digest: Digest; offset: number; length: number }> = [];
+    let found: Array<{ digest: Digest; offset: number; length: number }>;
+    const whole = createHash('sha256');
     let fh: fs.promises.FileHandle;
     try {
       fh = await fs.promises.open(file, 'r');
@@ -129,24 +190,7 @@ export class SeedIndex {
       return;
     }
     try {
-      // Windows of the file; the unfinished chunk at a window's end is re-read with the next.
-      let base = 0;
-      const buf = Buffer.allocUnsafe(Math.min(WINDOW + LBFS_PARAMS.maxSize, st.size));
-      while (base < st.size) {
-        const want = Math.min(buf.length, st.size - base);
-        const { bytesRead } = await fh.read(buf, 0, want, base);
-        if (bytesRead === 0) break;
-        const isFinal = base + bytesRead >= st.size;
-        const cuts = findCuts(buf, 0, bytesRead, isFinal);
-        let start = 0;
-        for (const end of cuts) {
-          found.push({ digest: digestOf(buf.subarray(start, end)), offset: base + start, length: end - start });
-          start = end;
-        }
-        if (start === 0 && !isFinal) throw new Error('window smaller than a chunk');
-        base += start;
-        if (isFinal) break;
-      }
+      found = await chunkOpenFile(fh, 0, st.size, (b) => whole.update(b));
     } catch {
       report.skipped++;
       return;
@@ -154,10 +198,12 @@ export class SeedIndex {
       await fh.close();
     }
     const record: SeedFile = { path: file, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
+    const wholeDigest = asDigest(Buffer.concat([Buffer.from([1]), whole.digest()]));
     await this.env.transaction(() => {
       const id = known ? known.readUInt32BE(0) : this.nextId();
       this.files.put(u32(id), Buffer.from(JSON.stringify(record)));
       this.paths.put(file, u32(id));
+      this.wholes.put(wholeDigest, u32(id));
       for (const c of found) {
         const v = Buffer.allocUnsafe(16);
         v.writeUInt32BE(id, 0);
@@ -170,6 +216,11 @@ export class SeedIndex {
     report.files++;
     report.bytes += st.size;
     report.chunks += found.length;
+  }
+
+  private version(): number {
+    const raw = this.meta.getBinary('version');
+    return raw ? raw.readUInt32BE(0) : 1;
   }
 
   /** A fresh file id (inside a transaction). */

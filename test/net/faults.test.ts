@@ -7,7 +7,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { slinkyfs } from '../helpers/cli';
 import { tempDir } from '../elf/slinkHelpers';
-import { type Sender, type Served, buildSender, reframeChunks, rewriteRecipes, runCli, sha, startProxy, startServe, tally, uniqueChunks, type Misbehaviour, type Proxy } from './netHelpers';
+import { type Sender, type Served, buildSender, reframeChunks, rewritePacked, runCli, sha, startProxy, startServe, tally, uniqueChunks, type Misbehaviour, type Proxy } from './netHelpers';
 
 let sender: Sender;
 let served: Served;
@@ -110,7 +110,7 @@ test('a recipe claiming a huge chunk count is refused before it is read', async 
   const url = await through('/recipes', {
     kind: 'rewrite',
     body: (b) =>
-      rewriteRecipes(b, (c) => {
+      rewritePacked(b, (c) => {
         c.writeUInt32LE(0xfffffff0, 4 + 16);
       }),
   });
@@ -124,7 +124,7 @@ test('a recipe that does not hash to the requested digest is rejected', async ()
   const url = await through('/recipes', {
     kind: 'rewrite',
     body: (b) =>
-      rewriteRecipes(b, (c) => {
+      rewritePacked(b, (c) => {
         c[4 + 4] ^= 0o100; // the mode: a different file, same chunks
       }),
   });
@@ -136,11 +136,12 @@ test('a recipe that does not hash to the requested digest is rejected', async ()
 function rewriteTree(edit: (entries: Array<Record<string, unknown>>) => void): Misbehaviour {
   return {
     kind: 'rewrite',
-    body: (b) => {
-      const page = JSON.parse(b.toString('utf8'));
-      edit(page.entries);
-      return Buffer.from(JSON.stringify(page));
-    },
+    body: (b) =>
+      rewritePacked(b, (plain) => {
+        const page = JSON.parse(plain.toString('utf8'));
+        edit(page.entries);
+        return Buffer.from(JSON.stringify(page));
+      }),
   };
 }
 

@@ -168,3 +168,23 @@ test('a path that is not on the peer, and a directory without --dir, are one-lin
   expect(down.code).toBe(3);
   expect(down.stderr.trim()).toBe('slinkyfs: peer 127.0.0.1:1 refused the connection (is `slinkyfs serve` running there?)');
 });
+
+test('a server packing slowly keeps the reply alive; without keep-alives the same get times out', async () => {
+  const quiet = await startServe(sender.store, ['--keepalive-ms', '60000']);
+  const chatty = await startServe(sender.store, ['--keepalive-ms', '50']);
+  try {
+    // One 32 MiB batch: xz -9 takes seconds over the whole tree, far longer than the timeout.
+    const args = (url: string, out: string) => ['get', url, '/bin', '--dir', '-o', out, '--codec', 'xz', '--level', '9', '--batch', '32M', '--timeout', '1'];
+    const recv = receiver();
+    const slow = await runCli(args(quiet.url, path.join(recv.dir, 'quiet')));
+    expect(slow.code).toBe(3);
+    expect(slow.stderr.trim()).toBe(`slinkyfs: peer 127.0.0.1:${quiet.port} sent nothing for 1 s`);
+    const ok = await runCli(args(chatty.url, path.join(recv.dir, 'chatty')));
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(sha(path.join(recv.dir, 'chatty', 'ls'))).toBe(sha(sender.files.get('ls')!));
+  } finally {
+    await quiet.stop();
+    await chatty.stop();
+  }
+});

@@ -269,10 +269,13 @@ export function reframeChunks(body: Buffer, edit: (plain: Buffer, index: number)
   return Buffer.concat(out);
 }
 
-/** Edit the plain bytes of a recipes reply ([u32 plain length][zstd frame]) and pack it again. */
-export function rewriteRecipes(body: Buffer, edit: (plain: Buffer) => void): Buffer {
-  const plain = Buffer.from(decompress(body.subarray(4), body.readUInt32LE(0)));
-  edit(plain);
+/**
+ * Edit the plain bytes of a packed reply ([u32 plain length][zstd frame]: recipes, layouts, tree
+ * pages) and pack it again. `edit` may change the bytes in place or return new ones.
+ */
+export function rewritePacked(body: Buffer, edit: (plain: Buffer) => Buffer | void): Buffer {
+  let plain: Buffer = Buffer.from(decompress(body.subarray(4), body.readUInt32LE(0)));
+  plain = edit(plain) ?? plain;
   const head = Buffer.alloc(4);
   head.writeUInt32LE(plain.length);
   return Buffer.concat([head, compress(plain, 3)]);

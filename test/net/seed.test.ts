@@ -88,3 +88,39 @@ test('seeding a path that does not exist is a one-line error', () => {
   expect(r.status).toBe(2);
   expect(r.stderr.trim()).toBe(`slinkyfs: ${path.join(work, 'nowhere')} does not exist`);
 });
+
+test('seeding chunks a file exactly as the store does, object boundaries included, across windows', async () => {
+  const { chunkOpenFile } = await import('../../src/store/seedSource');
+  const { chunkBuffer } = await import('../../src/chunking/chunker');
+  // ld.so carries a page-aligned ELF header inside it; the big file puts one past the first window.
+  const ld = fs.readFileSync(fs.realpathSync(LIBS[1]));
+  const big = Buffer.concat([fs.readFileSync(sender.files.get('ls')!), Buffer.alloc(6 << 20, 7), fs.readFileSync(sender.files.get('ls')!)]);
+  for (const [name, bytes] of [['ld.so', ld], ['big', big]] as const) {
+    const file = path.join(work, `chunked-${name}`);
+    fs.writeFileSync(file, bytes);
+    const fh = await fs.promises.open(file, 'r');
+    try {
+      const got = (await chunkOpenFile(fh, 0, bytes.length)).map((c) => [c.offset, c.length, c.digest.toString('hex')]);
+      const want = chunkBuffer(bytes).map((c) => [c.offset, c.length, c.digest.toString('hex')]);
+      expect(got).toEqual(want);
+    } finally {
+      await fh.close();
+    }
+  }
+});
+
+test('libraries found by digest in the seeds build what chunks cannot: the peer sends only the rest', async () => {
+  const { store } = seeded('f');
+  const { chunkBuffer } = await import('../../src/chunking/chunker');
+  const out = path.join(work, 'ls-f');
+  const r = await runCli(['get', served.url, '/bin/ls', '-o', out, '--store', store, '--json']);
+  expect(r.code).toBe(0);
+  const s = JSON.parse(r.stdout);
+  expect(sha(out)).toBe(sha(sender.files.get('ls')!));
+  // Every byte of a chunk the seeds did not have came from a local object or from the peer.
+  expect(s.objectBytes + s.fetchedBytes).toBe(s.chunkBytes - s.seededBytes);
+  expect(s.objectBytes).toBeGreaterThan(0); // the libraries' last pages and their page digests
+  // The recipe arrived compact: all protocol bytes together are less than the plain recipe.
+  const plainRecipe = 20 + 37 * chunkBuffer(fs.readFileSync(sender.files.get('ls')!)).length;
+  expect(s.receivedBytes - s.chunkPayloadBytes).toBeLessThan(plainRecipe);
+});
