@@ -3,19 +3,24 @@
 // version may have left, and must run with the store unmounted.
 import type { CommandModule } from 'yargs';
 import { collectGarbage } from '../store/verify';
+import { Compactor } from '../store/compactor';
 import { openStoreForWriting } from './openStore';
 import { storeDirFrom, withStore } from './storeArg';
 import { formatBytes } from './units';
 
 const command: CommandModule<{}, { store?: string }> = {
   command: 'gc',
-  describe: 'reclaim chunks no file uses (store must not be mounted)',
+  describe: 'reclaim chunks no file uses and compress what waits (store must not be mounted)',
   builder: (y) => withStore(y).example('$0 gc --store ./st', 'repair counts and free space'),
   handler: async (args) => {
     const store = await openStoreForWriting(storeDirFrom(args));
     try {
       const r = await store.txn(() => collectGarbage(store));
-      process.stdout.write(`freed ${r.freedChunks} chunks (${formatBytes(r.freedBytes)}), fixed ${r.fixedCounts} reference counts\n`);
+      const compactor = new Compactor(store, { isIdle: () => true });
+      await compactor.drain();
+      process.stdout.write(
+        `freed ${r.freedChunks} chunks (${formatBytes(r.freedBytes)}), fixed ${r.fixedCounts} reference counts, compressed ${compactor.compressed} chunks\n`,
+      );
     } finally {
       await store.close();
     }

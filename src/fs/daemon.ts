@@ -12,6 +12,7 @@ import { recoverStore } from '../store/recovery';
 import { Store } from '../store/store';
 import type { ChunkSource } from '../store/chunkSource';
 import { Filesystem } from './filesystem';
+import { Compactor } from '../store/compactor';
 import { makeLowLevelOps } from './fuseOps';
 import { mountLowLevel, type LowLevelSession } from './lowlevel';
 import { toErrno } from './errno';
@@ -79,7 +80,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const local = new LocalChunkSource(store, (d, why) => log(`corrupt chunk in store: ${why}`));
     const extra = opts.extraSources ? await opts.extraSources(store, log) : undefined;
     const source = extra ?? local;
-    const filesystem = new Filesystem(store, source, { log });
+    // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).
+    const filesystem = new Filesystem(store, source, { log, compressLater: true });
+    const compactor = new Compactor(store, { isIdle: () => Date.now() - filesystem.lastWriteMs > 500, log });
     let session: LowLevelSession | undefined;
     const ops = makeLowLevelOps(filesystem, {
       statfs: async () => {
@@ -103,6 +106,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       throw new MountError(`cannot mount ${mountpoint}: ${(err as Error).message}`);
     }
     log(`mounted ${storeDir} at ${mountpoint} (pid ${process.pid})`);
+    compactor.start();
 
     let resolveStopped!: () => void;
     const stopped = new Promise<void>((r) => (resolveStopped = r));
@@ -112,6 +116,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const stop = () =>
       (stopping ??= (async () => {
         await filesystem.commitAll();
+        await compactor.stop();
         await liveSession.unmount().catch((err: Error) => log(`unmount: ${err.message}`));
         if (findSlinkyMount(mountpoint)) await run('fusermount3', ['-uz', mountpoint]).catch(() => undefined);
         await openStore.flushed().catch(() => undefined);

@@ -119,6 +119,8 @@ export interface FilesystemOptions {
    * derive data from file contents (the page cache's object index) hook in here.
    */
   onContentCommitted?: (ino: Ino) => Promise<void>;
+  /** Store new chunks raw and leave compression to the idle-time compactor (src/store/compactor.ts). */
+  compressLater?: boolean;
   /**
    * Extra cut points for a file about to be committed (e.g. the object boundaries of a slinked
    * file). `size` is the file's new size; `read` reads its new bytes. Must be deterministic.
@@ -133,11 +135,15 @@ export class Filesystem {
   private nextFh = 1;
   private readonly log: (line: string) => void;
   private readonly onContentCommitted?: (ino: Ino) => Promise<void>;
+  private readonly compressLater: boolean;
+  /** When the last write arrived: the compactor waits for a quiet moment. */
+  lastWriteMs = 0;
 
   constructor(readonly store: Store, source: ChunkSource, options: FilesystemOptions = {}) {
     this.source = source instanceof CachedSource ? source : new CachedSource(source, options.cacheBytes);
     this.log = options.log ?? (() => undefined);
     this.onContentCommitted = options.onContentCommitted;
+    this.compressLater = options.compressLater ?? false;
   }
 
   // ---- path resolution ----------------------------------------------------------------------
@@ -579,6 +585,7 @@ export class Filesystem {
     const st = h.state;
     // Back-pressure: one batch in flight and one filling, so memory stays bounded.
     while (st.inflight && st.overlay.bytes >= COMMIT_THRESHOLD) await st.inflight.done;
+    this.lastWriteMs = Date.now();
     return st.lock.exclusive(async () => {
       this.takeFailure(st);
       st.overlay.write(position, data.subarray(0, length));
@@ -726,7 +733,7 @@ export class Filesystem {
   /** Plan the new recipe and encode new chunks: reads the store, changes nothing. */
   private async prepare(st: FileState, overlay: Overlay, fromSize: number, size: number): Promise<Prepared> {
     const plan = await planRewrite(this.store, this.source, st.ino, fromSize, size, overlay);
-    return { plan, encoded: await encodeMissing(this.store, plan.added) };
+    return { plan, encoded: await encodeMissing(this.store, plan.added, this.compressLater) };
   }
 
   /** One transaction: swap the recipe, set size and attributes. Caller holds the lock. */
@@ -744,7 +751,7 @@ export class Filesystem {
       } catch (err) {
         // A chunk we saw in the store was reclaimed before our transaction: encode and retry.
         if (err instanceof NeedEncodingError && attempt < 3) {
-          encoded = await encodeMissing(this.store, plan.added);
+          encoded = await encodeMissing(this.store, plan.added, this.compressLater);
           continue;
         }
         this.log(`commit of inode ${st.ino} failed: ${(err as Error).message}`);

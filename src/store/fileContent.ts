@@ -151,13 +151,20 @@ function uncovered(overlay: Overlay, from: number, to: number): Array<[number, n
   return out;
 }
 
-/** Encode (compress) the plan's chunks that the store does not hold yet. */
-export async function encodeMissing(store: Store, chunks: readonly NewExtent[]): Promise<Map<string, StoredChunk>> {
+/**
+ * Encode the plan's chunks that the store does not hold yet: compressed now, or (compressLater)
+ * stored raw and queued for the compactor, which keeps compression off the write path.
+ */
+export async function encodeMissing(store: Store, chunks: readonly NewExtent[], compressLater = false): Promise<Map<string, StoredChunk>> {
   const out = new Map<string, StoredChunk>();
   const jobs: Promise<void>[] = [];
   for (const c of chunks) {
     const k = c.digest.toString('latin1');
     if (out.has(k) || store.hasChunk(c.digest)) continue;
+    if (compressLater) {
+      out.set(k, { codec: 0, data: c.plain, compressLater: true });
+      continue;
+    }
     out.set(k, { codec: 0, data: c.plain }); // placeholder, replaced below
     jobs.push(encodeChunkAsync(c.plain).then((enc) => void out.set(k, enc)));
   }

@@ -18,6 +18,8 @@ export interface StoreStats {
   dedupRatio: number;
   compressionRatio: number;
   databaseBytes: number;
+  /** Chunks stored raw that the compactor has not compressed yet. */
+  pendingCompression: number;
 }
 
 export interface DirStats {
@@ -73,6 +75,7 @@ export function computeStats(store: Store): StoreStats {
     dedupRatio: ratio(logicalBytes, uniqueBytes + absentBytes),
     compressionRatio: ratio(uniqueBytes, storedBytes),
     databaseBytes: store.usedBytes(),
+    pendingCompression: store.pendingCompressionCount(),
   };
 }
 

@@ -53,6 +53,8 @@ export interface StoreFormat {
 export interface StoredChunk {
   codec: number;
   data: Buffer;
+  /** Stored raw for now; the compactor compresses it when the mount is idle. */
+  compressLater?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -70,6 +72,7 @@ export class Store {
     private readonly chunkRefs: Database<Buffer, Buffer>,
     private readonly chunks: Database<Buffer, Buffer>,
     private readonly orphans: Database<Buffer, Buffer>,
+    private readonly compressQueue: Database<Buffer, Buffer>,
     readonly options: StoreOptions,
   ) {}
 
@@ -100,7 +103,7 @@ export class Store {
     }
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, encoding: 'binary', keyEncoding: 'binary', cache: false });
     const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary', cache: false });
-    const store = new Store(dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), options);
+    const store = new Store(dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), db('compressq'), options);
     if (!options.readOnly) await store.initialise();
     else store.checkFormat();
     return store;
@@ -445,7 +448,29 @@ export class Store {
     if (!encoded) return false;
     this.chunks.put(digest, encoded.data);
     this.chunkRefs.put(digest, encodeChunkRef({ refs: 1, length, storedLength: encoded.data.length, codec: encoded.codec }));
+    if (encoded.compressLater) this.compressQueue.put(digest, EMPTY);
     return true;
+  }
+
+  /** Up to `limit` chunks stored raw that wait for compression. */
+  pendingCompression(limit: number): Digest[] {
+    return Array.from(this.compressQueue.getKeys({ limit }), (k) => asDigest(Buffer.from(k)));
+  }
+
+  pendingCompressionCount(): number {
+    return this.compressQueue.getCount();
+  }
+
+  /**
+   * Replace a queued raw chunk's bytes with their compressed form (inside txn); `encoded` is
+   * undefined when compression did not pay. Either way the chunk leaves the queue.
+   */
+  recompressChunk(digest: Digest, encoded: StoredChunk | undefined): void {
+    this.compressQueue.remove(digest);
+    const ref = this.chunkRef(digest);
+    if (!ref || ref.codec !== 0 || !encoded) return;
+    this.chunks.put(digest, encoded.data);
+    this.chunkRefs.put(digest, encodeChunkRef({ ...ref, storedLength: encoded.data.length, codec: encoded.codec }));
   }
 
   /**
@@ -478,6 +503,7 @@ export class Store {
     if (ref.refs <= 1) {
       this.chunkRefs.remove(digest);
       this.chunks.remove(digest);
+      this.compressQueue.remove(digest);
     } else {
       this.chunkRefs.put(digest, encodeChunkRef({ ...ref, refs: ref.refs - 1 }));
     }
