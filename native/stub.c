@@ -26,7 +26,8 @@ enum {
 	SYS_write = 1, SYS_close = 3, SYS_lseek = 8, SYS_mmap = 9, SYS_munmap = 11, SYS_pread64 = 17,
 	SYS_sendfile = 40, SYS_fcntl = 72, SYS_getuid = 102, SYS_getgid = 104, SYS_setresuid = 117,
 	SYS_setresgid = 119, SYS_capset = 126, SYS_exit_group = 231, SYS_openat = 257,
-	SYS_prlimit64 = 302, SYS_memfd_create = 319, SYS_copy_file_range = 326,
+	SYS_prlimit64 = 302, SYS_memfd_create = 319, SYS_copy_file_range = 326, SYS_statx = 332,
+	SYS_readlinkat = 267,
 };
 
 static inline i64 sys6(i64 n, i64 a, i64 b, i64 c, i64 d, i64 e, i64 f)
@@ -50,6 +51,17 @@ static inline i64 sys6(i64 n, i64 a, i64 b, i64 c, i64 d, i64 e, i64 f)
 #define AT_FDCWD (-100)
 #define O_RDONLY 0
 #define O_CLOEXEC 02000000
+#define O_DIRECTORY 0200000
+#define O_NOFOLLOW 0400000
+#define O_PATH 010000000
+#define AT_SYMLINK_NOFOLLOW 0x100
+#define AT_NO_AUTOMOUNT 0x800
+#define AT_EMPTY_PATH 0x1000
+#define AT_STATX_DONT_SYNC 0x4000
+#define STATX_BASIC_STATS 0x7ffU
+#define S_IFMT 0170000
+#define S_IFDIR 0040000
+#define S_IFREG 0100000
 #define SEEK_END 2
 #define PROT_NONE 0
 #define PROT_READ 1
@@ -295,17 +307,19 @@ static u64 page_down(u64 v) { return v & ~(PAGE - 1); }
 static u64 page_up(u64 v) { return (v + PAGE - 1) & ~(PAGE - 1); }
 static int is_mmap_error(i64 r) { return r < 0 && r > -4096; }
 
-static void map_interpreter(const struct image *im, struct loader *ld)
+/* Maps the loader whose bytes are at `base` in file `fd` (the slinked file, or its object file on
+ * a slinkyfs mount, where base is 0). */
+static void map_interpreter(const struct image *im, struct loader *ld, int fd, u64 base)
 {
 	const struct mf_object *o = &im->objects[im->interpreter];
 	struct elf64_ehdr eh;
 	struct elf64_phdr ph[MAX_PHDRS];
-	pread_all(im->fd, &eh, sizeof eh, o->offset, "cannot read the loader's ELF header");
+	pread_all(fd, &eh, sizeof eh, base, "cannot read the loader's ELF header");
 	if (!mem_eq(eh.ident, "\177ELF\2\1", 6) || eh.type != 3 /* ET_DYN */ || eh.machine != 62 ||
 	    eh.phentsize != sizeof(struct elf64_phdr) || eh.phnum == 0 || eh.phnum > MAX_PHDRS ||
 	    eh.phoff > o->size || eh.phnum * sizeof(struct elf64_phdr) > o->size - eh.phoff)
 		die("the embedded loader is not an x86-64 ELF shared object", 0);
-	pread_all(im->fd, ph, eh.phnum * sizeof(struct elf64_phdr), o->offset + eh.phoff,
+	pread_all(fd, ph, eh.phnum * sizeof(struct elf64_phdr), base + eh.phoff,
 		  "cannot read the loader's program headers");
 
 	u64 lo = ~0UL, hi = 0;
@@ -334,7 +348,7 @@ static void map_interpreter(const struct image *im, struct loader *ld)
 		u64 mem_end = page_up(p->vaddr + p->memsz);
 		if (p->filesz) {
 			r = sys6(SYS_mmap, (i64)(ld->base + start), (i64)(page_up(file_end) - start), prot,
-				 MAP_PRIVATE | MAP_FIXED, im->fd, (i64)(o->offset + page_down(p->offset)));
+				 MAP_PRIVATE | MAP_FIXED, fd, (i64)(base + page_down(p->offset)));
 			if (is_mmap_error(r)) die("cannot map a loader segment", r);
 			/* The rest of the last file page belongs to .bss: it must read as zeros. */
 			if (p->memsz > p->filesz && (file_end & (PAGE - 1))) {
@@ -360,12 +374,20 @@ static void map_interpreter(const struct image *im, struct loader *ld)
 
 /*
  * The loader opens objects by path, whole-file, so an object embedded at an offset needs a path
- * of its own. Standalone mode: copy each object into a memfd (a kernel-side copy, no user-space
- * buffer) and name it /proc/self/fd/N. This is the one place that chooses the source: a mode that
- * finds objects as separate files (e.g. one path per digest on a slinkyfs mount) belongs here.
+ * of its own. This section is the one place that chooses where each object comes from.
+ *
+ * Mount mode: when the slinked file lives on a slinkyfs mount whose daemon has published the
+ * object as `<mount root>/.slinky/objects/<algorithm>-<hex digest>` (docs/FORMAT.md, "Page
+ * cache"), the loader gets that file: one inode per unique object, so one kernel page cache that
+ * every process on the machine shares, filled only with pages the daemon verified against their
+ * digests. Standalone mode (anywhere else, or for an object the mount does not have yet): copy
+ * the object into a memfd (a kernel-side copy, no user-space buffer) and name it
+ * /proc/self/fd/N. Nothing is configured: the mount is found from the file's own location.
  */
 struct sources {
-	int fd[MAX_OBJECTS]; /* per manifest index: memfd, or -1 */
+	int fd[MAX_OBJECTS];        /* per manifest index: memfd, or -1 */
+	u8 on_mount[MAX_OBJECTS];   /* per manifest index: found in the objects directory */
+	int dir;                    /* the mount's objects directory (O_PATH), or -1 */
 };
 static struct sources sources;
 
@@ -402,42 +424,167 @@ static int first_high_fd(u32 count)
 	return top > (u64)count + 8 + 3 ? (int)(top - count - 1) : 3;
 }
 
+static int move_high(int fd, int *next)
+{
+	i64 hi = sys3(SYS_fcntl, fd, F_DUPFD_CLOEXEC, *next);
+	if (hi < 0) return fd;
+	sys1(SYS_close, fd);
+	*next = (int)hi + 1;
+	return (int)hi;
+}
+
+struct kstatx {
+	u32 mask, blksize;
+	u64 attributes;
+	u32 nlink, uid, gid;
+	u16 mode, spare0;
+	u64 ino, size, blocks, attributes_mask;
+	u8 times[64];
+	u32 rdev_major, rdev_minor, dev_major, dev_minor;
+	u8 rest[112];
+};
+_Static_assert(sizeof(struct kstatx) == 256, "statx layout");
+
+/* Cached attributes are enough (AT_STATX_DONT_SYNC): a FUSE mount need not be asked again. */
+static int stat_at(int dirfd, const char *path, int flags, struct kstatx *st)
+{
+	return (int)sys6(SYS_statx, dirfd, (i64)path, flags | AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
+			 STATX_BASIC_STATS, (i64)st, 0);
+}
+
+#define OBJECT_NAME_MAX 80 /* "sha256-" + 64 hex digits + NUL */
+
+/* The object's file name on a mount, from its tagged whole-object digest; 0 if it has none. */
+static size_t object_name(const struct mf_object *o, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (o->digest_len != 33 || o->digest[0] != 1 /* SHA-256 */) return 0;
+	static const char alg[] = "sha256-";
+	size_t n = 0;
+	for (const char *s = alg; *s; s++) out[n++] = *s;
+	for (int i = 1; i < 33; i++) out[n++] = hex[o->digest[i] >> 4], out[n++] = hex[o->digest[i] & 15];
+	out[n] = 0;
+	return n;
+}
+
+/*
+ * The objects directory of the mount holding the slinked file, or -1. The mount root is the
+ * highest directory above the file on the same device (no mount table to parse: reading
+ * /proc/self/mountinfo costs ~50 us, these cached lookups ~1 us each). Only anonymous devices
+ * (FUSE and the like) are considered, so files on ordinary disks cost nothing here. The
+ * directory is trusted only when owned by root or by the user running the program and writable
+ * by nobody else: a directory anyone else could fill must never supply code.
+ */
+static int open_objects_dir(int self_fd, u32 *owner)
+{
+	struct kstatx st;
+	if (stat_at(self_fd, "", AT_EMPTY_PATH, &st) < 0 || st.dev_major != 0) return -1;
+	u32 dev_minor = st.dev_minor;
+	static char path[4096 + 32];
+	i64 n = sys4(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", path, 4096);
+	if (n <= 1 || n >= 4096 || path[0] != '/') return -1;
+	path[n] = 0;
+	size_t len = (size_t)n, root = (size_t)-1;
+	for (;;) {
+		while (len > 0 && path[len - 1] != '/') len--;
+		if (len > 1) len--;           /* drop the slash: path[0, len) is the parent */
+		if (len == 0) break;
+		char saved = path[len];
+		path[len] = 0;
+		int r = stat_at(AT_FDCWD, path, 0, &st);
+		path[len] = saved;
+		if (r < 0 || st.dev_major != 0 || st.dev_minor != dev_minor) break;
+		root = len;
+		if (len == 1) break; /* "/" itself */
+	}
+	if (root == (size_t)-1) return -1;
+	static const char tail[] = "/.slinky/objects";
+	size_t at = root == 1 ? 0 : root;
+	for (size_t i = 0; i < sizeof tail; i++) path[at + i] = tail[i];
+	i64 dir = sys4(SYS_openat, AT_FDCWD, path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (dir < 0) return -1;
+	i64 uid = sys0(SYS_getuid);
+	if (stat_at((int)dir, "", AT_EMPTY_PATH, &st) < 0 || st.dev_major != 0 || st.dev_minor != dev_minor ||
+	    (st.mode & S_IFMT) != S_IFDIR || (st.mode & 022) || (st.uid != 0 && st.uid != (u32)uid)) {
+		sys1(SYS_close, dir);
+		return -1;
+	}
+	*owner = st.uid;
+	return (int)dir;
+}
+
+/* An object file is usable when it is a regular file of the right size that nobody can write. */
+static int object_on_mount(int dir, u32 owner, const struct mf_object *o)
+{
+	char name[OBJECT_NAME_MAX];
+	struct kstatx st;
+	if (!object_name(o, name)) return 0;
+	if (stat_at(dir, name, AT_SYMLINK_NOFOLLOW, &st) < 0) return 0;
+	return (st.mode & S_IFMT) == S_IFREG && (st.mode & 0222) == 0 && st.uid == owner && st.size == o->size;
+}
+
 static void prepare_object_sources(const struct image *im)
 {
-	u32 want = im->library_count + 1;
-	int next = first_high_fd(want);
+	int next = first_high_fd(im->library_count + 2);
+	u32 owner = 0, found = 0;
+	sources.dir = open_objects_dir(im->fd, &owner);
 	for (u32 i = 0; i < im->hdr->object_count; i++) {
 		sources.fd[i] = -1;
+		sources.on_mount[i] = sources.dir >= 0 && object_on_mount(sources.dir, owner, &im->objects[i]);
+		found += sources.on_mount[i];
+	}
+	if (sources.dir >= 0) {
+		if (found) sources.dir = move_high(sources.dir, &next);
+		else sys1(SYS_close, sources.dir), sources.dir = -1;
+	}
+	for (u32 i = 0; i < im->hdr->object_count; i++) {
 		const struct mf_object *o = &im->objects[i];
-		if (o->role == ROLE_INTERPRETER) continue; /* mapped from the slinked file itself */
+		/* The interpreter is mapped by the stub itself (see stub_main), never opened by path. */
+		if (o->role == ROLE_INTERPRETER || sources.on_mount[i]) continue;
 		const char *name = mf_string(im, o->name_str);
 		i64 m = sys2(SYS_memfd_create, *name ? name : "slinky-object", MFD_CLOEXEC);
 		if (m < 0) die("memfd_create failed", m);
-		i64 hi = sys3(SYS_fcntl, m, F_DUPFD_CLOEXEC, next);
-		if (hi >= 0) {
-			sys1(SYS_close, m);
-			m = hi;
-			next = (int)hi + 1;
-		}
+		m = move_high((int)m, &next);
 		int err = copy_range_to((int)m, im->fd, o->offset, o->size);
 		if (err) die("cannot copy an embedded object into memory", err);
 		sources.fd[i] = (int)m;
 	}
 }
 
+/* Maps the loader from its object file on the mount when there is one, else from the slinked
+ * file itself (in place: the loader is never copied). */
+static void map_interpreter_from_source(const struct image *im, struct loader *ld)
+{
+	u32 i = im->interpreter;
+	char name[OBJECT_NAME_MAX];
+	if (sources.on_mount[i] && object_name(&im->objects[i], name)) {
+		i64 fd = sys4(SYS_openat, sources.dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+		if (fd >= 0) {
+			map_interpreter(im, ld, (int)fd, 0);
+			sys1(SYS_close, fd);
+			return;
+		}
+	}
+	map_interpreter(im, ld, im->fd, im->objects[i].offset);
+}
+
 /* Writes the path of object i into out (NUL-terminated) and returns its length (without NUL). */
-static size_t object_path(u32 i, char *out)
+static size_t object_path(const struct image *im, u32 i, char *out)
 {
 	static const char prefix[] = "/proc/self/fd/";
 	char num[24];
-	char *digits = fmt_u64(num + sizeof num, (u64)sources.fd[i]);
+	char *digits = fmt_u64(num + sizeof num, (u64)(sources.on_mount[i] ? sources.dir : sources.fd[i]));
 	size_t n = 0;
 	for (const char *s = prefix; *s; s++) out[n++] = *s;
 	while (*digits) out[n++] = *digits++;
+	if (sources.on_mount[i]) {
+		out[n++] = '/';
+		n += object_name(&im->objects[i], out + n);
+	}
 	out[n] = 0;
 	return n;
 }
-#define OBJECT_PATH_MAX 64
+#define OBJECT_PATH_MAX (24 + OBJECT_NAME_MAX)
 
 /* ---- set-id: the loader's secure mode would refuse our preload paths ---------------------- */
 
@@ -507,9 +654,9 @@ __attribute__((noreturn, used)) void stub_main(u64 *sp)
 	im.fd = open_self(auxv);
 	read_manifest(&im);
 	drop_privilege(auxv);
-	struct loader ld;
-	map_interpreter(&im, &ld);
 	prepare_object_sources(&im);
+	struct loader ld;
+	map_interpreter_from_source(&im, &ld);
 
 	/*
 	 * New strings go just below the kernel's block (argument and environment strings stay where
@@ -518,17 +665,17 @@ __attribute__((noreturn, used)) void stub_main(u64 *sp)
 	 */
 	char *cursor = (char *)sp;
 	char path[OBJECT_PATH_MAX];
-	size_t n = object_path(im.program, path);
+	size_t n = object_path(&im, im.program, path);
 	char *program_path = push_bytes(&cursor, path, n);
 	char *preload = 0;
 	if (im.library_count) {
 		size_t total = 0;
-		for (u32 i = 0; i < im.library_count; i++) total += object_path(im.libraries[i], path) + 1;
+		for (u32 i = 0; i < im.library_count; i++) total += object_path(&im, im.libraries[i], path) + 1;
 		cursor -= total;
 		preload = cursor;
 		char *w = cursor;
 		for (u32 i = 0; i < im.library_count; i++) {
-			n = object_path(im.libraries[i], w);
+			n = object_path(&im, im.libraries[i], w);
 			w += n;
 			*w++ = i + 1 < im.library_count ? ' ' : 0;
 		}

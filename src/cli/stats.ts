@@ -4,12 +4,40 @@ import { computeStats, statsByTopDir } from '../store/stats';
 import { openStoreForReading } from './openStore';
 import { storeDirFrom, withStore } from './storeArg';
 import { formatBytes } from './units';
+import { UserError } from './errors';
+import type { PageCacheStats } from '../pagecache';
 
 interface Args {
   mountpoint?: string;
   store?: string;
   json: boolean;
   'by-dir': boolean;
+  pages: boolean;
+}
+
+/** The page cache's figures, from the daemon serving the store (they live in its memory). */
+async function pageStats(storeDir: string): Promise<PageCacheStats> {
+  const { requestStats, NoDaemonError } = await import('../pagecache');
+  try {
+    return (await requestStats(storeDir)) as PageCacheStats;
+  } catch (err) {
+    if (err instanceof NoDaemonError) throw new UserError(err.message, 3);
+    throw err;
+  }
+}
+
+function pageRows(p: PageCacheStats): string[][] {
+  const g = p.gdt;
+  return [
+    ['GDT entries', `${g.entries} (${formatBytes(g.bytes)} of ${formatBytes(g.limitBytes)}; ${g.referencedEntries} mapped by live processes)`],
+    ['GDT hits', String(g.hits)],
+    ['GDT misses', String(g.misses)],
+    ['verification failures', String(g.verificationFailures)],
+    ['evictions', String(g.evictions)],
+    ['bytes shared', formatBytes(p.bytesShared)],
+    ['processes mapping objects', String(p.processes)],
+    ['published objects', `${p.published.objects} (${p.published.refused} refused, ${p.published.malformed} malformed manifests)`],
+  ];
 }
 
 function table(rows: string[][]): string {
@@ -25,15 +53,19 @@ const command: CommandModule<{}, Args> = {
       .positional('mountpoint', { type: 'string', describe: 'a slinkyfs mountpoint (its store is used)' })
       .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
       .option('by-dir', { type: 'boolean', default: false, describe: 'one row per top-level directory' })
+      .option('pages', { type: 'boolean', default: false, describe: 'also the shared page cache of the running daemon (GDT, per-object mappings)' })
       .example('$0 stats /slinky', 'savings of the store mounted at /slinky')
-      .example('$0 stats --store ./st --json', 'machine-readable figures'),
+      .example('$0 stats --store ./st --json', 'machine-readable figures')
+      .example('$0 stats /slinky --pages', 'page cache hits, misses, verification failures, objects mapped'),
   handler: async (args) => {
-    const store = await openStoreForReading(storeDirFrom(args));
+    const storeDir = storeDirFrom(args);
+    const pages = args.pages ? await pageStats(storeDir) : undefined;
+    const store = await openStoreForReading(storeDir);
     try {
       const s = computeStats(store);
       const byDir = args['by-dir'] ? statsByTopDir(store) : undefined;
       if (args.json) {
-        process.stdout.write(JSON.stringify(byDir ? { ...s, byDir } : s, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ ...s, ...(byDir ? { byDir } : {}), ...(pages ? { pages } : {}) }, null, 2) + '\n');
         return;
       }
       const rows = [
@@ -50,12 +82,22 @@ const command: CommandModule<{}, Args> = {
         ['compression ratio', `${s.compressionRatio.toFixed(2)}x`],
         ['total saving', `${(s.storedBytes ? s.logicalBytes / s.storedBytes : 1).toFixed(2)}x`],
         ['database file', formatBytes(s.databaseBytes)],
+        ['awaiting compression', `${s.pendingCompression} chunks`],
       ];
       process.stdout.write(table(rows) + '\n');
       if (byDir) {
         const head = ['directory', 'files', 'logical', 'unique', 'stored', 'dedup'];
         const body = byDir.map((d) => [d.dir, String(d.files), formatBytes(d.logicalBytes), formatBytes(d.uniqueBytes), formatBytes(d.storedBytes), `${d.dedupRatio.toFixed(2)}x`]);
         process.stdout.write('\n' + table([head, ...body]) + '\n');
+      }
+      if (pages) {
+        process.stdout.write('\n' + table(pageRows(pages)) + '\n');
+        const mapped = pages.objects.filter((o) => o.mappings > 0);
+        if (mapped.length) {
+          const head = ['object', 'size', 'processes', 'pages mapped', 'shared'];
+          const body = mapped.map((o) => [o.name.slice(0, 19), formatBytes(o.size), String(o.mappings), String(o.mappedPages), String(o.sharedPages)]);
+          process.stdout.write('\n' + table([head, ...body]) + '\n');
+        }
       }
     } finally {
       await store.close();

@@ -1,0 +1,353 @@
+// src/pagecache: the shared page cache. Slinked files committed to the mount have their embedded
+// objects published once each as read-only files /.slinky/objects/<digest> (publish.ts); the
+// stub (native/stub.c) hands those paths to the loader, so every process running any slinked
+// file that contains, say, libc maps the same inode and shares its pages in the kernel's page
+// cache, as dynamically linked programs share libc.so.6. Reads of those files are answered from
+// the digest-keyed page pool, the GDT (pool.ts), or from the store with every page verified
+// against the object's page table first (reader.ts). Which processes map which objects comes
+// from /proc (procMaps.ts); statistics go out over a socket (statsServer.ts); guard.ts is what
+// the FUSE operations need. docs/FORMAT.md ("Page cache") and README ("Shared page cache") say
+// more.
+//
+// Integration (the daemon): create it, pass `onContentCommitted` to the Filesystem, wrap the
+// low-level ops with `wrapOps`, `start()` after mounting and `close()` before the store closes.
+import fs from 'node:fs';
+import { readCommitted } from '../store/fileContent';
+import { NotFoundError } from '../store/errors';
+import type { ChunkSource } from '../store/chunkSource';
+import type { Store } from '../store/store';
+import { isReg } from '../store/records';
+import type { Caller, Filesystem } from '../fs/filesystem';
+import type { LowLevelOps } from '../fs/lowlevel';
+import { guardOps } from './guard';
+import { OBJECTS_DIR, PAGES_DIR, SLINKY_DIR, TMP_DIR, digestOfName, objectPath, pageTablePath } from './layout';
+import { ObjectIndex, type ObjectEntry } from './objectIndex';
+import { decodePageTable, encodePageTable, pageKey, PAGE_CODE, type PageTable } from './pageTable';
+import { DEFAULT_POOL_BYTES, PagePool, type PoolCounters } from './pool';
+import { mapsDeviceOf, scanProcesses, type Mapping } from './procMaps';
+import { Publisher, TableBuilder, type PublishCounters } from './publish';
+import { PageVerificationError, VerifiedReader } from './reader';
+import { serveStats, socketPath } from './statsServer';
+import { algorithmOf } from '../chunking/digest';
+
+export { requestStats, NoDaemonError, socketPath } from './statsServer';
+export { OBJECTS_DIR, SLINKY_DIR } from './layout';
+
+export interface PageCacheOptions {
+  store: Store;
+  /** Where chunks come from (the store, peers): not the Filesystem's cached source, so pages
+   *  are cached once, here. */
+  source: ChunkSource;
+  filesystem: Filesystem;
+  /** Absolute mountpoint: to recognise the mount's device in /proc/PID/maps. */
+  mountpoint: string;
+  /** Store directory: the statistics socket goes there (false: no socket). */
+  storeDir: string | false;
+  log: (line: string) => void;
+  /** Memory bound of the page pool in bytes (default 16 MiB). */
+  poolBytes?: number;
+  /** Owner of published objects (default: the daemon's uid/gid; root when mounted by root). */
+  owner?: Caller;
+}
+
+export interface ObjectStats {
+  name: string;
+  ino: number;
+  size: number;
+  pages: number;
+  codePages: number;
+  /** Live processes mapping the object. */
+  mappings: number;
+  /** Distinct pages of it mapped by at least one process, and by at least two. */
+  mappedPages: number;
+  sharedPages: number;
+}
+
+export interface PageCacheStats {
+  gdt: PoolCounters & { entries: number; bytes: number; limitBytes: number; referencedEntries: number };
+  /** Σ over object pages mapped by k ≥ 2 processes of (k − 1) × 4096: what private copies
+   *  (standalone mode) would have added. */
+  bytesShared: number;
+  /** Processes mapping at least one published object at the last scan (the PDTs). */
+  processes: number;
+  scannedAt: string | null;
+  published: PublishCounters & { objects: number };
+  objects: ObjectStats[];
+}
+
+export interface PageCache {
+  /** Filesystem hook: queue the file for publishing if it is a slinked file. */
+  onContentCommitted(ino: number): Promise<void>;
+  /** True for the inode of a published object (served by `read`). */
+  isObject(ino: number): boolean;
+  /** True for inodes under /.slinky: the mount must refuse to change them. */
+  isProtected(ino: number): boolean;
+  /** Verified bytes of a published object; rejects with errno EIO on a page that fails. */
+  read(ino: number, offset: number, size: number): Promise<Buffer>;
+  /** The mount's low-level operations with the page cache in front (see guard.ts). */
+  wrapOps(ops: LowLevelOps): LowLevelOps;
+  /** Loads the index of published objects and serves statistics. Call once mounted. */
+  start(): Promise<void>;
+  /** Settles when every queued file has been looked at (tests, unmount). */
+  idle(): Promise<void>;
+  stats(): Promise<PageCacheStats>;
+  close(): Promise<void>;
+}
+
+const SCAN_INTERVAL_MS = 5000;
+const STATS_SCAN_MAX_AGE_MS = 200;
+const PAGE = 4096;
+
+class SharedPageCache implements PageCache {
+  private readonly index = new ObjectIndex();
+  private readonly pool: PagePool;
+  private readonly reader: VerifiedReader;
+  private readonly publisher: Publisher;
+  private readonly log: (line: string) => void;
+  private closeSocket: () => Promise<void> = async () => undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private device: string | undefined;
+  private processes = new Map<number, Mapping[]>();
+  private scannedAt = 0;
+  private scanning: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly o: PageCacheOptions) {
+    this.log = o.log;
+    this.pool = new PagePool(o.poolBytes ?? DEFAULT_POOL_BYTES);
+    const raw = (ino: number, offset: number, target: Buffer) => readCommitted(o.store, o.source, ino, offset, target);
+    this.reader = new VerifiedReader(this.pool, raw, (name, page) => this.log(`page cache: REFUSED page ${page} of ${name}: bytes do not match its digest`));
+    this.publisher = new Publisher({
+      fs: o.filesystem,
+      raw,
+      sizeOf: (ino) => {
+        const rec = o.store.getInode(ino);
+        return rec && isReg(rec) ? rec.size : undefined;
+      },
+      owner: o.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
+      index: this.index,
+      log: o.log,
+    });
+  }
+
+  async onContentCommitted(ino: number): Promise<void> {
+    this.publisher.enqueue(ino);
+  }
+
+  isObject(ino: number): boolean {
+    return this.index.isObject(ino);
+  }
+
+  isProtected(ino: number): boolean {
+    return this.index.isProtected(ino);
+  }
+
+  wrapOps(ops: LowLevelOps): LowLevelOps {
+    return guardOps(ops, this.index, this);
+  }
+
+  async read(ino: number, offset: number, size: number): Promise<Buffer> {
+    const e = this.index.get(ino);
+    if (!e) throw new NotFoundError(`inode ${ino} is not a published object`);
+    const table = await this.tableOf(e);
+    const out = await this.reader.read({ name: e.name, ino, table }, offset, size);
+    if (this.pool.bytes > this.pool.limitBytes / 2) this.scheduleScan();
+    return out;
+  }
+
+  private tableOf(e: ObjectEntry): Promise<PageTable> {
+    if (e.table) return Promise.resolve(e.table);
+    if (e.broken) return Promise.reject(new PageVerificationError(e.broken));
+    e.loading ??= this.loadTable(e).then(
+      (t) => {
+        e.table = t;
+        return t;
+      },
+      (err) => {
+        e.loading = undefined;
+        if (err instanceof PageVerificationError) e.broken = err.message;
+        throw err;
+      },
+    );
+    return e.loading;
+  }
+
+  /** The stored page table; rebuilt from the object itself (checked against its name) when the
+   *  table is missing or unreadable. */
+  private async loadTable(e: ObjectEntry): Promise<PageTable> {
+    const f = this.o.filesystem;
+    try {
+      const attr = await f.getattr(pageTablePath(e.name));
+      if (attr.size > 64 << 20) throw new Error('page table too large');
+      const b = Buffer.alloc(attr.size);
+      await readCommitted(this.o.store, this.o.source, attr.ino, 0, b);
+      const t = decodePageTable(b, e.digest);
+      if (t.objectSize !== e.size) throw new Error('page table is for an object of another size');
+      this.index.protect(attr.ino);
+      return t;
+    } catch (err) {
+      this.log(`page cache: page table of ${e.name} unusable (${(err as Error).message}); rebuilding it from the object`);
+    }
+    const builder = new TableBuilder(e.size, algorithmOf(e.digest));
+    for (let at = 0; at < e.size; at += 1 << 20) {
+      const b = Buffer.alloc(Math.min(1 << 20, e.size - at));
+      await readCommitted(this.o.store, this.o.source, e.ino, at, b);
+      builder.update(b);
+    }
+    const { digest, table } = builder.finish();
+    if (!digest.equals(e.digest)) {
+      this.pool.counters.verificationFailures++;
+      this.log(`page cache: REFUSED object ${e.name}: its bytes do not match its name`);
+      throw new PageVerificationError(`object ${e.name} does not match its digest`);
+    }
+    const full: PageTable = { ...table, object: e.digest };
+    const bytes = encodePageTable(full);
+    const tmp = `${TMP_DIR}/${e.name}.rebuilt.pages`;
+    const owner = this.o.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const fh = await f.create(tmp, 0o444, owner);
+    this.index.protect((await f.getattr(tmp)).ino);
+    try {
+      await f.write(fh, bytes, bytes.length, 0);
+      await f.flush(fh);
+    } finally {
+      await f.release(fh);
+    }
+    await f.rename(tmp, pageTablePath(e.name));
+    return full;
+  }
+
+  async start(): Promise<void> {
+    await this.loadIndex();
+    if (this.o.storeDir) this.closeSocket = await serveStats(socketPath(this.o.storeDir), () => this.stats(), this.log);
+  }
+
+  private async loadIndex(): Promise<void> {
+    const f = this.o.filesystem;
+    const exists = (p: string) => f.getattr(p).then((a) => a, (err) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    for (const dir of [SLINKY_DIR, OBJECTS_DIR, PAGES_DIR, TMP_DIR]) {
+      const a = await exists(dir);
+      if (a) this.index.protect(a.ino);
+    }
+    const names = async (dir: string) => (await f.readdir(dir)).filter((n) => n !== '.' && n !== '..');
+    if (!(await exists(OBJECTS_DIR))) return;
+    for (const name of await names(OBJECTS_DIR)) {
+      const digest = digestOfName(name);
+      const a = digest && (await exists(objectPath(name)));
+      if (digest && a) this.index.add({ name, digest, ino: a.ino, size: a.size });
+    }
+    if (await exists(PAGES_DIR)) {
+      for (const name of await names(PAGES_DIR)) {
+        const a = await exists(pageTablePath(name));
+        if (a) this.index.protect(a.ino);
+      }
+    }
+    if (await exists(TMP_DIR)) {
+      for (const name of await names(TMP_DIR)) await f.unlink(`${TMP_DIR}/${name}`).catch(() => undefined);
+    }
+    if (this.index.size) this.log(`page cache: ${this.index.size} published objects`);
+  }
+
+  idle(): Promise<void> {
+    return this.publisher.idle();
+  }
+
+  private scheduleScan(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.scan().then(() => this.pool.trimTo(this.pool.limitBytes), () => undefined);
+    }, Math.max(0, SCAN_INTERVAL_MS - (Date.now() - this.scannedAt)));
+    this.timer.unref();
+  }
+
+  /** Re-reads every process's mappings of published objects and updates the references. */
+  private scan(): Promise<void> {
+    this.scanning ??= (async () => {
+      try {
+        this.device ??= mapsDeviceOf(await fs.promises.readFile('/proc/self/mountinfo', 'utf8'), this.o.mountpoint);
+        this.processes = this.device ? await scanProcesses(this.device, (ino) => this.index.isObject(ino)) : new Map();
+        this.scannedAt = Date.now();
+        const refs = new Map<string, number>();
+        for (const maps of this.processes.values()) {
+          for (const key of pageKeysOf(maps, this.index)) refs.set(key, (refs.get(key) ?? 0) + 1);
+        }
+        this.pool.setReferences(refs);
+      } finally {
+        this.scanning = undefined;
+      }
+    })();
+    return this.scanning;
+  }
+
+  async stats(): Promise<PageCacheStats> {
+    if (Date.now() - this.scannedAt > STATS_SCAN_MAX_AGE_MS) await this.scan();
+    const perObject = new Map<number, { procs: number; pages: Map<number, number> }>();
+    for (const maps of this.processes.values()) {
+      const seen = new Map<number, Set<number>>();
+      for (const m of maps) {
+        let s = seen.get(m.ino);
+        if (!s) seen.set(m.ino, (s = new Set()));
+        const e = this.index.get(m.ino);
+        const limit = e ? Math.ceil(e.size / PAGE) : m.firstPage + m.pages;
+        for (let p = m.firstPage; p < Math.min(limit, m.firstPage + m.pages); p++) s.add(p);
+      }
+      for (const [ino, pages] of seen) {
+        let o = perObject.get(ino);
+        if (!o) perObject.set(ino, (o = { procs: 0, pages: new Map() }));
+        o.procs++;
+        for (const p of pages) o.pages.set(p, (o.pages.get(p) ?? 0) + 1);
+      }
+    }
+    let bytesShared = 0;
+    const objects: ObjectStats[] = [];
+    for (const e of this.index.all()) {
+      const o = perObject.get(e.ino);
+      let shared = 0;
+      for (const k of o?.pages.values() ?? []) if (k > 1) (shared++, (bytesShared += (k - 1) * PAGE));
+      objects.push({
+        name: e.name,
+        ino: e.ino,
+        size: e.size,
+        pages: Math.ceil(e.size / PAGE),
+        codePages: e.table ? e.table.flags.reduce((n, f) => n + (f === PAGE_CODE ? 1 : 0), 0) : -1,
+        mappings: o?.procs ?? 0,
+        mappedPages: o?.pages.size ?? 0,
+        sharedPages: shared,
+      });
+    }
+    objects.sort((a, b) => b.mappings - a.mappings || b.mappedPages - a.mappedPages || a.name.localeCompare(b.name));
+    return {
+      gdt: { ...this.pool.counters, entries: this.pool.entries, bytes: this.pool.bytes, limitBytes: this.pool.limitBytes, referencedEntries: this.pool.referencedEntries },
+      bytesShared,
+      processes: this.processes.size,
+      scannedAt: this.scannedAt ? new Date(this.scannedAt).toISOString() : null,
+      published: { ...this.publisher.counters, objects: this.index.size },
+      objects,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.closeSocket();
+    await this.publisher.stop();
+  }
+}
+
+/** Pool keys of the pages one process maps (each once, whatever its number of mappings). */
+function pageKeysOf(maps: readonly Mapping[], index: ObjectIndex): Set<string> {
+  const keys = new Set<string>();
+  for (const m of maps) {
+    const t = index.get(m.ino)?.table;
+    if (!t) continue;
+    for (let p = m.firstPage; p < Math.min(t.pageCount, m.firstPage + m.pages); p++) keys.add(pageKey(t, p));
+  }
+  return keys;
+}
+
+export function createPageCache(options: PageCacheOptions): PageCache {
+  return new SharedPageCache(options);
+}

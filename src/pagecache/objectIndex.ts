@@ -1,0 +1,58 @@
+// What the daemon knows about published objects: inode <-> name, each object's page table
+// (loaded on first use), and the inodes nobody may change through the mount.
+import type { Digest } from '../chunking/digest';
+import type { PageTable } from './pageTable';
+
+export interface ObjectEntry {
+  readonly name: string;
+  readonly digest: Digest;
+  readonly ino: number;
+  readonly size: number;
+  table?: PageTable;
+  loading?: Promise<PageTable>;
+  /** Set when the object's bytes do not match its name: every read fails at once. */
+  broken?: string;
+}
+
+export class ObjectIndex {
+  private readonly byIno = new Map<number, ObjectEntry>();
+  private readonly byName = new Map<string, ObjectEntry>();
+  private readonly protectedInos = new Set<number>();
+
+  add(e: ObjectEntry): void {
+    const old = this.byName.get(e.name);
+    if (old) this.byIno.delete(old.ino);
+    this.byIno.set(e.ino, e);
+    this.byName.set(e.name, e);
+    this.protectedInos.add(e.ino);
+  }
+
+  get(ino: number): ObjectEntry | undefined {
+    return this.byIno.get(ino);
+  }
+
+  named(name: string): ObjectEntry | undefined {
+    return this.byName.get(name);
+  }
+
+  isObject(ino: number): boolean {
+    return this.byIno.has(ino);
+  }
+
+  protect(ino: number): void {
+    this.protectedInos.add(ino);
+  }
+
+  /** The .slinky directories, the objects, their page tables and objects being written. */
+  isProtected(ino: number): boolean {
+    return this.protectedInos.has(ino);
+  }
+
+  get size(): number {
+    return this.byIno.size;
+  }
+
+  all(): IterableIterator<ObjectEntry> {
+    return this.byIno.values();
+  }
+}

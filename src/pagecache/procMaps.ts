@@ -1,0 +1,88 @@
+// Per-process digest tables (PDT), from /proc. Which processes map which published objects,
+// and which pages of them, is read from /proc/PID/maps: each line names the device and inode of
+// the mapped file, so a mapping of an object file is recognised by the mount's device and the
+// object's inode number (whatever path or mount namespace the process used). A process that
+// exits simply disappears from the next scan, and its references with it: no protocol in the
+// stub, nothing to clean up after a crash, and programs that never tell us anything (they are
+// plain ld.so mappings) are still counted.
+import fs from 'node:fs';
+
+export interface Mapping {
+  readonly ino: number;
+  /** First page of the object mapped, and the number of pages. */
+  readonly firstPage: number;
+  readonly pages: number;
+}
+
+const PAGE = 4096;
+
+/** Parses /proc/PID/maps text and keeps the file mappings on device `dev` ("00:2d" as printed). */
+export function mappingsOnDevice(text: string, dev: string, wanted: (ino: number) => boolean): Mapping[] {
+  const out: Mapping[] = [];
+  const needle = ` ${dev} `;
+  let at = text.indexOf(needle);
+  while (at >= 0) {
+    const lineStart = text.lastIndexOf('\n', at) + 1;
+    let lineEnd = text.indexOf('\n', at);
+    if (lineEnd < 0) lineEnd = text.length;
+    const m = parseLine(text.slice(lineStart, lineEnd));
+    if (m && m.dev === dev && wanted(m.ino)) out.push({ ino: m.ino, firstPage: Math.floor(m.offset / PAGE), pages: Math.ceil((m.end - m.start) / PAGE) });
+    at = text.indexOf(needle, lineEnd);
+  }
+  return out;
+}
+
+interface MapsLine {
+  start: number;
+  end: number;
+  offset: number;
+  dev: string;
+  ino: number;
+}
+
+const LINE = /^([0-9a-f]+)-([0-9a-f]+) \S{4} ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)/;
+
+export function parseLine(line: string): MapsLine | undefined {
+  const m = LINE.exec(line);
+  if (!m) return undefined;
+  return { start: parseInt(m[1], 16), end: parseInt(m[2], 16), offset: parseInt(m[3], 16), dev: m[4], ino: Number(m[5]) };
+}
+
+/** The device of the filesystem mounted at `mountpoint`, formatted as /proc/PID/maps prints it. */
+export function mapsDeviceOf(mountinfo: string, mountpoint: string): string | undefined {
+  let found: string | undefined;
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 5) continue;
+    const where = f[4].replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+    if (where !== mountpoint) continue;
+    const [major, minor] = f[2].split(':').map(Number);
+    if (!Number.isInteger(major) || !Number.isInteger(minor)) continue;
+    found = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`; // last one wins: mounts stack
+  }
+  return found;
+}
+
+/** Every process's mappings of wanted inodes on `dev` (the scanning process excluded). */
+export async function scanProcesses(dev: string, wanted: (ino: number) => boolean): Promise<Map<number, Mapping[]>> {
+  const out = new Map<number, Mapping[]>();
+  const pids = (await fs.promises.readdir('/proc')).filter((n) => /^\d+$/.test(n)).map(Number);
+  const self = process.pid;
+  let next = 0;
+  const worker = async () => {
+    while (next < pids.length) {
+      const pid = pids[next++];
+      if (pid === self) continue;
+      let text: string;
+      try {
+        text = await fs.promises.readFile(`/proc/${pid}/maps`, 'latin1');
+      } catch {
+        continue; // exited meanwhile, or not ours to read
+      }
+      const maps = mappingsOnDevice(text, dev, wanted);
+      if (maps.length) out.set(pid, maps);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return out;
+}

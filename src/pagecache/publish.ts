@@ -1,0 +1,307 @@
+// Publishing: when a slinked file is committed to the mount, each embedded object it carries is
+// written once as a read-only file of its own, /.slinky/objects/<algorithm>-<hex>, named by its
+// whole-object digest. The store chunks an embedded object exactly like the object as a file
+// (docs/FORMAT.md, "Object boundaries"), so all its chunks but the last are already stored and
+// publishing costs one new chunk per object. Nothing from the slinked file is trusted: the bytes
+// must hash to the digest the manifest names them by, and the manifest's code-page digests must
+// match the bytes, before the object and its page table appear (written under /.slinky/tmp and
+// renamed into place). A malformed or lying manifest is counted and skipped.
+import { createHash } from 'node:crypto';
+import { algorithmOf, type HashAlgorithm, DEFAULT_ALGORITHM } from '../chunking/digest';
+import { ExistsError, NotFoundError } from '../store/errors';
+import { PAGE_SIZE, TRAILER_SIZE, decodeManifest, decodeTrailer, type ManifestObject } from '../elf/manifest';
+import { codePageSpans, type SegmentHeader } from '../elf/pageDigests';
+import type { Caller, Filesystem } from '../fs/filesystem';
+import { manifestTooCostly } from './manifestBounds';
+import type { ObjectIndex } from './objectIndex';
+import {
+  DIR_MODE,
+  OBJECTS_DIR,
+  OBJECT_MODE,
+  PAGES_DIR,
+  SLINKY_DIR,
+  TMP_DIR,
+  TMP_DIR_MODE,
+  objectName,
+  objectPath,
+  pageTablePath,
+} from './layout';
+import { MAX_OBJECT_SIZE, PAGE_CODE, encodePageTable, hashPage, pageCountOf, type PageTable } from './pageTable';
+import type { RawRead } from './reader';
+
+/** Manifests larger than this are refused unread (1024 objects with huge digest tables fit). */
+const MAX_MANIFEST = 64 << 20;
+const WINDOW = 1 << 20;
+
+export interface PublishCounters {
+  /** Committed files recognised as slinked files. */
+  slinkedFiles: number;
+  /** Objects written to /.slinky/objects, and their bytes. */
+  published: number;
+  publishedBytes: number;
+  /** Embedded objects found already published. */
+  alreadyPublished: number;
+  /** Objects whose bytes did not match the manifest's digests (or too big to publish). */
+  refused: number;
+  /** Files with a slinky trailer whose trailer or manifest did not parse. */
+  malformed: number;
+}
+
+export interface PublishDeps {
+  fs: Filesystem;
+  raw: RawRead;
+  /** Size of a regular file's committed content, or undefined. */
+  sizeOf: (ino: number) => number | undefined;
+  owner: Caller;
+  index: ObjectIndex;
+  log: (line: string) => void;
+}
+
+/** Program headers from the first bytes of an ELF64 object, when they lie within them. */
+export function programHeaders(head: Buffer): SegmentHeader[] {
+  if (head.length < 64 || head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2 || head[5] !== 1) return [];
+  const phoff = Number(head.readBigUInt64LE(32));
+  const phentsize = head.readUInt16LE(54);
+  const phnum = head.readUInt16LE(56);
+  if (phentsize !== 56 || phoff + phnum * 56 > head.length) return [];
+  const out: SegmentHeader[] = [];
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * 56;
+    out.push({ type: head.readUInt32LE(at), flags: head.readUInt32LE(at + 4), offset: Number(head.readBigUInt64LE(at + 8)), filesz: Number(head.readBigUInt64LE(at + 32)) });
+  }
+  return out;
+}
+
+/** Hashes an object window by window: its whole-object digest and the hash of every page. */
+export class TableBuilder {
+  private readonly whole;
+  private readonly hashes: Buffer;
+  private readonly flags: Buffer;
+  private done = 0;
+  private headers: SegmentHeader[] | undefined;
+
+  constructor(
+    readonly size: number,
+    private readonly objectAlgorithm: HashAlgorithm,
+    private readonly pageAlgorithm: HashAlgorithm = DEFAULT_ALGORITHM,
+  ) {
+    this.whole = createHash(objectAlgorithm);
+    const pages = pageCountOf(size);
+    this.hashes = Buffer.alloc(pages * 32);
+    this.flags = Buffer.alloc(pages);
+  }
+
+  /** The next bytes of the object; every window but the last is a multiple of 4096 bytes. */
+  update(bytes: Buffer): void {
+    if (this.done === 0) this.headers = programHeaders(bytes);
+    this.whole.update(bytes);
+    for (let at = 0; at < bytes.length; at += PAGE_SIZE) {
+      const page = (this.done + at) / PAGE_SIZE;
+      hashPage(bytes.subarray(at, at + PAGE_SIZE), this.pageAlgorithm).copy(this.hashes, page * 32);
+    }
+    this.done += bytes.length;
+  }
+
+  /** The whole-object digest (tagged) and the table; call after the last byte. */
+  finish(): { digest: Buffer; table: Omit<PageTable, 'object'> } {
+    const digest = Buffer.concat([Buffer.from([algorithmId(this.objectAlgorithm)]), this.whole.digest()]);
+    for (const s of codePageSpans(this.headers ?? [])) {
+      for (let p = s.firstPage; p < s.firstPage + s.pageCount && p < this.flags.length; p++) this.flags[p] = PAGE_CODE;
+    }
+    return {
+      digest,
+      table: { objectSize: this.size, algorithmId: algorithmId(this.pageAlgorithm), hashLength: 32, pageCount: this.flags.length, flags: this.flags, hashes: this.hashes },
+    };
+  }
+}
+
+function algorithmId(a: HashAlgorithm): number {
+  if (a !== 'sha256') throw new Error(`no algorithm id for ${a}`);
+  return 1;
+}
+
+export class Publisher {
+  readonly counters: PublishCounters = { slinkedFiles: 0, published: 0, publishedBytes: 0, alreadyPublished: 0, refused: 0, malformed: 0 };
+  private readonly queue = new Set<number>();
+  private draining = false;
+  private drained: Promise<void> = Promise.resolve();
+  private seq = 0;
+  private dirsReady = false;
+  private stopping = false;
+
+  constructor(private readonly d: PublishDeps) {}
+
+  /** Queue a committed file for a look (cheap: the commit path must not wait for us). */
+  enqueue(ino: number): void {
+    if (this.stopping || this.d.index.isProtected(ino)) return;
+    this.queue.add(ino);
+    if (!this.draining) {
+      this.draining = true;
+      this.drained = this.drain();
+    }
+  }
+
+  /** Stop taking files; an object being written is abandoned (its temporary file removed). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.queue.clear();
+    await this.idle();
+  }
+
+  /** Settles when everything queued so far has been looked at. */
+  async idle(): Promise<void> {
+    while (this.draining) await this.drained;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.size) {
+        const ino: number = this.queue.values().next().value!;
+        this.queue.delete(ino);
+        try {
+          await this.publishFrom(ino);
+        } catch (err) {
+          this.d.log(`page cache: publishing objects of inode ${ino} failed: ${(err as Error).message}`);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async read(ino: number, offset: number, length: number): Promise<Buffer> {
+    const b = Buffer.alloc(length);
+    await this.d.raw(ino, offset, b);
+    return b;
+  }
+
+  /** Publishes the objects of file `ino` if it is a slinked file. */
+  async publishFrom(ino: number): Promise<void> {
+    if (this.d.index.isProtected(ino)) return;
+    const size = this.d.sizeOf(ino);
+    if (size === undefined || size < TRAILER_SIZE) return;
+    const tail = await this.read(ino, size - TRAILER_SIZE, TRAILER_SIZE);
+    if (tail.subarray(0, 8).toString('latin1') !== 'SLINKYTR') return;
+    let objects: readonly ManifestObject[];
+    let pageAlgorithm: HashAlgorithm | null;
+    try {
+      const trailer = decodeTrailer(tail, size);
+      if (!trailer) return;
+      if (trailer.manifestLength > MAX_MANIFEST) throw new Error(`manifest of ${trailer.manifestLength} bytes`);
+      const bytes = await this.read(ino, trailer.manifestOffset, trailer.manifestLength);
+      const costly = manifestTooCostly(bytes);
+      if (costly) throw new Error(costly);
+      const m = decodeManifest(bytes, trailer.manifestOffset);
+      objects = m.objects;
+      pageAlgorithm = m.pageDigestAlgorithm;
+    } catch (err) {
+      this.counters.malformed++;
+      this.d.log(`page cache: inode ${ino} has a slinky trailer but ${(err as Error).message}`);
+      return;
+    }
+    this.counters.slinkedFiles++;
+    for (const o of objects) {
+      const name = objectName(o.digest);
+      if (this.d.index.named(name)) {
+        this.counters.alreadyPublished++;
+        continue;
+      }
+      if (o.size > MAX_OBJECT_SIZE) {
+        this.counters.refused++;
+        continue;
+      }
+      await this.publishObject(ino, o, name, pageAlgorithm);
+    }
+  }
+
+  private async ensureDirs(): Promise<void> {
+    if (this.dirsReady) return;
+    for (const [dir, mode] of [[SLINKY_DIR, DIR_MODE], [OBJECTS_DIR, DIR_MODE], [PAGES_DIR, DIR_MODE], [TMP_DIR, TMP_DIR_MODE]] as const) {
+      try {
+        await this.d.fs.mkdir(dir, mode, this.d.owner);
+      } catch (err) {
+        if (!(err instanceof ExistsError)) throw err;
+      }
+      this.d.index.protect((await this.d.fs.getattr(dir)).ino);
+    }
+    this.dirsReady = true;
+  }
+
+  /** Writes `bytes` as a new file at `path` (the caller renames it into place). */
+  private async writeFile(path: string, produce: (write: (b: Buffer, at: number) => Promise<void>) => Promise<void>): Promise<number> {
+    const fh = await this.d.fs.create(path, OBJECT_MODE, this.d.owner);
+    const ino = (await this.d.fs.getattr(path)).ino;
+    this.d.index.protect(ino);
+    try {
+      await produce(async (b, at) => {
+        await this.d.fs.write(fh, b, b.length, at);
+      });
+      await this.d.fs.flush(fh);
+    } finally {
+      await this.d.fs.release(fh);
+    }
+    return ino;
+  }
+
+  private async discard(path: string): Promise<void> {
+    await this.d.fs.unlink(path).catch((err) => {
+      if (!(err instanceof NotFoundError)) this.d.log(`page cache: cannot remove ${path}: ${(err as Error).message}`);
+    });
+  }
+
+  private async publishObject(fileIno: number, o: ManifestObject, name: string, pageAlgorithm: HashAlgorithm | null): Promise<void> {
+    await this.ensureDirs();
+    const seq = this.seq++;
+    const tmpObject = `${TMP_DIR}/${name}.${seq}`;
+    const tmpTable = `${TMP_DIR}/${name}.${seq}.pages`;
+    const builder = new TableBuilder(o.size, algorithmOf(o.digest));
+    try {
+      await this.writeFile(tmpObject, async (write) => {
+        for (let at = 0; at < o.size; at += WINDOW) {
+          if (this.stopping) throw new Error('the daemon is stopping');
+          const bytes = await this.read(fileIno, o.offset + at, Math.min(WINDOW, o.size - at));
+          builder.update(bytes);
+          await write(bytes, at);
+        }
+      });
+      const { digest, table } = builder.finish();
+      const why = digest.equals(o.digest) ? mismatchedCodePage(o, table, pageAlgorithm) : 'its bytes do not match its digest';
+      if (why) {
+        this.counters.refused++;
+        this.d.log(`page cache: not publishing ${o.name} (${name}) from inode ${fileIno}: ${why}`);
+        await this.discard(tmpObject);
+        return;
+      }
+      const full: PageTable = { ...table, object: o.digest };
+      const encoded = encodePageTable(full);
+      await this.writeFile(tmpTable, (write) => write(encoded, 0));
+      await this.d.fs.rename(tmpTable, pageTablePath(name));
+      this.d.index.protect((await this.d.fs.getattr(pageTablePath(name))).ino);
+      await this.d.fs.rename(tmpObject, objectPath(name));
+      const ino = (await this.d.fs.getattr(objectPath(name))).ino;
+      this.d.index.add({ name, digest: o.digest, ino, size: o.size, table: full });
+      this.counters.published++;
+      this.counters.publishedBytes += o.size;
+    } catch (err) {
+      await this.discard(tmpObject);
+      await this.discard(tmpTable);
+      throw err;
+    }
+  }
+}
+
+/** Why the manifest's code-page digests disagree with the bytes, or null when they agree. */
+function mismatchedCodePage(o: ManifestObject, table: Omit<PageTable, 'object'>, pageAlgorithm: HashAlgorithm | null): string | null {
+  if (!pageAlgorithm) return null;
+  if (pageAlgorithm !== 'sha256') return `page digests use ${pageAlgorithm}`;
+  for (const run of o.runs) {
+    for (let i = 0; i < run.digests.length; i++) {
+      const p = run.firstPage + i;
+      const d = run.digests[i];
+      if (p >= table.pageCount || !d.subarray(1).equals(table.hashes.subarray(p * 32, (p + 1) * 32))) {
+        return `code page ${p} does not match the digest table`;
+      }
+    }
+  }
+  return null;
+}
