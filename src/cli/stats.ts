@@ -1,4 +1,5 @@
 // `slinkyfs stats`: what digest-based sharing saves in a store.
+import fs from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { computeStats, statsByTopDir } from '../store/stats';
 import { openStoreForReading } from './openStore';
@@ -50,7 +51,7 @@ const command: CommandModule<{}, Args> = {
   describe: 'show what deduplication and compression save',
   builder: (y) =>
     withStore(y)
-      .positional('mountpoint', { type: 'string', describe: 'a slinkyfs mountpoint (its store is used)' })
+      .positional('mountpoint', { type: 'string', describe: 'a slinkyfs mountpoint (its store is used), or a file: print its file digest' })
       .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
       .option('by-dir', { type: 'boolean', default: false, describe: 'one row per top-level directory' })
       .option('pages', { type: 'boolean', default: false, describe: 'also the shared page cache of the running daemon (GDT, per-object mappings)' })
@@ -58,6 +59,14 @@ const command: CommandModule<{}, Args> = {
       .example('$0 stats --store ./st --json', 'machine-readable figures')
       .example('$0 stats /slinky --pages', 'page cache hits, misses, verification failures, objects mapped'),
   handler: async (args) => {
+    if (args.mountpoint && fs.statSync(args.mountpoint, { throwIfNoEntry: false })?.isFile()) {
+      // A file: its file digest, the name `slinkyfs get PEER sha256-…` fetches it by.
+      const { localFileDigest } = await import('../net/localDigest');
+      const { digestToString } = await import('../chunking/digest');
+      const d = digestToString(await localFileDigest(args.mountpoint));
+      process.stdout.write(args.json ? `${JSON.stringify({ file: args.mountpoint, digest: d })}\n` : `${d}  ${args.mountpoint}\n`);
+      return;
+    }
     const storeDir = storeDirFrom(args);
     const pages = args.pages ? await pageStats(storeDir) : undefined;
     const store = await openStoreForReading(storeDir);

@@ -130,6 +130,14 @@ test('a file named by its digest needs no path; a digest the peer lacks is a cle
   expect(fs.existsSync(path.join(recv.dir, 'none'))).toBe(false);
 });
 
+test('stats FILE prints the digest a peer serves the same file under', async () => {
+  const recv = receiver();
+  const s = await getJson(['/bin/grep', '-o', path.join(recv.dir, 'grep'), '--store', recv.store]);
+  const r = slinkyfs(['stats', sender.files.get('grep')!]);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toBe(`${s.digest}  ${sender.files.get('grep')}\n`);
+});
+
 test('-o onto a path that exists is refused before anything is fetched', async () => {
   const recv = receiver();
   const out = path.join(recv.dir, 'taken');
