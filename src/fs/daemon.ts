@@ -119,6 +119,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         await compactor.stop();
         await liveSession.unmount().catch((err: Error) => log(`unmount: ${err.message}`));
         if (findSlinkyMount(mountpoint)) await run('fusermount3', ['-uz', mountpoint]).catch(() => undefined);
+        // Peers, prefetching and a server (mount --peer/--serve) use the store: they stop first.
+        await extra?.close?.().catch((err: Error) => log(`closing chunk sources: ${err.message}`));
         await openStore.flushed().catch(() => undefined);
         await openStore.close();
         unlock();

@@ -96,4 +96,11 @@ test('mount --serve serves the mounted store to the next peer', async () => {
   const r = await runCli(['get', `127.0.0.1:${port}`, '/bin/ls', '-o', out, '--store', path.join(m.dir, 'none')]);
   expect(r.code).toBe(0);
   expect(sha(out)).toBe(sha(sender.files.get('ls')!));
+  // Unmounting stops the server before the store closes.
+  m.unmount();
+  const after = await runCli(['get', `127.0.0.1:${port}`, '/bin/ls', '-o', path.join(m.dir, 'after'), '--store', path.join(m.dir, 'none')]);
+  expect(after.code).toBe(3);
+  const log = fs.readFileSync(path.join(m.store, 'slinkyfs.log'), 'utf8');
+  expect(log).toMatch(/unmounted/);
+  expect(log).not.toMatch(/closing chunk sources|server error|storing fetched chunks failed/);
 });
