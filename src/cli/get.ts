@@ -131,6 +131,20 @@ const command: CommandModule<object, Args> = {
       add: (n: number) => bar?.add(n),
     };
     const closers: Array<() => Promise<void> | void> = [() => client.close()];
+    // Interrupted: stop the transfer, keep what arrived (the store is closed cleanly, its lock
+    // released), and say how to resume. A second signal exits at once.
+    let interrupted: string | undefined;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (interrupted) process.exit(130);
+      interrupted = sig;
+      client.close();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    closers.push(() => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    });
     try {
       let summary: GetSummary;
       let where: string;
@@ -169,6 +183,7 @@ const command: CommandModule<object, Args> = {
       else print(summary, where);
     } catch (err) {
       bar?.done();
+      if (interrupted) throw new UserError(`interrupted by ${interrupted}; what arrived is kept: run the same get again to resume`, 130);
       if (err instanceof ExistsError || err instanceof NotDirError) throw new UserError(err.message);
       if (err instanceof StoreError && !(err as { exitCode?: number }).exitCode) throw new UserError(err.message, 3);
       if ((err as NodeJS.ErrnoException).code && (err as NodeJS.ErrnoException).syscall) throw new UserError((err as Error).message, 3);

@@ -196,7 +196,11 @@ export class PeerClient {
     return this.agent.bytesOut();
   }
 
+  private closed = false;
+
+  /** Drop every connection; requests in flight and later ones fail. */
   close(): void {
+    this.closed = true;
     this.agent.destroy();
   }
 
@@ -208,6 +212,7 @@ export class PeerClient {
    * maxBytes and minBytesPerSecond give, and on a reply that ends before `consume` is done.
    */
   private async request<T>(spec: RequestSpec, consume: (body: AsyncIterable<Buffer>) => Promise<T>): Promise<T> {
+    if (this.closed) throw new PeerUnavailableError(`connection to ${this.name} closed`);
     const { idleTimeoutMs, minBytesPerSecond } = this.opts;
     const deadlineMs = idleTimeoutMs + Math.ceil(((spec.expectBytes ?? spec.maxBytes) / minBytesPerSecond) * 1000);
     return new Promise<T>((resolve, reject) => {

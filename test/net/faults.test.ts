@@ -192,6 +192,23 @@ test('an interrupted transfer into a store resumes without fetching again what a
   expect(slinkyfs(['verify', '--store', store]).stdout).toMatch(/no damage/);
 });
 
+test('Ctrl-C mid-transfer: exit 130 at once, the store closed and unlocked, and the next get resumes', async () => {
+  const url = await through('/chunks', { kind: 'silent' }, 4);
+  const store = freshStore();
+  const args = ['/bin/ls', '--into', '/bin', '--store', store, '--batch', '256K', '--parallel', '1'];
+  const first = await runCli(['get', url, ...args], 60_000, { name: 'SIGINT', afterMs: 3000 });
+  expect(first.code).toBe(130);
+  expect(first.stderr.trim()).toBe('slinkyfs: interrupted by SIGINT; what arrived is kept: run the same get again to resume');
+  expect(first.ms).toBeLessThan(10_000);
+  expect(fs.existsSync(path.join(store, 'daemon.pid'))).toBe(false);
+  const kept = JSON.parse(slinkyfs(['stats', '--store', store, '--json']).stdout);
+  expect(kept.chunks).toBeGreaterThan(0);
+  const second = JSON.parse((await runCli(['get', served.url, ...args, '--json'])).stdout);
+  expect(second.resumed).toBe(true);
+  expect(second.localChunks).toBe(kept.chunks);
+  expect(second.fetchedChunks).toBe(second.chunks - kept.chunks);
+});
+
 test('an interrupted transfer to a file resumes from the partial file', async () => {
   const url = await through('/chunks', { kind: 'cut', afterBytes: 20_000 }, 4);
   const out = path.join(work, 'ls-resumed');

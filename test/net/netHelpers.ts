@@ -58,8 +58,8 @@ export interface CliResult {
   maxRssKb: number;
 }
 
-/** Run the CLI without blocking this process's event loop. */
-export function runCli(args: readonly string[], timeoutMs = 120_000): Promise<CliResult> {
+/** Run the CLI without blocking this process's event loop; `signal` is sent after `afterMs`. */
+export function runCli(args: readonly string[], timeoutMs = 120_000, signal?: { name: NodeJS.Signals; afterMs: number }): Promise<CliResult> {
   const t0 = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -77,9 +77,11 @@ export function runCli(args: readonly string[], timeoutMs = 120_000): Promise<Cl
       }
     }, 25);
     const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const signaller = signal && setTimeout(() => child.kill(signal.name), signal.afterMs);
     child.on('close', (code) => {
       clearInterval(sample);
       clearTimeout(killer);
+      clearTimeout(signaller);
       resolve({ code, stdout, stderr, ms: Date.now() - t0, maxRssKb });
     });
   });
