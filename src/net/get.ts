@@ -1,13 +1,12 @@
 // `get` as a library: fetch a file or tree from a peer into a store (StoreSink) or onto the file
 // system (FileSink), taking chunks from the local store and from seeds first and from the peer
 // only when no local source has them. The CLI (src/cli/get.ts) parses options and prints.
-import { digestToString, type Digest } from '../chunking/digest';
+import type { Digest } from '../chunking/digest';
 import { Assembler, type LocalObjects } from './assemble';
 import type { ChunkSource } from '../store/chunkSource';
 import type { Store } from '../store/store';
 import { PeerClient } from './client';
 import { FileSink } from './fileSink';
-import { type Recipe } from './protocol';
 import { StoreSink } from './storeSink';
 import { type FetchOptions, type Plan, logicalBytes, planFiles, planFromPeer, uniqueChunks } from './transfer';
 import { processOwner } from './storeTree';
@@ -93,7 +92,7 @@ function summarise(c: GetCommon, plan: Plan, t0: number): GetSummary {
 }
 
 /** Take chunks from seeds; returns those the seeds did not have. */
-async function fromSeeds<T extends { digest: import('../chunking/digest').Digest; length: number }>(
+async function fromSeeds<T extends { digest: Digest; length: number }>(
   seeds: ChunkSource | undefined,
   wanted: T[],
   onChunk: (w: T, plain: Buffer) => Promise<void>,
@@ -161,7 +160,7 @@ export interface GetToFilesOptions extends GetCommon {
   /** Where the file or tree goes: a path on the file system (on a slinkyfs mount or not). */
   output: string;
   /** The local store (read-only) as a source of chunks, if there is one. */
-  local?: ChunkSource & { has?(d: import('../chunking/digest').Digest): boolean };
+  local?: ChunkSource & { has?(d: Digest): boolean };
 }
 
 export async function getToFiles(o: GetToFilesOptions): Promise<GetSummary> {
@@ -206,9 +205,3 @@ function finishSummary(s: GetSummary, client: PeerClient, t0: number): GetSummar
   s.seconds = (Date.now() - t0) / 1000;
   return s;
 }
-
-export function describeRecipe(r: Recipe): string {
-  return `${r.size} bytes in ${r.chunks.length} chunks`;
-}
-
-export { digestToString };

@@ -124,11 +124,6 @@ export function planFiles(plan: Plan): TreeEntry[] {
   return plan.kind === 'file' ? [plan.root] : plan.entries.filter((e) => e.type === 'file');
 }
 
-export interface ChunkTally {
-  chunks: number;
-  bytes: number;
-}
-
 /** Unique chunks of a plan, in order of first use (so a batch holds neighbouring chunks). */
 export function uniqueChunks(plan: Plan): Map<string, ChunkWanted & { length: number }> {
   const out = new Map<string, ChunkWanted & { length: number }>();
