@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { readMounts, FSTYPE } from '../fs/mountTable';
-import { acquireLock } from '../store/lock';
+import { acquireLock, readLock } from '../store/lock';
 import { LocalChunkSource } from '../store/localSource';
 import { SeedIndex, SeedSource } from '../store/seedSource';
 import { ExistsError, NotDirError, StoreError } from '../store/errors';
@@ -166,7 +166,14 @@ const command: CommandModule<object, Args> = {
         if (typeof into === 'string') throw new UserError(`--into ${args.into}: ${into} (a directory inside the store, or MOUNTPOINT/DIR)`);
         const storeDir = args.store ? path.resolve(args.store) : defaultStoreDir();
         fs.mkdirSync(storeDir, { recursive: true });
-        const unlock = acquireLock(storeDir);
+        let unlock: () => void;
+        try {
+          unlock = acquireLock(storeDir);
+        } catch (err) {
+          const holder = readLock(storeDir);
+          if (holder?.mountpoint) throw new UserError(`store ${storeDir} is mounted at ${holder.mountpoint}: use --into ${path.join(holder.mountpoint, args.into!)}`, 3);
+          throw err;
+        }
         closers.push(unlock);
         const store = await Store.open(storeDir);
         closers.push(async () => {

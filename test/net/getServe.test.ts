@@ -155,6 +155,9 @@ test('get --into MOUNTPOINT/DIR writes through the mount; the mounted store is a
     const first = await getJson(['/bin/ls', '--into', path.join(m.mountpoint, 'x')]);
     expect(first.fetchedChunks).toBe(tally(uniqueChunks([sender.files.get('ls')!])).chunks);
     expect(sha(path.join(m.mountpoint, 'x', 'ls'))).toBe(sha(sender.files.get('ls')!));
+    const locked = await runCli(['get', served.url, '/bin/ls', '--into', '/z', '--store', m.store]);
+    expect(locked.code).toBe(3);
+    expect(locked.stderr.trim()).toBe(`slinkyfs: store ${m.store} is mounted at ${m.mountpoint}: use --into ${path.join(m.mountpoint, 'z')}`);
     const again = await getJson(['/bin/ls', '--into', path.join(m.mountpoint, 'y')]);
     expect(again.fetchedChunks).toBe(0);
     expect(again.localChunks).toBe(first.fetchedChunks);
