@@ -14,15 +14,19 @@ const command: CommandModule<{}, { store?: string }> = {
   builder: (y) => withStore(y).example('$0 gc --store ./st', 'repair counts and free space'),
   handler: async (args) => {
     const store = await openStoreForWriting(storeDirFrom(args));
+    let closed = false;
     try {
       const r = await store.txn(() => collectGarbage(store));
       const compactor = new Compactor(store, { isIdle: () => true });
       await compactor.drain();
+      const file = await store.compactFile();
+      closed = true;
       process.stdout.write(
-        `freed ${r.freedChunks} chunks (${formatBytes(r.freedBytes)}), fixed ${r.fixedCounts} reference counts, compressed ${compactor.compressed} chunks\n`,
+        `freed ${r.freedChunks} chunks (${formatBytes(r.freedBytes)}), fixed ${r.fixedCounts} reference counts, ` +
+          `compressed ${compactor.compressed} chunks; database file ${formatBytes(file.beforeBytes)} -> ${formatBytes(file.afterBytes)}\n`,
       );
     } finally {
-      await store.close();
+      if (!closed) await store.close();
     }
   },
 };

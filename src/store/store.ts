@@ -264,6 +264,30 @@ export class Store {
     }
   }
 
+  /**
+   * Rewrite the database file without its free pages (LMDB never shrinks a file by itself; raw
+   * chunks compressed later leave their old pages free). Closes the store: open it again to go
+   * on. Only safe with no other process using the store (gc checks the daemon lock).
+   */
+  async compactFile(): Promise<{ beforeBytes: number; afterBytes: number }> {
+    const dbDir = path.join(this.dir, 'db');
+    const tmp = path.join(this.dir, 'db.compacting');
+    await fs.promises.rm(tmp, { recursive: true, force: true });
+    await fs.promises.mkdir(tmp);
+    const beforeBytes = (await fs.promises.stat(path.join(dbDir, 'data.mdb'))).size;
+    await this.flushed();
+    await (this.env as unknown as { backup(p: string, compact: boolean): Promise<void> }).backup(tmp, true);
+    await this.close();
+    const fh = await fs.promises.open(path.join(tmp, 'data.mdb'), 'r');
+    await fh.datasync();
+    await fh.close();
+    // rename(2) replaces the old file atomically: a crash leaves one whole database or the other.
+    await fs.promises.rename(path.join(tmp, 'data.mdb'), path.join(dbDir, 'data.mdb'));
+    await fs.promises.rm(tmp, { recursive: true, force: true });
+    const afterBytes = (await fs.promises.stat(path.join(dbDir, 'data.mdb'))).size;
+    return { beforeBytes, afterBytes };
+  }
+
   async close(): Promise<void> {
     if (!this.options.readOnly) await this.flushed().catch(() => undefined);
     await this.dataFile?.close().catch(() => undefined);

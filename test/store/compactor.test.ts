@@ -70,3 +70,18 @@ test('the compactor waits while the filesystem is busy', async () => {
   expect(compactor.compressed).toBe(0);
   expect(computeStats(store).pendingCompression).toBeGreaterThan(0);
 });
+
+test('slinkyfs gc compresses what waits and shrinks the database file, and the store verifies', async () => {
+  const fsys = new Filesystem(store, new LocalChunkSource(store), { compressLater: true });
+  for (const p of ['ls', 'cat', 'sort', 'grep']) await writeFile(fsys, `/${p}`, fs.readFileSync(`/usr/bin/${p}`));
+  await store.close();
+  const before = fs.statSync(path.join(dir, 'db', 'data.mdb')).size;
+  const { slinkyfs } = await import('../helpers/cli');
+  const r = slinkyfs(['gc', '--store', dir]);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/compressed \d+ chunks; database file/);
+  expect(fs.statSync(path.join(dir, 'db', 'data.mdb')).size).toBeLessThan(before);
+  expect(slinkyfs(['verify', '--store', dir]).status).toBe(0);
+  store = await Store.open(dir);
+  expect(computeStats(store).pendingCompression).toBe(0);
+});
