@@ -44,7 +44,7 @@ export interface PageCacheOptions {
   /** Store directory: the statistics socket goes there (false: no socket). */
   storeDir: string | false;
   log: (line: string) => void;
-  /** Memory bound of the page pool in bytes (default 16 MiB). */
+  /** Memory bound of the page pool in bytes (default 4 MiB). */
   poolBytes?: number;
   /** Owner of published objects (default: the daemon's uid/gid; root when mounted by root). */
   owner?: Caller;
@@ -73,6 +73,8 @@ export interface PageCacheStats {
   scannedAt: string | null;
   published: PublishCounters & { objects: number };
   objects: ObjectStats[];
+  /** The daemon's own memory (process.memoryUsage()), bytes. */
+  daemon: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
 }
 
 export interface PageCache {
@@ -326,6 +328,7 @@ class SharedPageCache implements PageCache {
       scannedAt: this.scannedAt ? new Date(this.scannedAt).toISOString() : null,
       published: { ...this.publisher.counters, objects: this.index.size },
       objects,
+      daemon: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
   }
 

@@ -10,7 +10,7 @@
 // pool is what a page costs the daemon to produce again (no decompression, no re-verification)
 // and what pages identical across different objects share.
 
-export const DEFAULT_POOL_BYTES = 16 << 20;
+export const DEFAULT_POOL_BYTES = 4 << 20;
 const PAGE = 4096;
 
 export interface PoolCounters {
