@@ -12,6 +12,7 @@ import { recoverStore } from '../store/recovery';
 import { Store } from '../store/store';
 import type { ChunkSource } from '../store/chunkSource';
 import { Filesystem } from './filesystem';
+import { createPageCache } from '../pagecache';
 import { Compactor } from '../store/compactor';
 import { makeLowLevelOps } from './fuseOps';
 import { mountLowLevel, type LowLevelSession } from './lowlevel';
@@ -81,17 +82,21 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const extra = opts.extraSources ? await opts.extraSources(store, log) : undefined;
     const source = extra ?? local;
     // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).
-    const filesystem = new Filesystem(store, source, { log, compressLater: true });
+    // Slinked files committed here have their objects published for the shared page cache.
+    const filesystem = new Filesystem(store, source, { log, compressLater: true, onContentCommitted: (ino) => pages.onContentCommitted(ino) });
+    const pages = createPageCache({ store, source, filesystem, mountpoint, storeDir, log });
     const compactor = new Compactor(store, { isIdle: () => Date.now() - filesystem.lastWriteMs > 500, log });
     let session: LowLevelSession | undefined;
-    const ops = makeLowLevelOps(filesystem, {
+    const ops = pages.wrapOps(makeLowLevelOps(filesystem, {
       statfs: async () => {
         const s = await fs.promises.statfs(storeDir);
         return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 };
       },
       // A directory's nlink/mtime changed under the kernel's attribute cache: drop that entry.
       dirChanged: (ino) => setImmediate(() => void session?.invalidateInode(ino, -1).catch(() => undefined)),
-    });
+    }));
+    // The index of published objects is loaded before the first request can ask for one.
+    await pages.start();
     const isRoot = process.getuid?.() === 0;
     try {
       session = await mountLowLevel(mountpoint, ops, {
@@ -115,6 +120,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const liveSession = session;
     const stop = () =>
       (stopping ??= (async () => {
+        await pages.close();
         await filesystem.commitAll();
         await compactor.stop();
         await liveSession.unmount().catch((err: Error) => log(`unmount: ${err.message}`));
