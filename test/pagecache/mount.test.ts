@@ -1,0 +1,138 @@
+// The shared page cache on a real mount (daemon in its own process, real programs slinked from
+// /usr/bin): slinked programs on the mount map their objects from /.slinky/objects, one inode
+// per object shared by every process; a copy elsewhere runs standalone; nobody can change the
+// shared objects; a tampered page is refused and counted.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { startMount, type TestMount } from '../helpers/mount';
+import { sh, slinkyfs } from '../helpers/cli';
+import { slinkPrograms, CLEAN_ENV } from '../elf/slinkHelpers';
+import { fileMappings, objectsOf, startAndWait, stopChild, waitPublished, type ObjectRef } from './mountHelpers';
+import { tempDir } from './helpers';
+
+const PROGRAMS = ['sleep', 'cat', 'ls', 'true'];
+let m: TestMount;
+let progDir: string;
+const objects = new Map<string, ObjectRef[]>();
+
+beforeAll(async () => {
+  progDir = tempDir('pc-mount');
+  const slinked = await slinkPrograms(PROGRAMS, progDir);
+  m = startMount();
+  fs.mkdirSync(path.join(m.mountpoint, 'bin'));
+  for (const [name, file] of slinked) {
+    objects.set(name, await objectsOf(file));
+    expect(sh(`cp -p '${file}' '${m.mountpoint}/bin/${name}'`).status).toBe(0);
+  }
+  for (const o of objects.values()) waitPublished(m.mountpoint, o);
+});
+afterAll(() => {
+  m?.cleanup();
+  fs.rmSync(progDir, { recursive: true, force: true });
+});
+
+const bin = (name: string) => path.join(m.mountpoint, 'bin', name);
+const objectsDir = () => path.join(m.mountpoint, '.slinky', 'objects');
+const pageStats = () => {
+  const r = slinkyfs(['stats', '--store', m.store, '--pages', '--json']);
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout).pages;
+};
+
+test('a slinked program on the mount maps every object from /.slinky/objects and nothing from memfds', async () => {
+  const child = await startAndWait([bin('sleep'), '30'], (maps) => maps.some((e) => e.path.includes('.slinky/objects/')) && maps.length > 5);
+  try {
+    const maps = fileMappings(child.pid!);
+    const fromObjects = new Set(maps.filter((e) => e.path.startsWith(`${objectsDir()}/`)).map((e) => path.basename(e.path)));
+    expect([...fromObjects].sort()).toEqual(objects.get('sleep')!.map((o) => o.file).sort());
+    expect(maps.filter((e) => e.path.startsWith('/memfd:'))).toEqual([]);
+  } finally {
+    await stopChild(child);
+  }
+});
+
+test('two different slinked programs map the same libc inode, and stats count both until they exit', async () => {
+  const libc = objects.get('sleep')!.find((o) => o.name === 'libc.so.6')!;
+  expect(objects.get('cat')!.some((o) => o.file === libc.file)).toBe(true);
+  const isLibc = (e: { path: string }) => e.path.endsWith(libc.file);
+  const a = await startAndWait([bin('sleep'), '30'], (maps) => maps.some(isLibc));
+  const b = await startAndWait([bin('cat')], (maps) => maps.some(isLibc));
+  try {
+    const inodeOf = (pid: number) => fileMappings(pid).find(isLibc)!;
+    expect(inodeOf(a.pid!).ino).toBe(inodeOf(b.pid!).ino);
+    expect(inodeOf(a.pid!).dev).toBe(inodeOf(b.pid!).dev);
+    const s = pageStats();
+    const entry = s.objects.find((o: { name: string }) => o.name === libc.file);
+    expect(entry.mappings).toBe(2);
+    expect(entry.sharedPages).toBeGreaterThan(0);
+    expect(s.bytesShared).toBeGreaterThanOrEqual(entry.sharedPages * 4096);
+    expect(s.processes).toBe(2);
+  } finally {
+    await stopChild(a);
+    await stopChild(b);
+  }
+  const after = pageStats();
+  expect(after.objects.find((o: { name: string }) => o.name === libc.file).mappings).toBe(0);
+  expect(after.processes).toBe(0);
+  expect(after.gdt.referencedEntries).toBe(0);
+});
+
+test('slinked programs from the mount print what the dynamic originals print', () => {
+  const run = (file: string, args: string[]) => spawnSync(file, args, { encoding: 'utf8', env: CLEAN_ENV, cwd: '/' });
+  const dyn = run('/usr/bin/ls', ['-la', '/usr/share/doc/coreutils']);
+  const sl = run(bin('ls'), ['-la', '/usr/share/doc/coreutils']);
+  expect({ status: sl.status, stdout: sl.stdout, stderr: sl.stderr }).toEqual({ status: dyn.status, stdout: dyn.stdout, stderr: dyn.stderr });
+  expect(run(bin('true'), []).status).toBe(0);
+});
+
+test('a copy of the slinked file outside the mount runs standalone, from memfd copies', async () => {
+  const copy = path.join(progDir, 'sleep-copy');
+  fs.copyFileSync(bin('sleep'), copy);
+  const child = await startAndWait([copy, '30'], (maps) => maps.some((e) => e.path.startsWith('/memfd:libc.so.6')));
+  try {
+    const maps = fileMappings(child.pid!);
+    expect(maps.filter((e) => e.path.includes('.slinky'))).toEqual([]);
+  } finally {
+    await stopChild(child);
+  }
+});
+
+test('published objects are read-only files owned by root, and nothing under /.slinky can be changed through the mount', () => {
+  const libc = objects.get('sleep')!.find((o) => o.name === 'libc.so.6')!;
+  const obj = path.join(objectsDir(), libc.file);
+  expect(sh(`stat -c '%a %u %g' '${obj}'`).stdout.trim()).toBe('444 0 0');
+  const attempts: Record<string, string> = {
+    'write as root': `echo x >> '${obj}'`,
+    'truncate': `truncate -s 0 '${obj}'`,
+    chmod: `chmod 644 '${obj}'`,
+    chown: `chown 65534 '${obj}'`,
+    unlink: `rm -f '${obj}'`,
+    'rename out': `mv '${obj}' '${m.mountpoint}/stolen'`,
+    'rename in': `echo evil > '${m.mountpoint}/evil' && mv '${m.mountpoint}/evil' '${objectsDir()}/${libc.file}'`,
+    'create inside': `touch '${objectsDir()}/new'`,
+    'hard link out': `ln '${obj}' '${m.mountpoint}/link'`,
+    'move the tree': `mv '${m.mountpoint}/.slinky' '${m.mountpoint}/moved'`,
+    'remove the tree': `rm -rf '${m.mountpoint}/.slinky'`,
+  };
+  const results = Object.fromEntries(Object.entries(attempts).map(([k, cmd]) => [k, sh(cmd).status !== 0]));
+  expect(results).toEqual(Object.fromEntries(Object.keys(attempts).map((k) => [k, true])));
+  expect(sh(`sha256sum '${obj}'`).stdout.split(' ')[0]).toBe(libc.file.slice('sha256-'.length));
+  expect(fs.existsSync(path.join(m.mountpoint, 'stolen'))).toBe(false);
+  expect(sh(`setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo x >> '${obj}'"`).status).not.toBe(0);
+});
+
+test('a slinky trailer on garbage is counted as malformed and the daemon keeps serving', () => {
+  const before = pageStats().published.malformed;
+  fs.writeFileSync(path.join(m.mountpoint, 'fake'), Buffer.concat([Buffer.alloc(5000, 1), Buffer.from('SLINKYTR'), Buffer.alloc(24, 0xff)]));
+  const deadline = Date.now() + 10000;
+  while (pageStats().published.malformed === before && Date.now() < deadline) spawnSync('sleep', ['0.1']);
+  expect(pageStats().published.malformed).toBe(before + 1);
+  expect(spawnSync(bin('true')).status).toBe(0);
+});
+
+test('stats --pages without a running daemon is one line and exit status 3', () => {
+  const r = slinkyfs(['stats', '--store', path.join(progDir, 'no-store'), '--pages']);
+  expect(r.status).toBe(3);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+});
