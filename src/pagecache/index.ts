@@ -22,7 +22,7 @@ import type { LowLevelOps } from '../fs/lowlevel';
 import { guardOps } from './guard';
 import { OBJECTS_DIR, PAGES_DIR, SLINKY_DIR, TMP_DIR, digestOfName, objectPath, pageTablePath } from './layout';
 import { ObjectIndex, type ObjectEntry } from './objectIndex';
-import { decodePageTable, encodePageTable, pageKey, PAGE_CODE, type PageTable } from './pageTable';
+import { decodePageTable, pageKey, PAGE_CODE, storeTableKey, type PageTable } from './pageTable';
 import { DEFAULT_POOL_BYTES, PagePool, type PoolCounters } from './pool';
 import { mapsDeviceOf, scanProcesses, type Mapping } from './procMaps';
 import { Publisher, TableBuilder, type PublishCounters } from './publish';
@@ -97,7 +97,6 @@ export interface PageCache {
 }
 
 const SCAN_INTERVAL_MS = 5000;
-const STATS_SCAN_MAX_AGE_MS = 200;
 const PAGE = 4096;
 
 class SharedPageCache implements PageCache {
@@ -106,17 +105,21 @@ class SharedPageCache implements PageCache {
   private readonly reader: VerifiedReader;
   private readonly publisher: Publisher;
   private readonly log: (line: string) => void;
+  private readonly key: Buffer;
   private closeSocket: () => Promise<void> = async () => undefined;
   private timer: NodeJS.Timeout | undefined;
   private device: string | undefined;
   private processes = new Map<number, Mapping[]>();
   private scannedAt = 0;
   private scanning: Promise<void> | undefined;
+  private nextScan: Promise<void> | undefined;
   private closed = false;
+  private existing: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: PageCacheOptions) {
     this.log = o.log;
     this.pool = new PagePool(o.poolBytes ?? DEFAULT_POOL_BYTES);
+    this.key = storeTableKey(o.store.dir);
     const raw = (ino: number, offset: number, target: Buffer) => readCommitted(o.store, o.source, ino, offset, target);
     this.reader = new VerifiedReader(this.pool, raw, (name, page) => this.log(`page cache: REFUSED page ${page} of ${name}: bytes do not match its digest`));
     this.publisher = new Publisher({
@@ -126,8 +129,10 @@ class SharedPageCache implements PageCache {
         const rec = o.store.getInode(ino);
         return rec && isReg(rec) ? rec.size : undefined;
       },
+      isLocal: (ino, from, to) => o.store.extents(ino, from, to).every((e) => o.store.hasChunk(e.digest)),
       owner: o.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
       index: this.index,
+      key: this.key,
       log: o.log,
     });
   }
@@ -146,6 +151,18 @@ class SharedPageCache implements PageCache {
 
   wrapOps(ops: LowLevelOps): LowLevelOps {
     return guardOps(ops, this.index, this);
+  }
+
+  /**
+   * A regular file named like an object found in /.slinky/objects without having been published
+   * by this daemon (the tree came from a peer or a copy): from now on it is served like the
+   * others, its table believed only if this store wrote it, else rebuilt from the object after
+   * checking its bytes against its name.
+   */
+  adopt(parent: number, name: string, ino: number, size: number): void {
+    if (parent !== this.index.objectsDir || this.index.isObject(ino)) return;
+    const digest = digestOfName(name);
+    if (digest) this.index.add({ name, digest, ino, size });
   }
 
   async read(ino: number, offset: number, size: number): Promise<Buffer> {
@@ -183,7 +200,7 @@ class SharedPageCache implements PageCache {
       if (attr.size > 64 << 20) throw new Error('page table too large');
       const b = Buffer.alloc(attr.size);
       await readCommitted(this.o.store, this.o.source, attr.ino, 0, b);
-      const t = decodePageTable(b, e.digest);
+      const t = decodePageTable(b, e.digest, this.key);
       if (t.objectSize !== e.size) throw new Error('page table is for an object of another size');
       this.index.protect(attr.ino);
       return t;
@@ -203,23 +220,13 @@ class SharedPageCache implements PageCache {
       throw new PageVerificationError(`object ${e.name} does not match its digest`);
     }
     const full: PageTable = { ...table, object: e.digest };
-    const bytes = encodePageTable(full);
-    const tmp = `${TMP_DIR}/${e.name}.rebuilt.pages`;
-    const owner = this.o.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
-    const fh = await f.create(tmp, 0o444, owner);
-    this.index.protect((await f.getattr(tmp)).ino);
-    try {
-      await f.write(fh, bytes, bytes.length, 0);
-      await f.flush(fh);
-    } finally {
-      await f.release(fh);
-    }
-    await f.rename(tmp, pageTablePath(e.name));
+    await this.publisher.writeTable(e.name, full);
     return full;
   }
 
   async start(): Promise<void> {
     await this.loadIndex();
+    this.existing = this.queueExisting().catch((err) => this.log(`page cache: looking for slinked files failed: ${(err as Error).message}`));
     if (this.o.storeDir) this.closeSocket = await serveStats(socketPath(this.o.storeDir), () => this.stats(), this.log);
   }
 
@@ -232,6 +239,7 @@ class SharedPageCache implements PageCache {
     for (const dir of [SLINKY_DIR, OBJECTS_DIR, PAGES_DIR, TMP_DIR]) {
       const a = await exists(dir);
       if (a) this.index.protect(a.ino);
+      if (a && dir === OBJECTS_DIR) this.index.objectsDir = a.ino;
     }
     const names = async (dir: string) => (await f.readdir(dir)).filter((n) => n !== '.' && n !== '..');
     if (!(await exists(OBJECTS_DIR))) return;
@@ -252,8 +260,23 @@ class SharedPageCache implements PageCache {
     if (this.index.size) this.log(`page cache: ${this.index.size} published objects`);
   }
 
-  idle(): Promise<void> {
-    return this.publisher.idle();
+  /**
+   * Files that reached the store without a commit through this daemon (an older version, `get`,
+   * `seed`) are looked at once at start-up, in the background: only those whose chunks are all
+   * here (a lazily mirrored file is not fetched for this).
+   */
+  private async queueExisting(): Promise<void> {
+    let n = 0;
+    for (const rec of this.o.store.allInodes()) {
+      if (this.closed) return;
+      if (isReg(rec) && rec.size >= 64 && !this.index.isProtected(rec.ino)) this.publisher.enqueue(rec.ino);
+      if (++n % 256 === 0) await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  async idle(): Promise<void> {
+    await this.existing;
+    await this.publisher.idle();
   }
 
   private scheduleScan(): void {
@@ -265,9 +288,19 @@ class SharedPageCache implements PageCache {
     this.timer.unref();
   }
 
-  /** Re-reads every process's mappings of published objects and updates the references. */
+  /**
+   * Re-reads every process's mappings of published objects and updates the references. A call
+   * during a scan gets the next one (started after it), shared with the other calls meanwhile.
+   */
   private scan(): Promise<void> {
-    this.scanning ??= (async () => {
+    if (this.scanning) {
+      this.nextScan ??= this.scanning.catch(() => undefined).then(() => {
+        this.nextScan = undefined;
+        return this.scan();
+      });
+      return this.nextScan;
+    }
+    this.scanning = (async () => {
       try {
         this.device ??= mapsDeviceOf(await fs.promises.readFile('/proc/self/mountinfo', 'utf8'), this.o.mountpoint);
         this.processes = this.device ? await scanProcesses(this.device, (ino) => this.index.isObject(ino)) : new Map();
@@ -285,7 +318,8 @@ class SharedPageCache implements PageCache {
   }
 
   async stats(): Promise<PageCacheStats> {
-    if (Date.now() - this.scannedAt > STATS_SCAN_MAX_AGE_MS) await this.scan();
+    // Always a fresh scan: a process that exited a moment ago must not be counted.
+    await this.scan();
     const perObject = new Map<number, { procs: number; pages: Map<number, number> }>();
     for (const maps of this.processes.values()) {
       const seen = new Map<number, Set<number>>();
@@ -334,6 +368,7 @@ class SharedPageCache implements PageCache {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.existing;
     if (this.timer) clearTimeout(this.timer);
     await this.closeSocket();
     await this.publisher.stop();

@@ -18,6 +18,8 @@ export class ObjectIndex {
   private readonly byIno = new Map<number, ObjectEntry>();
   private readonly byName = new Map<string, ObjectEntry>();
   private readonly protectedInos = new Set<number>();
+  /** Inode of /.slinky/objects once it exists. */
+  objectsDir: number | undefined;
 
   add(e: ObjectEntry): void {
     const old = this.byName.get(e.name);

@@ -2,14 +2,18 @@
 // pages and all others), and which pages are code. It is computed when the object is published,
 // from bytes that matched the object's whole-object digest (its name), and the code-page digests
 // must equal the slinked file's own digest table; from then on every page the daemon serves is
-// checked against it. Layout: docs/FORMAT.md, "Page cache".
-import { createHash } from 'node:crypto';
+// checked against it. The table ends with an HMAC under a key that never leaves the store
+// directory: a table this store's daemon did not write (a tree fetched from a peer, a copied
+// store) is not believed, whatever it says. Layout: docs/FORMAT.md, "Page cache".
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { algorithmOf, digestLengthForId, type Digest, type HashAlgorithm } from '../chunking/digest';
 import { PAGE_SIZE } from '../elf/manifest';
 
 export const TABLE_MAGIC = Buffer.from('SLINKYPT', 'latin1');
 export const TABLE_VERSION = 1;
 const HEADER_SIZE = 112;
+const MAC_SIZE = 32;
 const OBJECT_DIGEST_SLOT = 64;
 /** Objects larger than this are not published (the stub copies them instead). */
 export const MAX_OBJECT_SIZE = 4 * 1024 ** 3;
@@ -56,10 +60,14 @@ export function hashPage(page: Uint8Array, algorithm: HashAlgorithm): Buffer {
 
 const align8 = (n: number) => (n + 7) & ~7;
 
-export function encodePageTable(t: PageTable): Buffer {
+const mac = (key: Buffer, bytes: Buffer) => createHmac('sha256', key).update(bytes).digest();
+
+/** The table's bytes, authenticated with the store's `key`. */
+export function encodePageTable(t: PageTable, key: Buffer): Buffer {
   const flagsAt = HEADER_SIZE;
   const hashesAt = align8(flagsAt + t.pageCount);
-  const out = Buffer.alloc(hashesAt + t.pageCount * t.hashLength);
+  const macAt = hashesAt + t.pageCount * t.hashLength;
+  const out = Buffer.alloc(macAt + MAC_SIZE);
   TABLE_MAGIC.copy(out, 0);
   out.writeUInt32LE(TABLE_VERSION, 8);
   out.writeUInt32LE(HEADER_SIZE, 12);
@@ -74,6 +82,7 @@ export function encodePageTable(t: PageTable): Buffer {
   t.object.copy(out, 48);
   t.flags.copy(out, flagsAt);
   t.hashes.copy(out, hashesAt);
+  mac(key, out.subarray(0, macAt)).copy(out, macAt);
   return out;
 }
 
@@ -81,8 +90,8 @@ function fail(what: string): never {
   throw new PageTableFormatError(`corrupt page table: ${what}`);
 }
 
-/** Parses a table and checks it describes the object `expected` (the file's name). */
-export function decodePageTable(b: Buffer, expected: Digest): PageTable {
+/** Parses a table, checks it was written with `key` and describes `expected` (the file's name). */
+export function decodePageTable(b: Buffer, expected: Digest, key: Buffer): PageTable {
   if (b.length < HEADER_SIZE || !b.subarray(0, 8).equals(TABLE_MAGIC)) fail('bad magic');
   if (b.readUInt32LE(8) !== TABLE_VERSION || b.readUInt32LE(12) !== HEADER_SIZE) fail('unsupported version');
   const objectSize = Number(b.readBigUInt64LE(16));
@@ -95,7 +104,9 @@ export function decodePageTable(b: Buffer, expected: Digest): PageTable {
   const flagsAt = b.readUInt32LE(32);
   const hashesAt = b.readUInt32LE(36);
   if (flagsAt !== HEADER_SIZE || hashesAt !== align8(flagsAt + pageCount)) fail('sections out of place');
-  if (b.length !== hashesAt + pageCount * hashLength) fail('wrong length');
+  const macAt = hashesAt + pageCount * hashLength;
+  if (b.length !== macAt + MAC_SIZE) fail('wrong length');
+  if (!timingSafeEqual(mac(key, b.subarray(0, macAt)), b.subarray(macAt))) fail('not written by this store (authentication failed)');
   const objectLen = b.readUInt8(40);
   if (objectLen > OBJECT_DIGEST_SLOT || !b.subarray(48, 48 + objectLen).equals(expected)) fail('written for another object');
   algorithmOf(expected);
@@ -108,4 +119,23 @@ export function decodePageTable(b: Buffer, expected: Digest): PageTable {
     flags: Buffer.from(b.subarray(flagsAt, flagsAt + pageCount)),
     hashes: Buffer.from(b.subarray(hashesAt, hashesAt + pageCount * hashLength)),
   };
+}
+
+/**
+ * The store's page table key: 32 random bytes in `<store>/pagecache.key` (mode 0600), made on
+ * first use. It is outside the mount, so no peer, tree or copy of the mount's files carries it.
+ */
+export function storeTableKey(storeDir: string): Buffer {
+  const file = `${storeDir}/pagecache.key`;
+  try {
+    const key = readFileSync(file);
+    if (key.length === 32) return key;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const key = randomBytes(32);
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, key, { mode: 0o600 });
+  renameSync(tmp, file);
+  return key;
 }

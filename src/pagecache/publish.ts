@@ -52,8 +52,13 @@ export interface PublishDeps {
   raw: RawRead;
   /** Size of a regular file's committed content, or undefined. */
   sizeOf: (ino: number) => number | undefined;
+  /** True when every chunk of the file is in the local store: files still arriving from a peer
+   *  are not fetched just to be published (the next start-up looks again). */
+  isLocal: (ino: number, from: number, to: number) => boolean;
   owner: Caller;
   index: ObjectIndex;
+  /** The store's page table key (pageTable.ts). */
+  key: Buffer;
   log: (line: string) => void;
 }
 
@@ -179,9 +184,9 @@ export class Publisher {
   async publishFrom(ino: number): Promise<void> {
     if (this.d.index.isProtected(ino)) return;
     const size = this.d.sizeOf(ino);
-    if (size === undefined || size < TRAILER_SIZE) return;
+    if (size === undefined || size < TRAILER_SIZE || !this.d.isLocal(ino, size - TRAILER_SIZE, size)) return;
     const tail = await this.read(ino, size - TRAILER_SIZE, TRAILER_SIZE);
-    if (tail.subarray(0, 8).toString('latin1') !== 'SLINKYTR') return;
+    if (tail.subarray(0, 8).toString('latin1') !== 'SLINKYTR' || !this.d.isLocal(ino, 0, size)) return;
     let objects: readonly ManifestObject[];
     let pageAlgorithm: HashAlgorithm | null;
     try {
@@ -222,9 +227,26 @@ export class Publisher {
       } catch (err) {
         if (!(err instanceof ExistsError)) throw err;
       }
-      this.d.index.protect((await this.d.fs.getattr(dir)).ino);
+      const ino = (await this.d.fs.getattr(dir)).ino;
+      this.d.index.protect(ino);
+      if (dir === OBJECTS_DIR) this.d.index.objectsDir = ino;
     }
     this.dirsReady = true;
+  }
+
+  /** Writes (or replaces) the page table of object `name`, authenticated with the store's key. */
+  async writeTable(name: string, table: PageTable): Promise<void> {
+    await this.ensureDirs();
+    const encoded = encodePageTable(table, this.d.key);
+    const tmp = `${TMP_DIR}/${name}.${this.seq++}.pages`;
+    try {
+      await this.writeFile(tmp, (write) => write(encoded, 0));
+      await this.d.fs.rename(tmp, pageTablePath(name));
+    } catch (err) {
+      await this.discard(tmp);
+      throw err;
+    }
+    this.d.index.protect((await this.d.fs.getattr(pageTablePath(name))).ino);
   }
 
   /** Writes `bytes` as a new file at `path` (the caller renames it into place). */
@@ -253,7 +275,6 @@ export class Publisher {
     await this.ensureDirs();
     const seq = this.seq++;
     const tmpObject = `${TMP_DIR}/${name}.${seq}`;
-    const tmpTable = `${TMP_DIR}/${name}.${seq}.pages`;
     const builder = new TableBuilder(o.size, algorithmOf(o.digest));
     try {
       await this.writeFile(tmpObject, async (write) => {
@@ -273,10 +294,7 @@ export class Publisher {
         return;
       }
       const full: PageTable = { ...table, object: o.digest };
-      const encoded = encodePageTable(full);
-      await this.writeFile(tmpTable, (write) => write(encoded, 0));
-      await this.d.fs.rename(tmpTable, pageTablePath(name));
-      this.d.index.protect((await this.d.fs.getattr(pageTablePath(name))).ino);
+      await this.writeTable(name, full);
       await this.d.fs.rename(tmpObject, objectPath(name));
       const ino = (await this.d.fs.getattr(objectPath(name))).ino;
       this.d.index.add({ name, digest: o.digest, ino, size: o.size, table: full });
@@ -284,7 +302,6 @@ export class Publisher {
       this.counters.publishedBytes += o.size;
     } catch (err) {
       await this.discard(tmpObject);
-      await this.discard(tmpTable);
       throw err;
     }
   }

@@ -7,7 +7,7 @@ import { openSlinked, readObject } from '../../src/elf/slinkedFile';
 import { decodeTrailer, encodeManifest, encodeTrailer, decodeManifest, TRAILER_SIZE, type Manifest } from '../../src/elf/manifest';
 import { pageDigest } from '../../src/elf/pageDigests';
 import { digestToString } from '../../src/chunking/digest';
-import { decodePageTable, PAGE_CODE } from '../../src/pagecache/pageTable';
+import { decodePageTable, PAGE_CODE, storeTableKey } from '../../src/pagecache/pageTable';
 import { OBJECTS_DIR } from '../../src/pagecache';
 import { slinkPrograms } from '../elf/slinkHelpers';
 import { names, openRig, readFile, ROOT, tempDir, writeFile, type Rig } from './helpers';
@@ -100,7 +100,7 @@ test("the page table holds every page's digest, and its code pages are the slink
   await rig.pc.idle();
   for (const o of file.manifest.objects) {
     const name = digestToString(o.digest);
-    const table = decodePageTable(await readFile(rig.fs, `/.slinky/pages/${name}`), o.digest);
+    const table = decodePageTable(await readFile(rig.fs, `/.slinky/pages/${name}`), o.digest, storeTableKey(rig.dir));
     const bytes = await readObject(file, o);
     expect(table.pageCount).toBe(Math.ceil(o.size / 4096));
     for (let p = 0; p < table.pageCount; p++) {
@@ -159,4 +159,21 @@ test('files that are not slinked are left alone', async () => {
   await rig.pc.idle();
   expect(await names(rig.fs, '/')).toEqual(['ls-dynamic', 'plain']);
   expect((await stats()).published).toMatchObject({ slinkedFiles: 0, malformed: 0, objects: 0 });
+});
+
+test('a slinked file already in the store when the daemon starts is published then', async () => {
+  const plain = await openRig(undefined, { hook: false });
+  await writeFile(plain.fs, '/true', fs.readFileSync(slinked.get('true')!));
+  await plain.pc.idle();
+  await plain.close();
+  const again = await openRig(plain.dir);
+  try {
+    await again.pc.idle();
+    const expected = (await objectsOf('true')).map((o) => digestToString(o.digest)).sort();
+    expect(await names(again.fs, OBJECTS_DIR)).toEqual(expected);
+    expect((await again.pc.stats()).published).toMatchObject({ slinkedFiles: 1, published: 3 });
+  } finally {
+    await again.close();
+    fs.rmSync(plain.dir, { recursive: true, force: true });
+  }
 });
