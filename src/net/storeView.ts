@@ -4,6 +4,7 @@
 import { digestToString, type Digest } from '../chunking/digest';
 import { type InodeRecord, type Ino, ROOT_INO, isDir, isReg, isSymlink } from '../store/records';
 import type { Store } from '../store/store';
+import { SLINKY_NAME } from '../pagecache/layout';
 import { type Recipe, type TreeEntry, encodeRecipe, fileDigest } from './protocol';
 
 export class NotServedError extends Error {
@@ -38,7 +39,7 @@ export class StoreView {
   resolve(components: readonly string[]): InodeRecord {
     let rec = this.store.getInode(this.rootIno);
     for (const name of components) {
-      if (!rec || !isDir(rec)) throw new NotServedError('no such file or directory');
+      if (!rec || !isDir(rec) || hidden(rec.ino, name)) throw new NotServedError('no such file or directory');
       const child = this.store.lookup(rec.ino, name);
       rec = child === undefined ? undefined : this.store.getInode(child);
     }
@@ -112,6 +113,7 @@ export class StoreView {
     const first = after[0];
     const firstBytes = first === undefined ? undefined : Buffer.from(first, 'utf8');
     for (const e of this.store.entries(dir)) {
+      if (hidden(dir, e.name)) continue;
       const name = prefix ? `${prefix}/${e.name}` : e.name;
       if (firstBytes) {
         const c = Buffer.compare(Buffer.from(e.name, 'utf8'), firstBytes);
@@ -129,4 +131,12 @@ export class StoreView {
       if (isDir(rec)) yield* this.walk(e.ino, name, []);
     }
   }
+}
+
+/**
+ * The page cache's /.slinky tree is derived from the store's own slinked files and each store
+ * makes its own (docs/FORMAT.md, "Page cache"): it is not served.
+ */
+function hidden(dir: Ino, name: string): boolean {
+  return dir === ROOT_INO && name === SLINKY_NAME;
 }
