@@ -26,12 +26,9 @@ export class ProtectedError extends Error {
 
 export interface ObjectAccess {
   read(ino: number, offset: number, size: number): Promise<Uint8Array>;
-  /** Take a file found in the objects directory under the page cache's care (see index.ts). */
-  adopt(parent: number, name: string, ino: number, size: number): void;
+  /** Every name a lookup finds: the page cache takes what belongs to /.slinky under its care. */
+  adopt(parent: number, name: string, ino: number, mode: number, size: number): void;
 }
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
 
 export function guardOps(ops: LowLevelOps, index: ObjectIndex, objects: ObjectAccess): LowLevelOps {
   const refuse = (what: string): never => {
@@ -50,7 +47,7 @@ export function guardOps(ops: LowLevelOps, index: ObjectIndex, objects: ObjectAc
     const inner = ops.lookup;
     wrapped.lookup = async (req, parent, name) => {
       const e = await inner(req, parent, name);
-      if ((e.attr.mode & S_IFMT) === S_IFREG) objects.adopt(parent, name, e.attr.ino, e.attr.size);
+      objects.adopt(parent, name, e.attr.ino, e.attr.mode, e.attr.size);
       return index.isProtected(e.attr.ino) ? { ...e, attrTimeout: IMMUTABLE_TIMEOUT, entryTimeout: IMMUTABLE_TIMEOUT } : e;
     };
   }

@@ -16,11 +16,11 @@ import { readCommitted } from '../store/fileContent';
 import { NotFoundError } from '../store/errors';
 import type { ChunkSource } from '../store/chunkSource';
 import type { Store } from '../store/store';
-import { isReg } from '../store/records';
+import { isReg, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG } from '../store/records';
 import type { Caller, Filesystem } from '../fs/filesystem';
 import type { LowLevelOps } from '../fs/lowlevel';
 import { guardOps } from './guard';
-import { OBJECTS_DIR, PAGES_DIR, SLINKY_DIR, TMP_DIR, digestOfName, objectPath, pageTablePath } from './layout';
+import { OBJECTS_DIR, PAGES_DIR, SLINKY_DIR, SLINKY_NAME, TMP_DIR, digestOfName, objectPath, pageTablePath } from './layout';
 import { ObjectIndex, type ObjectEntry } from './objectIndex';
 import { decodePageTable, pageKey, PAGE_CODE, storeTableKey, type PageTable } from './pageTable';
 import { DEFAULT_POOL_BYTES, PagePool, type PoolCounters } from './pool';
@@ -159,8 +159,18 @@ class SharedPageCache implements PageCache {
    * others, its table believed only if this store wrote it, else rebuilt from the object after
    * checking its bytes against its name.
    */
-  adopt(parent: number, name: string, ino: number, size: number): void {
-    if (parent !== this.index.objectsDir || this.index.isObject(ino)) return;
+  adopt(parent: number, name: string, ino: number, mode: number, size: number): void {
+    const type = mode & S_IFMT;
+    if (type === S_IFDIR) {
+      // A tree that arrived before anything was published here: learn where it is.
+      if (parent === ROOT_INO && name === SLINKY_NAME) (this.index.slinkyDir = ino), this.index.protect(ino);
+      else if (parent === this.index.slinkyDir && parent !== undefined) {
+        this.index.protect(ino);
+        if (name === 'objects') this.index.objectsDir = ino;
+      }
+      return;
+    }
+    if (type !== S_IFREG || parent !== this.index.objectsDir || this.index.isObject(ino)) return;
     const digest = digestOfName(name);
     if (digest) this.index.add({ name, digest, ino, size });
   }
@@ -220,7 +230,7 @@ class SharedPageCache implements PageCache {
       throw new PageVerificationError(`object ${e.name} does not match its digest`);
     }
     const full: PageTable = { ...table, object: e.digest };
-    await this.publisher.writeTable(e.name, full);
+    await this.publisher.writeTable(e.name, full).catch((err) => this.log(`page cache: cannot store the rebuilt table of ${e.name}: ${(err as Error).message}`));
     return full;
   }
 
@@ -240,6 +250,7 @@ class SharedPageCache implements PageCache {
       const a = await exists(dir);
       if (a) this.index.protect(a.ino);
       if (a && dir === OBJECTS_DIR) this.index.objectsDir = a.ino;
+      if (a && dir === SLINKY_DIR) this.index.slinkyDir = a.ino;
     }
     const names = async (dir: string) => (await f.readdir(dir)).filter((n) => n !== '.' && n !== '..');
     if (!(await exists(OBJECTS_DIR))) return;

@@ -18,7 +18,8 @@ export class ObjectIndex {
   private readonly byIno = new Map<number, ObjectEntry>();
   private readonly byName = new Map<string, ObjectEntry>();
   private readonly protectedInos = new Set<number>();
-  /** Inode of /.slinky/objects once it exists. */
+  /** Inodes of /.slinky and /.slinky/objects once they exist. */
+  slinkyDir: number | undefined;
   objectsDir: number | undefined;
 
   add(e: ObjectEntry): void {

@@ -230,6 +230,7 @@ export class Publisher {
       const ino = (await this.d.fs.getattr(dir)).ino;
       this.d.index.protect(ino);
       if (dir === OBJECTS_DIR) this.d.index.objectsDir = ino;
+      if (dir === SLINKY_DIR) this.d.index.slinkyDir = ino;
     }
     this.dirsReady = true;
   }

@@ -89,3 +89,19 @@ test('an object file that appears in /.slinky/objects while the daemon runs is s
   const open = await ops.open!(req, entry.attr.ino, 0);
   await expect(Promise.resolve(ops.read!(req, entry.attr.ino, open.fh ?? 0, 0, 4096))).rejects.toBeInstanceOf(PageVerificationError);
 });
+
+test('a whole /.slinky tree that appears while the daemon runs, before anything was published, is found by lookups and verified', async () => {
+  await rig.fs.mkdir('/.slinky', 0o755, { uid: 0, gid: 0 });
+  await rig.fs.mkdir('/.slinky/objects', 0o755, { uid: 0, gid: 0 });
+  const fake = Buffer.from(libc.bytes);
+  fake[libc.codePage * 4096 + 5] ^= 1;
+  await writeFile(rig.fs, `${OBJECTS_DIR}/${libc.name}`, fake, 0o444);
+  const ops = rig.pc.wrapOps(makeLowLevelOps(rig.fs, { statfs: async () => ({ bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0 }) }));
+  const slinky = await ops.lookup!(req, 1, '.slinky');
+  const objects = await ops.lookup!(req, slinky.attr.ino, 'objects');
+  const entry = await ops.lookup!(req, objects.attr.ino, libc.name);
+  expect(rig.pc.isObject(entry.attr.ino)).toBe(true);
+  expect(rig.pc.isProtected(objects.attr.ino)).toBe(true);
+  await expect(Promise.resolve(ops.read!(req, entry.attr.ino, 0, 0, 4096))).rejects.toBeInstanceOf(PageVerificationError);
+  expect(() => ops.unlink!(req, objects.attr.ino, libc.name)).toThrow(/read-only/);
+});
