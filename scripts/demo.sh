@@ -21,6 +21,15 @@ echo "running $MNT/bin/ls from the mount:"
 echo "copying it all again under $MNT/again (every chunk is already stored) ..."
 mkdir -p "$MNT/again"
 cp -a /usr/bin/. "$MNT/again/"
+# The daemon compresses new chunks once writes pause: wait for it (at most two minutes).
+printf 'waiting for background compression'
+for _ in $(seq 1 120); do
+  pending=$("$BIN" stats "$MNT" --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).pendingCompression))')
+  [ "$pending" = "0" ] && break
+  printf '.'
+  sleep 1
+done
+echo
 "$BIN" stats "$MNT" --by-dir
 echo
 echo "$MNT stays mounted; unmount with: $BIN umount $MNT"
