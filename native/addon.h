@@ -4,17 +4,12 @@
 #ifndef SLINKY_ADDON_H
 #define SLINKY_ADDON_H
 
-#define NAPI_VERSION 8
-#include <node_api.h>
+#include "codecJob.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* Error codes carried by thrown errors' `code` property; src/chunking maps them to typed errors. */
-#define SLINKY_ERR_CORRUPT "SLINKY_CORRUPT_CHUNK"
-#define SLINKY_ERR_ARG "SLINKY_BAD_ARGUMENT"
-#define SLINKY_ERR_INTERNAL "SLINKY_NATIVE_INTERNAL"
-#define SLINKY_ERR_DIGEST "SLINKY_DIGEST_MISMATCH"
+/* Error codes (SLINKY_ERR_*): codecJob.h. */
 
 /* Evaluate a napi call; on failure leave (with a pending JS exception if there is none). */
 #define NAPI_OK(env, call)                                                       \

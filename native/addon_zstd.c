@@ -167,119 +167,59 @@ static napi_value zstd_decompress_sync(napi_env env, napi_callback_info info)
 /* ---- asynchronous ------------------------------------------------------------------------- */
 
 typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref input_ref;  /* keeps the input alive while a pool thread reads it */
-  napi_ref output_ref; /* decompression: the Buffer being filled */
-  const uint8_t *src;
-  size_t src_len;
-  uint8_t *dst;        /* compression: malloc'd bound-size output; decompression: Buffer memory */
-  size_t dst_len;      /* compression: compressed size; decompression: expected size */
+  codec_job base;
   int level;
-  bool decompress;
-  bool raw;            /* chunk decode with codec 0: copy, no zstd */
-  bool verify;         /* check SHA-256(output) == want */
+  bool raw;    /* decoding a codec-0 chunk: a copy, no zstd */
+  bool verify; /* check SHA-256(output) == want */
   uint8_t want[32];
-  bool ok;
-  const char *err_code;
-  char msg[200];
 } zstd_job;
 
-static void job_execute(napi_env env, void *data)
+static void run_zstd(codec_job *base)
 {
-  (void)env;
-  zstd_job *job = data;
-  if (job->decompress) {
-    job->err_code = SLINKY_ERR_CORRUPT;
+  zstd_job *job = (zstd_job *)base;
+  if (base->into_output) {
     if (job->raw) {
-      job->ok = job->src_len == job->dst_len;
-      if (job->ok) memcpy(job->dst, job->src, job->src_len);
-      else snprintf(job->msg, sizeof job->msg, "raw chunk is %zu bytes, expected %zu", job->src_len, job->dst_len);
-    } else {
-      job->ok = do_decompress(job->dst, job->dst_len, job->src, job->src_len, job->msg, sizeof job->msg);
+      if (base->src_len != base->dst_len) {
+        codec_job_fail(base, SLINKY_ERR_CORRUPT, "raw chunk is %zu bytes, expected %zu", base->src_len, base->dst_len);
+        return;
+      }
+      memcpy(base->dst, base->src, base->src_len);
+    } else if (!do_decompress(base->dst, base->dst_len, base->src, base->src_len, base->msg, sizeof base->msg)) {
+      base->err_code = SLINKY_ERR_CORRUPT;
+      return;
     }
-    if (job->ok && job->verify) {
+    if (job->verify) {
       /* Node exports its OpenSSL: the same SHA-256 (SHA-NI) as node:crypto, off the JS thread. */
       uint8_t got[32];
-      SHA256(job->dst, job->dst_len, got);
+      SHA256(base->dst, base->dst_len, got);
       if (memcmp(got, job->want, 32) != 0) {
-        job->ok = false;
-        job->err_code = SLINKY_ERR_DIGEST;
-        snprintf(job->msg, sizeof job->msg, "chunk bytes do not match their SHA-256 digest");
+        codec_job_fail(base, SLINKY_ERR_DIGEST, "chunk bytes do not match their SHA-256 digest");
+        return;
       }
     }
+    base->ok = true;
     return;
   }
-  size_t cap = ZSTD_compressBound(job->src_len);
-  job->dst = malloc(cap ? cap : 1);
-  if (!job->dst) {
-    snprintf(job->msg, sizeof job->msg, "out of memory");
-    job->err_code = SLINKY_ERR_INTERNAL;
+  size_t cap = ZSTD_compressBound(base->src_len);
+  base->dst = malloc(cap ? cap : 1);
+  if (!base->dst) {
+    codec_job_fail(base, SLINKY_ERR_INTERNAL, "out of memory");
     return;
   }
-  size_t n = do_compress(job->dst, cap, job->src, job->src_len, job->level);
+  size_t n = do_compress(base->dst, cap, base->src, base->src_len, job->level);
   if (ZSTD_isError(n)) {
-    snprintf(job->msg, sizeof job->msg, "zstd compression failed: %s", ZSTD_getErrorName(n));
-    job->err_code = SLINKY_ERR_INTERNAL;
+    codec_job_fail(base, SLINKY_ERR_INTERNAL, "zstd compression failed: %s", ZSTD_getErrorName(n));
     return;
   }
-  job->dst_len = n;
-  job->ok = true;
+  base->dst_len = n;
+  base->ok = true;
 }
 
-static void job_complete(napi_env env, napi_status status, void *data)
+static void throw_usage(napi_env env, const char *usage)
 {
-  zstd_job *job = data;
-  napi_value result = NULL, error = NULL;
-  if (status != napi_ok) {
-    job->ok = false;
-    job->err_code = SLINKY_ERR_INTERNAL;
-    snprintf(job->msg, sizeof job->msg, "zstd job cancelled");
-  }
-  if (job->ok) {
-    if (job->decompress) {
-      if (napi_get_reference_value(env, job->output_ref, &result) != napi_ok) result = NULL;
-    } else if (napi_create_buffer_copy(env, job->dst_len, job->dst, NULL, &result) != napi_ok) {
-      result = NULL;
-    }
-    if (!result) {
-      job->err_code = SLINKY_ERR_INTERNAL;
-      snprintf(job->msg, sizeof job->msg, "could not create the result buffer");
-    }
-  }
-  if (result) {
-    napi_resolve_deferred(env, job->deferred, result);
-  } else {
-    napi_value code, msg;
-    napi_create_string_utf8(env, job->err_code, NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, job->msg, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &error);
-    napi_reject_deferred(env, job->deferred, error);
-  }
-  napi_delete_reference(env, job->input_ref);
-  if (job->output_ref) napi_delete_reference(env, job->output_ref);
-  if (!job->decompress) free(job->dst);
-  napi_delete_async_work(env, job->work);
-  free(job);
-}
-
-static napi_value queue_job(napi_env env, zstd_job *job, napi_value input)
-{
-  napi_value promise, name;
-  if (napi_create_reference(env, input, 1, &job->input_ref) != napi_ok ||
-      napi_create_string_utf8(env, "slinky:zstd", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, job_execute, job_complete, job, &job->work) != napi_ok ||
-      napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
-      napi_queue_async_work(env, job->work) != napi_ok) {
-    /* Only reachable when the engine itself is failing; release what was taken. */
-    if (job->input_ref) napi_delete_reference(env, job->input_ref);
-    if (job->output_ref) napi_delete_reference(env, job->output_ref);
-    if (job->work) napi_delete_async_work(env, job->work);
-    free(job);
-    slinky_throw_last(env, "queueing a zstd job");
-    return NULL;
-  }
-  return promise;
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, usage);
 }
 
 /* zstdCompressAsync(data, level) -> Promise<Buffer> */
@@ -293,20 +233,15 @@ static napi_value zstd_compress_async(napi_env env, napi_callback_info info)
   int level;
   if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !check_input_size(env, len) ||
       !get_level(env, argv[1], &level)) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdCompressAsync(data, level)");
+    throw_usage(env, "zstdCompressAsync(data, level)");
     return NULL;
   }
-  zstd_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
-    return NULL;
-  }
-  job->src = src;
-  job->src_len = len;
+  zstd_job *job = codec_job_new(env, sizeof *job, run_zstd);
+  if (!job) return NULL;
+  job->base.src = src;
+  job->base.src_len = len;
   job->level = level;
-  return queue_job(env, job, argv[0]);
+  return codec_job_queue(env, &job->base, argv[0], "slinky:zstd");
 }
 
 /* Queue a decode of `src` into a new Buffer of `expected` bytes: zstd, or a copy when `raw`;
@@ -314,37 +249,16 @@ static napi_value zstd_compress_async(napi_env env, napi_callback_info info)
 static napi_value queue_decode(napi_env env, napi_value input, const uint8_t *src, size_t len, size_t expected,
                                bool raw, const uint8_t *want)
 {
-  zstd_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
-    return NULL;
-  }
-  napi_value out;
-  void *dst;
-  if (napi_create_buffer(env, expected, &dst, &out) != napi_ok ||
-      napi_create_reference(env, out, 1, &job->output_ref) != napi_ok) {
-    free(job);
-    slinky_throw_last(env, "allocating the output buffer");
-    return NULL;
-  }
-  job->src = src;
-  job->src_len = len;
-  job->dst = dst;
-  job->dst_len = expected;
-  job->decompress = true;
+  zstd_job *job = codec_job_new(env, sizeof *job, run_zstd);
+  if (!job || !codec_job_output(env, &job->base, expected)) return NULL;
+  job->base.src = src;
+  job->base.src_len = len;
   job->raw = raw;
   if (want) {
     job->verify = true;
     memcpy(job->want, want, 32);
   }
-  return queue_job(env, job, input);
-}
-
-static void throw_usage(napi_env env, const char *usage)
-{
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, usage);
+  return codec_job_queue(env, &job->base, input, "slinky:zstd");
 }
 
 /* zstdDecompressAsync(data, expectedLength) -> Promise<Buffer> */

@@ -6,8 +6,7 @@
  * Both functions run on the libuv threadpool. Decompression never trusts the stream: output goes
  * into a buffer of exactly the length the caller expects, under a memory limit, and anything
  * that does not decode to exactly that many bytes (or has bytes left over) is an error. */
-#define NAPI_VERSION 8
-#include <node_api.h>
+#include "codecJob.h"
 #include <lzma.h>
 #include <math.h>
 #include <stdbool.h>
@@ -16,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERR_CORRUPT "SLINKY_CORRUPT_CHUNK"
-#define ERR_ARG "SLINKY_BAD_ARGUMENT"
-#define ERR_INTERNAL "SLINKY_NATIVE_INTERNAL"
+#define ERR_CORRUPT SLINKY_ERR_CORRUPT
+#define ERR_ARG SLINKY_ERR_ARG
+#define ERR_INTERNAL SLINKY_ERR_INTERNAL
 
 /* Largest input or output either function accepts. */
 #define MAX_BYTES ((size_t)1 << 30)
@@ -26,20 +25,9 @@
 #define DECODE_MEMLIMIT ((uint64_t)256 << 20)
 
 typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref input_ref;
-  napi_ref output_ref;
-  const uint8_t *src;
-  size_t src_len;
-  uint8_t *dst;
-  size_t dst_len;
+  codec_job base;
   uint32_t preset;
   uint32_t dict;
-  bool decompress;
-  bool ok;
-  const char *err_code;
-  char msg[200];
 } xz_job;
 
 static const char *lzma_error(lzma_ret r)
@@ -55,31 +43,30 @@ static const char *lzma_error(lzma_ret r)
   }
 }
 
-static void job_execute(napi_env env, void *data)
+static void run_xz(codec_job *base)
 {
-  (void)env;
-  xz_job *job = data;
-  if (job->decompress) {
+  xz_job *job = (xz_job *)base;
+  if (base->into_output) {
     uint64_t memlimit = DECODE_MEMLIMIT;
     size_t in_pos = 0, out_pos = 0;
-    lzma_ret r = lzma_stream_buffer_decode(&memlimit, 0, NULL, job->src, &in_pos, job->src_len, job->dst, &out_pos, job->dst_len);
-    job->err_code = ERR_CORRUPT;
+    lzma_ret r = lzma_stream_buffer_decode(&memlimit, 0, NULL, base->src, &in_pos, base->src_len, base->dst, &out_pos, base->dst_len);
+    base->err_code = ERR_CORRUPT;
     if (r != LZMA_OK) {
-      snprintf(job->msg, sizeof job->msg, "xz: %s", lzma_error(r));
+      snprintf(base->msg, sizeof base->msg, "xz: %s", lzma_error(r));
       return;
     }
-    if (out_pos != job->dst_len || in_pos != job->src_len) {
-      snprintf(job->msg, sizeof job->msg, "xz stream decodes to %zu bytes (%zu of %zu input bytes used), expected %zu", out_pos, in_pos,
-               job->src_len, job->dst_len);
+    if (out_pos != base->dst_len || in_pos != base->src_len) {
+      snprintf(base->msg, sizeof base->msg, "xz stream decodes to %zu bytes (%zu of %zu input bytes used), expected %zu", out_pos, in_pos,
+               base->src_len, base->dst_len);
       return;
     }
-    job->ok = true;
+    base->ok = true;
     return;
   }
   lzma_options_lzma opt;
   if (lzma_lzma_preset(&opt, job->preset)) {
-    snprintf(job->msg, sizeof job->msg, "bad xz preset %u", job->preset);
-    job->err_code = ERR_ARG;
+    snprintf(base->msg, sizeof base->msg, "bad xz preset %u", job->preset);
+    base->err_code = ERR_ARG;
     return;
   }
   /* A dictionary larger than the input only costs memory. */
@@ -92,59 +79,23 @@ static void job_execute(napi_env env, void *data)
       {.id = LZMA_FILTER_LZMA2, .options = &opt},
       {.id = LZMA_VLI_UNKNOWN, .options = NULL},
   };
-  size_t cap = lzma_stream_buffer_bound(job->src_len);
-  job->dst = malloc(cap ? cap : 1);
-  if (!job->dst) {
-    snprintf(job->msg, sizeof job->msg, "out of memory");
-    job->err_code = ERR_INTERNAL;
+  size_t cap = lzma_stream_buffer_bound(base->src_len);
+  base->dst = malloc(cap ? cap : 1);
+  if (!base->dst) {
+    snprintf(base->msg, sizeof base->msg, "out of memory");
+    base->err_code = ERR_INTERNAL;
     return;
   }
   size_t out_pos = 0;
   /* No integrity check in the stream: every chunk in it is verified by its digest. */
-  lzma_ret r = lzma_stream_buffer_encode(filters, LZMA_CHECK_NONE, NULL, job->src, job->src_len, job->dst, &out_pos, cap);
+  lzma_ret r = lzma_stream_buffer_encode(filters, LZMA_CHECK_NONE, NULL, base->src, base->src_len, base->dst, &out_pos, cap);
   if (r != LZMA_OK) {
-    snprintf(job->msg, sizeof job->msg, "xz compression failed: %s", lzma_error(r));
-    job->err_code = ERR_INTERNAL;
+    snprintf(base->msg, sizeof base->msg, "xz compression failed: %s", lzma_error(r));
+    base->err_code = ERR_INTERNAL;
     return;
   }
-  job->dst_len = out_pos;
-  job->ok = true;
-}
-
-static void job_complete(napi_env env, napi_status status, void *data)
-{
-  xz_job *job = data;
-  napi_value result = NULL;
-  if (status != napi_ok) {
-    job->ok = false;
-    job->err_code = ERR_INTERNAL;
-    snprintf(job->msg, sizeof job->msg, "xz job cancelled");
-  }
-  if (job->ok) {
-    if (job->decompress) {
-      if (napi_get_reference_value(env, job->output_ref, &result) != napi_ok) result = NULL;
-    } else if (napi_create_buffer_copy(env, job->dst_len, job->dst, NULL, &result) != napi_ok) {
-      result = NULL;
-    }
-    if (!result) {
-      job->err_code = ERR_INTERNAL;
-      snprintf(job->msg, sizeof job->msg, "could not create the result buffer");
-    }
-  }
-  if (result) {
-    napi_resolve_deferred(env, job->deferred, result);
-  } else {
-    napi_value code, msg, error;
-    napi_create_string_utf8(env, job->err_code ? job->err_code : ERR_INTERNAL, NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, job->msg, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &error);
-    napi_reject_deferred(env, job->deferred, error);
-  }
-  napi_delete_reference(env, job->input_ref);
-  if (job->output_ref) napi_delete_reference(env, job->output_ref);
-  if (!job->decompress) free(job->dst);
-  napi_delete_async_work(env, job->work);
-  free(job);
+  base->dst_len = out_pos;
+  base->ok = true;
 }
 
 static bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len)
@@ -178,23 +129,6 @@ static bool get_uint(napi_env env, napi_value v, const char *name, double hi, ui
   return true;
 }
 
-static napi_value queue_job(napi_env env, xz_job *job, napi_value input)
-{
-  napi_value promise, name;
-  if (napi_create_reference(env, input, 1, &job->input_ref) != napi_ok ||
-      napi_create_string_utf8(env, "slinky:xz", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, job_execute, job_complete, job, &job->work) != napi_ok ||
-      napi_create_promise(env, &job->deferred, &promise) != napi_ok || napi_queue_async_work(env, job->work) != napi_ok) {
-    if (job->input_ref) napi_delete_reference(env, job->input_ref);
-    if (job->output_ref) napi_delete_reference(env, job->output_ref);
-    if (job->work) napi_delete_async_work(env, job->work);
-    free(job);
-    napi_throw_error(env, ERR_INTERNAL, "queueing an xz job failed");
-    return NULL;
-  }
-  return promise;
-}
-
 /* xzCompressAsync(data, preset 0..9, dictBytes) -> Promise<Buffer> */
 static napi_value xz_compress_async(napi_env env, napi_callback_info info)
 {
@@ -210,16 +144,13 @@ static napi_value xz_compress_async(napi_env env, napi_callback_info info)
   if (!get_bytes(env, argv[0], &src, &len) || !get_uint(env, argv[1], "preset", 9, &preset) ||
       !get_uint(env, argv[2], "dictBytes", 64 << 20, &dict))
     return NULL;
-  xz_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, ERR_INTERNAL, "out of memory");
-    return NULL;
-  }
-  job->src = src;
-  job->src_len = len;
+  xz_job *job = codec_job_new(env, sizeof *job, run_xz);
+  if (!job) return NULL;
+  job->base.src = src;
+  job->base.src_len = len;
   job->preset = preset;
   job->dict = dict;
-  return queue_job(env, job, argv[0]);
+  return codec_job_queue(env, &job->base, argv[0], "slinky:xz");
 }
 
 /* xzDecompressAsync(data, expectedLength) -> Promise<Buffer of exactly expectedLength bytes> */
@@ -235,24 +166,11 @@ static napi_value xz_decompress_async(napi_env env, napi_callback_info info)
   size_t len;
   uint32_t expected;
   if (!get_bytes(env, argv[0], &src, &len) || !get_uint(env, argv[1], "expectedLength", (double)MAX_BYTES, &expected)) return NULL;
-  xz_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, ERR_INTERNAL, "out of memory");
-    return NULL;
-  }
-  napi_value out;
-  void *dst;
-  if (napi_create_buffer(env, expected, &dst, &out) != napi_ok || napi_create_reference(env, out, 1, &job->output_ref) != napi_ok) {
-    free(job);
-    napi_throw_error(env, ERR_INTERNAL, "allocating the output buffer failed");
-    return NULL;
-  }
-  job->src = src;
-  job->src_len = len;
-  job->dst = dst;
-  job->dst_len = expected;
-  job->decompress = true;
-  return queue_job(env, job, argv[0]);
+  xz_job *job = codec_job_new(env, sizeof *job, run_xz);
+  if (!job || !codec_job_output(env, &job->base, expected)) return NULL;
+  job->base.src = src;
+  job->base.src_len = len;
+  return codec_job_queue(env, &job->base, argv[0], "slinky:xz");
 }
 
 static napi_value init(napi_env env, napi_value exports)

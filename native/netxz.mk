@@ -7,7 +7,7 @@ SLINKY_XZ_CFLAGS := -O2 -std=gnu11 -Wall -Wextra -Werror=implicit-function-decla
 
 NATIVE_TARGETS += $(SLINKY_XZ)
 
-$(SLINKY_XZ): native/netxz.c native/netxz.mk
+$(SLINKY_XZ): native/netxz.c native/codecJob.c native/codecJob.h native/netxz.mk
 	@mkdir -p $(@D)
 	@test -f /usr/include/lzma.h || { echo "slinky_xz needs lzma.h: apt-get install liblzma-dev" >&2; exit 1; }
-	$(CC) $(SLINKY_XZ_CFLAGS) -o $@ native/netxz.c -llzma
+	$(CC) $(SLINKY_XZ_CFLAGS) -o $@ native/netxz.c native/codecJob.c -llzma
