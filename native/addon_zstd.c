@@ -297,6 +297,123 @@ static napi_value chunk_decode_verify_async(napi_env env, napi_callback_info inf
   return queue_decode(env, argv[1], src, len, expected, codec == 0, want);
 }
 
+/* ---- batch decode ------------------------------------------------------------------------- */
+
+/* One row of a batch table (little-endian, BATCH_ROW bytes): codec u8, 3 bytes zero, then u32s:
+ * source offset, source length, chunk length, output offset, skip, take; then the chunk's
+ * SHA-256 (32 bytes). The row's chunk is decoded, verified, and bytes [skip, skip+take) of it
+ * land at the output offset. */
+#define BATCH_ROW 60
+
+typedef struct {
+  codec_job base;
+  size_t n;
+  uint8_t *table; /* a private copy: JS may reuse its own */
+  uint8_t *out;   /* the output Buffer's memory, kept alive by base.output_ref */
+} batch_job;
+
+static void free_batch(codec_job *base)
+{
+  free(((batch_job *)base)->table);
+}
+
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* Per pool thread: where a chunk of which only a part is wanted is decoded first. */
+static __thread uint8_t *tls_part;
+static __thread size_t tls_part_len;
+
+/* Decode and verify one row; 0 good, 1 corrupt encoding (or no memory), 2 digest mismatch. */
+static uint8_t batch_row(batch_job *job, const uint8_t *row)
+{
+  const uint8_t *src = job->base.src + le32(row + 4);
+  size_t src_len = le32(row + 8), len = le32(row + 12), skip = le32(row + 20), take = le32(row + 24);
+  uint8_t *target = job->out + le32(row + 16);
+  /* A whole chunk goes straight into the output; a part goes through the scratch buffer so
+   * only verified bytes are ever copied out. */
+  uint8_t *dst = target;
+  if (skip != 0 || take != len) {
+    if (tls_part_len < len) {
+      uint8_t *grown = realloc(tls_part, len);
+      if (!grown) return 1;
+      tls_part = grown;
+      tls_part_len = len;
+    }
+    dst = tls_part;
+  }
+  char msg[200];
+  if (row[0] == 0) {
+    if (src_len != len) return 1;
+    memcpy(dst, src, len);
+  } else if (!do_decompress(dst, len, src, src_len, msg, sizeof msg)) {
+    return 1;
+  }
+  uint8_t got[32];
+  SHA256(dst, len, got);
+  if (memcmp(got, row + 28, 32) != 0) return 2;
+  if (dst != target) memcpy(target, dst + skip, take);
+  return 0;
+}
+
+/* One bad chunk must not fail its neighbours: a status per row. */
+static void run_batch(codec_job *base)
+{
+  batch_job *job = (batch_job *)base;
+  for (size_t i = 0; i < job->n; i++) base->dst[i] = batch_row(job, job->table + i * BATCH_ROW);
+  base->ok = true;
+}
+
+/* chunkDecodeVerifyBatchAsync(input, table, out) -> Promise<Buffer of one status per row>:
+ * decode many stored chunks (rows of `table`, encoded bytes in `input`), check each against its
+ * SHA-256 and place the wanted bytes in `out`, as one threadpool job. Every offset is checked
+ * here, before anything is queued. */
+static napi_value chunk_decode_verify_batch_async(napi_env env, napi_callback_info info)
+{
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *in, *table, *out;
+  size_t in_len, table_len, out_len;
+  if (argc != 3 || !slinky_get_bytes(env, argv[0], "input", &in, &in_len) ||
+      !slinky_get_bytes(env, argv[1], "table", &table, &table_len) || !slinky_get_bytes(env, argv[2], "out", &out, &out_len)) {
+    throw_usage(env, "chunkDecodeVerifyBatchAsync(input, table, out)");
+    return NULL;
+  }
+  if (table_len % BATCH_ROW != 0) {
+    napi_throw_range_error(env, SLINKY_ERR_ARG, "batch table length is not a multiple of 60");
+    return NULL;
+  }
+  size_t n = table_len / BATCH_ROW;
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *row = table + i * BATCH_ROW;
+    uint64_t so = le32(row + 4), sl = le32(row + 8), len = le32(row + 12), at = le32(row + 16), skip = le32(row + 20),
+             take = le32(row + 24);
+    if (row[0] > 1 || so + sl > in_len || len > MAX_CHUNK_BYTES || skip + take > len || at + take > out_len) {
+      napi_throw_range_error(env, SLINKY_ERR_ARG, "batch row outside its buffers or with an unknown codec");
+      return NULL;
+    }
+  }
+  batch_job *job = codec_job_new(env, sizeof *job, run_batch);
+  if (!job) return NULL;
+  job->table = malloc(table_len ? table_len : 1);
+  job->base.dst = malloc(n ? n : 1); /* the statuses; copied into the result and freed */
+  if (!job->table || !job->base.dst || napi_create_reference(env, argv[2], 1, &job->base.output_ref) != napi_ok) {
+    free(job->table);
+    free(job->base.dst);
+    free(job);
+    napi_throw_error(env, SLINKY_ERR_INTERNAL, "out of memory");
+    return NULL;
+  }
+  memcpy(job->table, table, table_len);
+  job->n = n;
+  job->out = out;
+  job->base.dst_len = n;
+  job->base.src = in;
+  job->base.src_len = in_len;
+  job->base.cleanup = free_batch;
+  return codec_job_queue(env, &job->base, argv[0], "slinky:zstd-batch");
+}
+
 static napi_value zstd_version(napi_env env, napi_callback_info info)
 {
   (void)info;
@@ -314,6 +431,7 @@ napi_status slinky_init_zstd(napi_env env, napi_value exports)
       {"zstdDecompressAsync", NULL, zstd_decompress_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zstdVersion", NULL, zstd_version, NULL, NULL, NULL, napi_enumerable, NULL},
       {"chunkDecodeVerifyAsync", NULL, chunk_decode_verify_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"chunkDecodeVerifyBatchAsync", NULL, chunk_decode_verify_batch_async, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -75,6 +75,7 @@ static void complete(napi_env env, napi_status status, void *data)
   if (job->output_ref) napi_delete_reference(env, job->output_ref);
   if (!job->into_output) free(job->dst);
   napi_delete_async_work(env, job->work);
+  if (job->cleanup) job->cleanup(job);
   free(job);
 }
 
@@ -89,6 +90,8 @@ napi_value codec_job_queue(napi_env env, codec_job *job, napi_value input, const
     if (job->input_ref) napi_delete_reference(env, job->input_ref);
     if (job->output_ref) napi_delete_reference(env, job->output_ref);
     if (job->work) napi_delete_async_work(env, job->work);
+    if (!job->into_output) free(job->dst);
+    if (job->cleanup) job->cleanup(job);
     free(job);
     napi_throw_error(env, SLINKY_ERR_INTERNAL, "queueing a codec job failed");
     return NULL;

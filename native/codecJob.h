@@ -36,6 +36,8 @@ struct codec_job {
   const char *err_code;
   char msg[200];
   void (*run)(codec_job *job);
+  /* Optional: frees what the codec's own struct owns, on the JS thread, just before the job. */
+  void (*cleanup)(codec_job *job);
 };
 
 /* A zeroed job of `size` bytes (the codec's struct) with `run` set; NULL (and a thrown error)

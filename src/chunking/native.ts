@@ -15,6 +15,7 @@ export interface NativeAddon {
   zstdCompressAsync(data: Uint8Array, level: number): Promise<Buffer>;
   zstdDecompressAsync(data: Uint8Array, expectedLength: number): Promise<Buffer>;
   chunkDecodeVerifyAsync(codec: number, data: Uint8Array, expectedLength: number, sha256: Uint8Array | null): Promise<Buffer>;
+  chunkDecodeVerifyBatchAsync(input: Uint8Array, table: Uint8Array, out: Uint8Array): Promise<Buffer>;
   zstdVersion(): string;
 }
 

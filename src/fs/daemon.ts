@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { acquireLock } from '../store/lock';
 import { LocalChunkSource } from '../store/localSource';
+import { setReadahead } from './readahead';
 import { recoverStore } from '../store/recovery';
 import { Store } from '../store/store';
 import type { ChunkSource } from '../store/chunkSource';
@@ -104,6 +105,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         defaultPermissions: true,
         fsname: storeDir,
         subtype: 'slinkyfs',
+        // 1 MiB requests (the kernel's largest): an eighth of the requests for large reads and
+        // writes, each one decode or chunking batch.
+        maxWrite: 1 << 20,
         toErrno,
         onError: (op, err) => log(`${op}: ${(err as Error)?.message ?? String(err)}`),
       });
@@ -111,6 +115,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       throw new MountError(`cannot mount ${mountpoint}: ${(err as Error).message}`);
     }
     log(`mounted ${storeDir} at ${mountpoint} (pid ${process.pid})`);
+    if (isRoot) {
+      const why = await setReadahead(path.resolve(mountpoint));
+      if (why) log(`read-ahead left at the kernel's default: ${why}`);
+    }
     compactor.start();
 
     let resolveStopped!: () => void;

@@ -9,7 +9,7 @@
 import { digestOf, type Digest } from '../chunking/digest';
 import { nextFileCut, LBFS_PARAMS, OBJECT_MAGIC_BYTES, type ChunkerParams } from '../chunking/chunker';
 import { encodeChunkAsync } from '../chunking/compress';
-import type { ChunkSource } from './chunkSource';
+import { readParts, type ChunkSource } from './chunkSource';
 import type { Extent, Ino } from './records';
 import type { Overlay } from './overlay';
 import type { Store, StoredChunk } from './store';
@@ -32,15 +32,14 @@ export async function readCommitted(
 ): Promise<void> {
   const end = offset + target.length;
   const extents = store.extents(ino, offset, end);
-  const chunks = await Promise.all(extents.map((e) => source.getChunk(e.digest)));
-  for (let i = 0; i < extents.length; i++) {
-    const e = extents[i];
-    const chunk = chunks[i];
-    if (!chunk) throw new ChunkMissingError(`chunk ${digestToString(e.digest)} of inode ${ino} is missing or damaged`);
+  const parts = extents.map((e) => {
     const from = Math.max(offset, e.offset);
     const to = Math.min(end, e.offset + e.length);
-    chunk.copy(target, from - offset, from - e.offset, to - e.offset);
-  }
+    return { digest: e.digest, skip: from - e.offset, take: to - from, at: from - offset };
+  });
+  const ok = await readParts(source, parts, target);
+  const bad = ok.indexOf(false);
+  if (bad >= 0) throw new ChunkMissingError(`chunk ${digestToString(parts[bad].digest)} of inode ${ino} is missing or damaged`);
 }
 
 export interface NewExtent extends Extent {

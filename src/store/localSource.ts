@@ -2,8 +2,9 @@
 // decoded: the store's disk is not trusted more than a peer (a flipped bit or a tampered
 // database must surface as a missing chunk, never as wrong bytes handed to a program).
 import { verifyDigest, type Digest } from '../chunking/digest';
-import { decodeChunk, decodeVerifiedAsync } from '../chunking/compress';
-import type { ChunkSource } from './chunkSource';
+import { BATCH_MISMATCH, BATCH_OK, decodeChunk, decodeVerifiedAsync, decodeVerifyBatchAsync, type BatchChunk } from '../chunking/compress';
+import { CODEC_ABSENT, type ChunkRef } from './records';
+import type { ChunkPart, ChunkSource } from './chunkSource';
 import type { Store } from './store';
 
 export interface SourceCounters {
@@ -34,6 +35,76 @@ export class LocalChunkSource implements ChunkSource {
       this.onCorrupt?.(digest, (err as Error).message);
       return undefined;
     }
+  }
+
+  /**
+   * Many chunks as one decode job, each a view of one output Buffer: no Buffer, promise and
+   * pool job per chunk.
+   */
+  async getChunks(digests: readonly Digest[]): Promise<(Buffer | undefined)[]> {
+    const refs = digests.map((d) => this.store.chunkRef(d));
+    const parts: ChunkPart[] = [];
+    let length = 0;
+    for (let i = 0; i < digests.length; i++) {
+      const n = refs[i]?.length ?? 0;
+      parts.push({ digest: digests[i], skip: 0, take: n, at: length });
+      length += n;
+    }
+    const out = Buffer.allocUnsafe(length);
+    const ok = await this.decodeInto(parts, refs, out);
+    return parts.map((p, i) => (ok[i] ? out.subarray(p.at, p.at + p.take) : undefined));
+  }
+
+  /** Gather: the wanted parts decoded and verified straight into `out`, as one pool job. */
+  readInto(parts: readonly ChunkPart[], out: Buffer): Promise<boolean[]> {
+    return this.decodeInto(
+      parts,
+      parts.map((p) => this.store.chunkRef(p.digest)),
+      out,
+    );
+  }
+
+  // References and bytes are read in one synchronous stretch: one snapshot of the store (the
+  // compactor may re-encode a chunk between event-loop turns).
+  private async decodeInto(parts: readonly ChunkPart[], refs: readonly (ChunkRef | undefined)[], out: Buffer): Promise<boolean[]> {
+    const ok: boolean[] = new Array(parts.length).fill(false);
+    let inLength = 0;
+    for (const ref of refs) if (ref && ref.codec !== CODEC_ABSENT) inLength += ref.storedLength;
+    const input = Buffer.allocUnsafe(inLength);
+    const rows: BatchChunk[] = [];
+    const at: number[] = [];
+    let inAt = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const ref = refs[i];
+      const p = parts[i];
+      if (!ref || ref.codec === CODEC_ABSENT || p.skip + p.take > ref.length) {
+        this.counters.misses++;
+        continue;
+      }
+      const got = this.store.copyStoredChunk(p.digest, input, inAt);
+      if (got < 0) {
+        this.counters.misses++;
+      } else if (got !== ref.storedLength) {
+        this.counters.verifyFailures++;
+        this.onCorrupt?.(p.digest, `stored ${got} bytes, its reference says ${ref.storedLength}`);
+      } else {
+        rows.push({ codec: ref.codec, srcOffset: inAt, srcLength: got, length: ref.length, digest: p.digest, outOffset: p.at, skip: p.skip, take: p.take });
+        at.push(i);
+      }
+      inAt += ref.storedLength;
+    }
+    if (rows.length === 0) return ok;
+    const status = await decodeVerifyBatchAsync(input, rows, out);
+    for (let k = 0; k < rows.length; k++) {
+      if (status[k] === BATCH_OK) {
+        this.counters.hits++;
+        ok[at[k]] = true;
+      } else {
+        this.counters.verifyFailures++;
+        this.onCorrupt?.(rows[k].digest, status[k] === BATCH_MISMATCH ? 'bytes do not match digest' : 'corrupt encoding');
+      }
+    }
+    return ok;
   }
 
   /** Synchronous form for the FUSE read path: LMDB reads are memory-mapped, decoding is fast. */

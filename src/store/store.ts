@@ -454,6 +454,26 @@ export class Store {
   }
 
   /**
+   * Copy a chunk's encoded bytes into `target` at `offset` without an intermediate Buffer;
+   * returns how many bytes it has, or -1 when the chunk's bytes are not stored. Only as many as
+   * fit are copied: a caller that sized `target` from the chunk's reference compares the count.
+   */
+  copyStoredChunk(digest: Digest, target: Buffer, offset: number): number {
+    const data = this.chunks.getBinaryFast(digest);
+    if (!data) return -1;
+    Buffer.from(data.buffer, data.byteOffset, data.length).copy(target, offset, 0, Math.min(data.length, target.length - offset));
+    return data.length;
+  }
+
+  /**
+   * Bring the pages of these chunks into memory on LMDB's reader thread, so that the reads that
+   * follow do not stall the event loop on the disk (a cold store is read through page faults).
+   */
+  prefetchChunks(digests: readonly Digest[]): Promise<void> {
+    return new Promise((resolve) => this.chunks.prefetch(digests as Digest[], () => resolve()));
+  }
+
+  /**
    * Take one reference on a chunk (inside txn). A chunk new to the store needs its encoded bytes;
    * returns false when they were needed but not given, so the caller can encode and retry.
    */

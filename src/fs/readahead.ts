@@ -1,0 +1,34 @@
+// The kernel's read-ahead window for a FUSE mount. A new FUSE connection gets 128 KiB, so a
+// sequential reader has at most one or two 128 KiB requests in flight: too little to keep the
+// threadpool decoding and verifying chunks while the event loop answers. The window lives in
+// the connection's backing device, /sys/class/bdi/<major>:<minor>/read_ahead_kb, writable by
+// root only; elsewhere the mount keeps the kernel's default.
+import { promises as fsp } from 'node:fs';
+
+/** Read-ahead for slinkyfs mounts: two 1 MiB requests in flight, one per pool thread. */
+export const READAHEAD_KIB = 2048;
+
+/** "major:minor" of the filesystem mounted at `mountpoint` (the last mount there). */
+export async function mountDevice(mountpoint: string): Promise<string | undefined> {
+  // mountinfo, not stat(): a stat of our own mountpoint is a request to ourselves.
+  const text = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  let found: string | undefined;
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const mp = f[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp === mountpoint) found = f[2];
+  }
+  return found;
+}
+
+/** Set the mount's read-ahead window; returns why not when it cannot (not root, no sysfs). */
+export async function setReadahead(mountpoint: string, kib = READAHEAD_KIB): Promise<string | undefined> {
+  const dev = await mountDevice(mountpoint).catch(() => undefined);
+  if (!dev) return 'mount not found in /proc/self/mountinfo';
+  try {
+    await fsp.writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, `${kib}\n`);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
