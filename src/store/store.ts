@@ -466,14 +466,6 @@ export class Store {
   }
 
   /**
-   * Bring the pages of these chunks into memory on LMDB's reader thread, so that the reads that
-   * follow do not stall the event loop on the disk (a cold store is read through page faults).
-   */
-  prefetchChunks(digests: readonly Digest[]): Promise<void> {
-    return new Promise((resolve) => this.chunks.prefetch(digests as Digest[], () => resolve()));
-  }
-
-  /**
    * Take one reference on a chunk (inside txn). A chunk new to the store needs its encoded bytes;
    * returns false when they were needed but not given, so the caller can encode and retry.
    */
