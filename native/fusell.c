@@ -19,6 +19,14 @@
  * second or stale answer is refused instead of touching freed memory. A large write keeps its
  * receive buffer and reaches JS without a copy; the Buffer is detached when answered.
  *
+ * Immutable inodes. JS may mark inodes whose contents and attributes never change
+ * (setImmutable: the page cache's published objects). Their read-only opens are answered here,
+ * in the callback, with handle IMMUTABLE_FH, the kernel's page cache kept and no FLUSH at close;
+ * their releases (and flushes) of that handle are answered here too. A program start opens
+ * several such files, and each answer from JS cost a turn of the JS thread (napi call, handler,
+ * promise) while the caller waits. Reads still go to JS, with fh IMMUTABLE_FH; any other open
+ * of those inodes (for writing, O_TRUNC) goes to JS as before, which decides.
+ *
  * Invalidation runs on a notifier thread, started on first use: the kernel may block those
  * calls on locks held by requests that only the JS thread can answer.
  *
@@ -93,6 +101,8 @@ enum {
 #endif
 #define POOL_MAX 32
 #define LOG_MAX 512
+/* The handle of an open immutable inode; JS must not hand out this number for other opens. */
+#define IMMUTABLE_FH 0
 
 struct session;
 
@@ -190,6 +200,13 @@ struct session {
   struct notify *nhead, *ntail;
   bool notifier_started, notifier_stop, notifier_busy;
   pthread_t notifier;
+
+  /* immutable inodes: set on the JS thread, read by whichever thread reads the device. An
+   * open-addressing set of inode numbers (0 is never an inode: free; IMM_GONE: removed). */
+  pthread_mutex_t ilock;
+  uint64_t *imm;
+  uint32_t imm_cap, imm_n, imm_used; /* slots, members, members + removed */
+  uint64_t fast_opens, fast_flushes, fast_releases;
 
   struct session *gnext; /* in g_mounted while mounted */
 };
@@ -332,6 +349,83 @@ static void pool_give(struct session *s, void *p)
   if (s->pool_n < POOL_MAX) { s->pool[s->pool_n++] = p; p = NULL; }
   pthread_mutex_unlock(&s->plock);
   free(p);
+}
+
+/* ---- immutable inodes ---------------------------------------------------------------------- */
+
+#define IMM_GONE UINT64_MAX
+
+static uint32_t imm_slot(uint64_t ino, uint32_t cap)
+{
+  uint64_t h = ino * 0x9e3779b97f4a7c15ull; /* Fibonacci hashing: inode numbers are dense */
+  return (uint32_t)(h >> 32) & (cap - 1);
+}
+
+/* Caller holds ilock. */
+static bool imm_has(struct session *s, uint64_t ino)
+{
+  if (!s->imm_n) return false;
+  for (uint32_t i = imm_slot(ino, s->imm_cap);; i = (i + 1) & (s->imm_cap - 1)) {
+    if (s->imm[i] == ino) return true;
+    if (!s->imm[i]) return false;
+  }
+}
+
+/* Caller holds ilock. false: out of memory. */
+static bool imm_add(struct session *s, uint64_t ino)
+{
+  if (imm_has(s, ino)) return true;
+  if ((s->imm_used + 1) * 2 > s->imm_cap) {
+    /* Rebuild at most a quarter full (dropping removed slots): grows or just cleans up. */
+    uint32_t cap = 64;
+    while ((uint64_t)(s->imm_n + 1) * 4 > cap) {
+      if (cap >= 1u << 30) return false;
+      cap *= 2;
+    }
+    uint64_t *t = calloc(cap, sizeof *t);
+    if (!t) return false;
+    for (uint32_t j = 0; j < s->imm_cap; j++) {
+      uint64_t v = s->imm[j];
+      if (!v || v == IMM_GONE) continue;
+      uint32_t i = imm_slot(v, cap);
+      while (t[i]) i = (i + 1) & (cap - 1);
+      t[i] = v;
+    }
+    free(s->imm);
+    s->imm = t;
+    s->imm_cap = cap;
+    s->imm_used = s->imm_n;
+  }
+  uint32_t i = imm_slot(ino, s->imm_cap);
+  while (s->imm[i] && s->imm[i] != IMM_GONE) i = (i + 1) & (s->imm_cap - 1);
+  if (!s->imm[i]) s->imm_used++;
+  s->imm[i] = ino;
+  s->imm_n++;
+  return true;
+}
+
+/* Caller holds ilock. */
+static void imm_remove(struct session *s, uint64_t ino)
+{
+  if (!s->imm_n) return;
+  for (uint32_t i = imm_slot(ino, s->imm_cap);; i = (i + 1) & (s->imm_cap - 1)) {
+    if (!s->imm[i]) return;
+    if (s->imm[i] == ino) {
+      s->imm[i] = IMM_GONE;
+      s->imm_n--;
+      return;
+    }
+  }
+}
+
+/* True (and counted) when `ino` is immutable: the caller answers the request itself. */
+static bool imm_take(struct session *s, uint64_t ino, uint64_t *counter)
+{
+  pthread_mutex_lock(&s->ilock);
+  bool yes = imm_has(s, ino);
+  if (yes) (*counter)++;
+  pthread_mutex_unlock(&s->ilock);
+  return yes;
 }
 
 /* ---- queue to the JS thread --------------------------------------------------------------- */
@@ -536,7 +630,20 @@ static void ll_open_like(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
   POST_OR_FAIL(SESSION(req), r, req);
 }
 
-static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ll_open_like(req, ino, fi, OP_OPEN); }
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct session *s = SESSION(req);
+  if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC) && imm_take(s, ino, &s->fast_opens)) {
+    fi->fh = IMMUTABLE_FH;
+    fi->direct_io = 0;
+    fi->keep_cache = 1;
+    fi->noflush = 1;
+    fi->nonseekable = 0;
+    fuse_reply_open(req, fi); /* an interrupted caller leaves nothing to undo: the handle holds nothing */
+    return;
+  }
+  ll_open_like(req, ino, fi, OP_OPEN);
+}
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ll_open_like(req, ino, fi, OP_OPENDIR); }
 
 static void ll_read_like(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi, int op)
@@ -581,8 +688,19 @@ static void ll_fh_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
   POST_OR_FAIL(SESSION(req), r, req);
 }
 
-static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_FLUSH, 0); }
-static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_RELEASE, 0); }
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct session *s = SESSION(req);
+  if (fi->fh == IMMUTABLE_FH && imm_take(s, ino, &s->fast_flushes)) { fuse_reply_err(req, 0); return; }
+  ll_fh_op(req, ino, fi, OP_FLUSH, 0);
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct session *s = SESSION(req);
+  if (fi->fh == IMMUTABLE_FH && imm_take(s, ino, &s->fast_releases)) { fuse_reply_err(req, 0); return; }
+  ll_fh_op(req, ino, fi, OP_RELEASE, 0);
+}
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_RELEASEDIR, 0); }
 static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_FSYNC, datasync); }
 static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_FSYNCDIR, datasync); }
@@ -1213,6 +1331,8 @@ static void session_free(napi_env env, struct session *s)
   pthread_mutex_destroy(&s->plock);
   pthread_mutex_destroy(&s->nlock);
   pthread_cond_destroy(&s->ncond);
+  pthread_mutex_destroy(&s->ilock);
+  free(s->imm);
   free(s->slots);
   free(s->mountpoint);
   free(s);
@@ -1378,6 +1498,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
   pthread_mutex_init(&s->plock, NULL);
   pthread_mutex_init(&s->nlock, NULL);
   pthread_cond_init(&s->ncond, NULL);
+  pthread_mutex_init(&s->ilock, NULL);
   const char *err = NULL;
 
   s->mountpoint = get_string(env, argv[0]);
@@ -1821,6 +1942,40 @@ static napi_value js_notify(napi_env env, napi_callback_info info)
   return promise;
 }
 
+/* setImmutable(handle, ino, on): answer read-only opens, flushes and releases of `ino` here (see
+ * the header); false when out of memory (JS keeps answering them then). */
+static napi_value js_set_immutable(napi_env env, napi_callback_info info)
+{
+  ARGS(3);
+  struct session *s;
+  if (argc < 3 || !get_session(env, argv[0], &s)) return NULL;
+  double d = get_num(env, argv[1], 0);
+  if (!(d >= 1) || d > 9007199254740991.0 || d != floor(d)) return throw_msg(env, "inode must be a positive integer");
+  bool on = false;
+  napi_get_value_bool(env, argv[2], &on);
+  pthread_mutex_lock(&s->ilock);
+  bool ok = true;
+  if (on) ok = imm_add(s, (uint64_t)d);
+  else imm_remove(s, (uint64_t)d);
+  pthread_mutex_unlock(&s->ilock);
+  return boolean(env, ok);
+}
+
+/* fastPath(handle) -> [opens, flushes, releases, immutable inodes]: requests answered here. */
+static napi_value js_fast_path(napi_env env, napi_callback_info info)
+{
+  ARGS(1);
+  struct session *s;
+  if (argc < 1 || !get_session(env, argv[0], &s)) return NULL;
+  pthread_mutex_lock(&s->ilock);
+  double v[4] = { (double)s->fast_opens, (double)s->fast_flushes, (double)s->fast_releases, (double)s->imm_n };
+  pthread_mutex_unlock(&s->ilock);
+  napi_value out;
+  napi_create_array_with_length(env, 4, &out);
+  for (uint32_t i = 0; i < 4; i++) napi_set_element(env, out, i, num(env, v[i]));
+  return out;
+}
+
 /* liveRequests(handle): requests JS has not answered yet (for tests and unmount). */
 static napi_value js_live(napi_env env, napi_callback_info info)
 {
@@ -1848,6 +2003,8 @@ static napi_value init_module(napi_env env, napi_value exports)
     { "replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL },
     { "liveRequests", NULL, js_live, NULL, NULL, NULL, napi_default, NULL },
+    { "setImmutable", NULL, js_set_immutable, NULL, NULL, NULL, napi_default, NULL },
+    { "fastPath", NULL, js_fast_path, NULL, NULL, NULL, napi_default, NULL },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   napi_value names;

@@ -38,6 +38,7 @@ function pageRows(p: PageCacheStats): string[][] {
     ['bytes shared', formatBytes(p.bytesShared)],
     ['processes mapping objects', String(p.processes)],
     ['published objects', `${p.published.objects} (${p.published.refused} refused, ${p.published.malformed} malformed manifests)`],
+    ['object opens/closes answered in C', `${p.fastPath.opens}/${p.fastPath.releases}`],
   ];
 }
 

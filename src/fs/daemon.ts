@@ -114,6 +114,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     } catch (err) {
       throw new MountError(`cannot mount ${mountpoint}: ${(err as Error).message}`);
     }
+    pages.attach(session);
     log(`mounted ${storeDir} at ${mountpoint} (pid ${process.pid})`);
     if (isRoot) {
       const why = await setReadahead(path.resolve(mountpoint));

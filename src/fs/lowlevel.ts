@@ -19,6 +19,13 @@
 // 0). Copy it (Buffer.from(data)) to keep the bytes. A read handler's result is copied by the
 // kernel while the reply is sent, so it may be reused right after.
 //
+// Immutable inodes: after `setImmutable(ino, true)` the addon answers read-only opens of `ino`
+// itself, without calling `open` (fh 0, kernel page cache kept, no FLUSH at close), and releases
+// and flushes of fh 0 without calling `release`/`flush`; `read` is still called, with fh 0. For
+// inodes whose contents and attributes never change; a program start opens several of them, and
+// the answer from C spares each open a turn of the JS thread. Other opens (for writing, O_TRUNC)
+// reach `open` as usual. `fastPath` counts what the addon answered.
+//
 // Unanswered requests: the calling process waits (in D state) until its request is answered.
 // unmount() waits up to `unmountTimeoutMs` for handlers in flight, then answers what is left
 // with EIO and unmounts; a handler that settles later is ignored.
@@ -218,6 +225,17 @@ export interface LowLevelSession {
   invalidateEntry(parent: number, name: string): Promise<void>;
   /** Like invalidateEntry, and tell inotify watchers that `child` was deleted. */
   notifyDelete(parent: number, child: number, name: string): Promise<void>;
+  /** Mark (or unmark) an inode whose contents and attributes never change: see the header. */
+  setImmutable(ino: number, immutable: boolean): void;
+  readonly fastPath: FastPathCounters;
+}
+
+/** Requests the addon answered itself for immutable inodes, and how many inodes are marked. */
+export interface FastPathCounters {
+  opens: number;
+  flushes: number;
+  releases: number;
+  immutable: number;
 }
 
 export class LowLevelError extends Error {
@@ -246,6 +264,8 @@ interface FusellAddon {
   replyStatfs(h: Handle, id: number): number;
   notify(h: Handle, kind: number, ino: number, a: number, b: number, name: string): Promise<number>;
   liveRequests(h: Handle): number;
+  setImmutable(h: Handle, ino: number, on: boolean): boolean;
+  fastPath(h: Handle): [number, number, number, number];
   opNames: string[];
   scratchLength: number;
   fuseVersion: string;
@@ -278,7 +298,7 @@ export function fusellAddon(): FusellAddon {
   } catch (e) {
     throw new LowLevelError(`${file} failed to load: ${(e as Error).message.split('\n')[0]} (needs libfuse3-3)`);
   }
-  if (a.opNames.join() !== OPS.join()) throw new LowLevelError(`${file} is out of date: rebuild with \`make build\``);
+  if (a.opNames.join() !== OPS.join() || typeof a.setImmutable !== 'function') throw new LowLevelError(`${file} is out of date: rebuild with \`make build\``);
   return (addon = a);
 }
 
@@ -657,6 +677,14 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
     invalidateInode: (ino, offset = 0, length = 0) => notify(0, ino, offset, length, '', `invalidate inode ${ino}`),
     invalidateEntry: (parent, name) => notify(1, parent, 0, 0, name, `invalidate entry ${name} in ${parent}`),
     notifyDelete: (parent, child, name) => notify(2, parent, child, 0, name, `notify delete of ${name} in ${parent}`),
+    setImmutable(ino, immutable) {
+      // Out of memory in the addon: the inode stays with JS, which answers the same way.
+      if (!a.setImmutable(handle, ino, immutable)) onError?.('setImmutable', new LowLevelError(`cannot mark inode ${ino} immutable: out of memory`));
+    },
+    get fastPath() {
+      const [opens, flushes, releases, immutable] = a.fastPath(handle);
+      return { opens, flushes, releases, immutable };
+    },
   };
 
   try {

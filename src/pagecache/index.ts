@@ -10,7 +10,9 @@
 // more.
 //
 // Integration (the daemon): create it, pass `onContentCommitted` to the Filesystem, wrap the
-// low-level ops with `wrapOps`, `start()` after mounting and `close()` before the store closes.
+// low-level ops with `wrapOps`, `start()` before mounting, `attach(session)` once mounted (object
+// files are then opened and closed by the FUSE binding in C, without JS) and `close()` before the
+// store closes.
 import fs from 'node:fs';
 import { readCommitted } from '../store/fileContent';
 import { NotFoundError } from '../store/errors';
@@ -18,7 +20,7 @@ import type { ChunkSource } from '../store/chunkSource';
 import type { Store } from '../store/store';
 import { isReg, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG } from '../store/records';
 import type { Caller, Filesystem } from '../fs/filesystem';
-import type { LowLevelOps } from '../fs/lowlevel';
+import type { FastPathCounters, LowLevelOps, LowLevelSession } from '../fs/lowlevel';
 import { guardOps } from './guard';
 import { OBJECTS_DIR, PAGES_DIR, SLINKY_DIR, SLINKY_NAME, TMP_DIR, digestOfName, objectPath, pageTablePath } from './layout';
 import { ObjectIndex, type ObjectEntry } from './objectIndex';
@@ -73,6 +75,9 @@ export interface PageCacheStats {
   scannedAt: string | null;
   published: PublishCounters & { objects: number };
   objects: ObjectStats[];
+  /** Opens, flushes and releases of object files answered by the FUSE binding without JS
+   *  (zeros before `attach`). */
+  fastPath: FastPathCounters;
   /** The daemon's own memory (process.memoryUsage()), bytes. */
   daemon: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
 }
@@ -88,8 +93,11 @@ export interface PageCache {
   read(ino: number, offset: number, size: number): Promise<Buffer>;
   /** The mount's low-level operations with the page cache in front (see guard.ts). */
   wrapOps(ops: LowLevelOps): LowLevelOps;
-  /** Loads the index of published objects and serves statistics. Call once mounted. */
+  /** Loads the index of published objects and serves statistics. Call before mounting. */
   start(): Promise<void>;
+  /** The mount's session: every published object (now and later) is marked immutable there, so
+   *  its opens and closes are answered in C (src/fs/lowlevel.ts, "Immutable inodes"). */
+  attach(session: Pick<LowLevelSession, 'setImmutable' | 'fastPath'>): void;
   /** Settles when every queued file has been looked at (tests, unmount). */
   idle(): Promise<void>;
   stats(): Promise<PageCacheStats>;
@@ -115,6 +123,7 @@ class SharedPageCache implements PageCache {
   private nextScan: Promise<void> | undefined;
   private closed = false;
   private existing: Promise<void> = Promise.resolve();
+  private session: Pick<LowLevelSession, 'setImmutable' | 'fastPath'> | undefined;
 
   constructor(private readonly o: PageCacheOptions) {
     this.log = o.log;
@@ -232,6 +241,11 @@ class SharedPageCache implements PageCache {
     const full: PageTable = { ...table, object: e.digest };
     await this.publisher.writeTable(e.name, full).catch((err) => this.log(`page cache: cannot store the rebuilt table of ${e.name}: ${(err as Error).message}`));
     return full;
+  }
+
+  attach(session: Pick<LowLevelSession, 'setImmutable' | 'fastPath'>): void {
+    this.session = session;
+    this.index.watch((ino, isObject) => session.setImmutable(ino, isObject));
   }
 
   async start(): Promise<void> {
@@ -373,6 +387,7 @@ class SharedPageCache implements PageCache {
       scannedAt: this.scannedAt ? new Date(this.scannedAt).toISOString() : null,
       published: { ...this.publisher.counters, objects: this.index.size },
       objects,
+      fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0 },
       daemon: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
   }

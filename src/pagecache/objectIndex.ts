@@ -22,12 +22,23 @@ export class ObjectIndex {
   slinkyDir: number | undefined;
   objectsDir: number | undefined;
 
+  /** Told when an inode becomes or stops being a published object (the FUSE fast path). */
+  private listener: ((ino: number, isObject: boolean) => void) | undefined;
+
   add(e: ObjectEntry): void {
     const old = this.byName.get(e.name);
     if (old) this.byIno.delete(old.ino);
     this.byIno.set(e.ino, e);
     this.byName.set(e.name, e);
     this.protectedInos.add(e.ino);
+    if (old && old.ino !== e.ino) this.listener?.(old.ino, false);
+    this.listener?.(e.ino, true);
+  }
+
+  /** Call `fn` for every object now and for every change from now on. */
+  watch(fn: (ino: number, isObject: boolean) => void): void {
+    this.listener = fn;
+    for (const ino of this.byIno.keys()) fn(ino, true);
   }
 
   get(ino: number): ObjectEntry | undefined {

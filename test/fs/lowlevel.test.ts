@@ -218,6 +218,43 @@ describe.each(MODES)('a mounted in-memory filesystem, %s', (_mode, modeOptions) 
     expect(fs.calls.get('flush')).toBeGreaterThan(f0);
   });
 
+  test('read-only opens and closes of an immutable inode are answered by the binding; reads still reach the filesystem, with fh 0', async () => {
+    await out(`printf 'never changes\\n' > ${mp}/frozen`);
+    const ino = Number(await out(`stat -c %i ${mp}/frozen`));
+    const calls = () => ['open', 'flush', 'release', 'read'].map((op) => fs.calls.get(op) ?? 0);
+    s.setImmutable(ino, true);
+    await s.invalidateInode(ino); // so that the reads below must come from the filesystem
+    const [open0, flush0, release0, read0] = calls();
+    const fast0 = s.fastPath;
+    expect(await out(`cat ${mp}/frozen; cat ${mp}/frozen; cat ${mp}/frozen`)).toBe('never changes\nnever changes\nnever changes');
+    // The kernel sends RELEASE after the process has gone on: wait for the last one.
+    for (let i = 0; i < 100 && s.fastPath.releases < fast0.releases + 3; i++) await new Promise((r) => setTimeout(r, 20));
+    const [open1, flush1, release1, read1] = calls();
+    expect([open1 - open0, flush1 - flush0, release1 - release0]).toEqual([0, 0, 0]);
+    expect(read1).toBeGreaterThan(read0);
+    const fast1 = s.fastPath;
+    expect([fast1.opens - fast0.opens, fast1.flushes - fast0.flushes, fast1.releases - fast0.releases]).toEqual([3, 0, 3]);
+    expect(fast1.immutable).toBe(fast0.immutable);
+    s.setImmutable(ino, false);
+  });
+
+  test('an open for writing of an immutable inode reaches the filesystem, and unmarking hands read-only opens back to it', async () => {
+    await out(`printf 'v1' > ${mp}/thawed`);
+    const ino = Number(await out(`stat -c %i ${mp}/thawed`));
+    s.setImmutable(ino, true);
+    const immutable = s.fastPath.immutable;
+    const opens = () => fs.calls.get('open') ?? 0;
+    const o0 = opens();
+    await out(`printf 'v2' >> ${mp}/thawed`);
+    expect(opens()).toBe(o0 + 1);
+    s.setImmutable(ino, false);
+    expect(s.fastPath.immutable).toBe(immutable - 1);
+    const fastOpens = s.fastPath.opens;
+    expect(await out(`cat ${mp}/thawed`)).toBe('v1v2');
+    expect(opens()).toBe(o0 + 2);
+    expect(s.fastPath.opens).toBe(fastOpens);
+  });
+
   test('a handler that throws answers EIO, and the mount keeps working', async () => {
     fs.hook = (op, _req, _ino, name) => {
       if (op === 'lookup' && name === 'boom') throw new Error('handler bug');

@@ -78,6 +78,20 @@ test('two different slinked programs map the same libc inode, and stats count bo
   expect(after.gdt.referencedEntries).toBe(0);
 });
 
+test('a slinked program started from the mount has its object files opened and closed by the FUSE binding, without the daemon\'s JavaScript', () => {
+  const before = pageStats().fastPath;
+  expect(before.immutable).toBeGreaterThanOrEqual(new Set([...objects.values()].flat().map((o) => o.file)).size);
+  expect(spawnSync(bin('true'), [], { env: CLEAN_ENV }).status).toBe(0);
+  const n = objects.get('true')!.length; // the loader (opened by the stub), the program and libc (by the loader)
+  let after = pageStats().fastPath;
+  const deadline = Date.now() + 5000; // RELEASE reaches the daemon after the process has gone
+  while (after.releases < before.releases + n && Date.now() < deadline) {
+    spawnSync('sleep', ['0.05']);
+    after = pageStats().fastPath;
+  }
+  expect([after.opens - before.opens, after.flushes - before.flushes, after.releases - before.releases]).toEqual([n, 0, n]);
+});
+
 test('slinked programs from the mount print what the dynamic originals print', () => {
   const run = (file: string, args: string[]) => spawnSync(file, args, { encoding: 'utf8', env: CLEAN_ENV, cwd: '/' });
   const dyn = run('/usr/bin/ls', ['-la', '/usr/share/doc/coreutils']);
