@@ -28,6 +28,9 @@ function attrOf(a: FsAttr): Attr {
   };
 }
 
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+
 const entry = (a: FsAttr): EntryReply => ({ attr: attrOf(a), attrTimeout: ATTR_TIMEOUT, entryTimeout: ENTRY_TIMEOUT });
 const caller = (req: RequestContext) => ({ uid: req.uid, gid: req.gid });
 /** The umask applies to modes of new nodes (the kernel leaves it to us: no FUSE_CAP_DONT_MASK). */
@@ -92,7 +95,10 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
       return { ...entry(attr), fh, keepCache: true };
     },
     // Writes reach us through the kernel, which keeps its page cache in step: keep it across opens.
-    open: async (_req, ino, flags) => ({ fh: await fs.openIno(ino, flags), keepCache: true }),
+    // A read-only open has nothing of its own to flush (writers flush at their own close, and
+    // release still commits), so the kernel need not wait for a FLUSH round trip at its close:
+    // that is one of the round trips of every program start from the mount (exec, /proc/self/exe).
+    open: async (_req, ino, flags) => ({ fh: await fs.openIno(ino, flags), keepCache: true, noflush: (flags & O_ACCMODE) === O_RDONLY }),
     read: async (_req, _ino, fh, offset, size) => {
       const buf = Buffer.allocUnsafe(size);
       const n = await fs.read(fh, buf, size, offset);
