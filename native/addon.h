@@ -27,7 +27,15 @@ bool slinky_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **da
 bool slinky_get_index(napi_env env, napi_value v, const char *name, size_t max, size_t *out);
 bool slinky_get_int(napi_env env, napi_value v, const char *name, int64_t lo, int64_t hi, int64_t *out);
 
+/* The Rabin cut finder (addon_rabin.c), for the other parts of the addon. */
+typedef struct rabin_chunker rabin_chunker;
+bool slinky_get_chunker(napi_env env, napi_value v, rabin_chunker **out);
+/* Length of the chunk starting at data[0] with `avail` bytes available; -1 = need more bytes. */
+int64_t slinky_rabin_next_cut(const rabin_chunker *c, const uint8_t *data, size_t avail, bool final);
+size_t slinky_rabin_max_size(const rabin_chunker *c);
+
 napi_status slinky_init_rabin(napi_env env, napi_value exports);
+napi_status slinky_init_chunkhash(napi_env env, napi_value exports);
 napi_status slinky_init_zstd(napi_env env, napi_value exports);
 
 #endif

@@ -10,7 +10,7 @@
  * (g & mask) == 0. Since magic only has bits below d - 8, one shift-and-reduce step maps
  * f ^ magic to f' ^ magic once the constant K = magic ^ (magic << 8) is XOR-ed in; K is folded
  * into mod_table. */
-typedef struct {
+struct rabin_chunker {
   /* ((t * x^d) mod P) ^ (t << d) ^ K: XOR-ing it after a shift reduces the byte pushed out above
    * x^(d-1), clears it (so the loop needs no mask), and keeps the magic offset. */
   uint64_t mod_table[256];
@@ -20,7 +20,7 @@ typedef struct {
   size_t window, min_size, max_size;
   unsigned top_shift; /* d - 8 */
   bool lbfs_shape;    /* window 48, degree 53, 13-bit mask: use the specialised kernel */
-} rabin_chunker;
+};
 
 static const napi_type_tag RABIN_TAG = {0x736c696e6b79ULL, 0x726162696e763031ULL};
 
@@ -209,6 +209,23 @@ static inline int64_t next_cut(const rabin_chunker *c, const uint8_t *data, size
   if (hit) return (int64_t)hit;
   if (avail >= max) return (int64_t)max;
   return final ? (int64_t)avail : -1;
+}
+
+static bool get_chunker(napi_env env, napi_value v, rabin_chunker **out);
+
+int64_t slinky_rabin_next_cut(const rabin_chunker *c, const uint8_t *data, size_t avail, bool final)
+{
+  return next_cut(c, data, avail, final);
+}
+
+size_t slinky_rabin_max_size(const rabin_chunker *c)
+{
+  return c->max_size;
+}
+
+bool slinky_get_chunker(napi_env env, napi_value v, rabin_chunker **out)
+{
+  return get_chunker(env, v, out);
 }
 
 static bool get_chunker(napi_env env, napi_value v, rabin_chunker **out)

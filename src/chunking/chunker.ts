@@ -20,7 +20,8 @@ export type ChunkerImplementation = 'native' | 'js';
 const nativeHandles = new WeakMap<ChunkerParams, NativeChunkerHandle>();
 const validated = new WeakSet<ChunkerParams>();
 
-function nativeHandle(params: ChunkerParams): NativeChunkerHandle | undefined {
+/** The native cut finder's tables for `params`, or undefined without the addon. */
+export function nativeHandle(params: ChunkerParams): NativeChunkerHandle | undefined {
   const addon = nativeAddon();
   if (!addon) return undefined;
   let h = nativeHandles.get(params);

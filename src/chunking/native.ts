@@ -10,6 +10,7 @@ export interface NativeAddon {
   rabinCreate(polynomial: bigint, windowSize: number, minSize: number, maxSize: number, maskBits: number, magic: number): NativeChunkerHandle;
   rabinNextCut(handle: NativeChunkerHandle, data: Uint8Array, start: number, end: number, isFinal: boolean): number;
   rabinCuts(handle: NativeChunkerHandle, data: Uint8Array, start: number, end: number, isFinal: boolean): number[];
+  chunkHashAsync(handle: NativeChunkerHandle, data: Uint8Array, start: number, fileBase: number, isFinal: boolean, stopFrom: number, stops: Float64Array): Promise<Buffer>;
   zstdCompress(data: Uint8Array, level: number): Buffer;
   zstdDecompress(data: Uint8Array, expectedLength: number): Buffer;
   zstdCompressAsync(data: Uint8Array, level: number): Promise<Buffer>;

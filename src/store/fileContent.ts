@@ -6,8 +6,9 @@
 // past the change (the two chunkings agree from there on). The result is byte-for-byte the
 // chunking a fresh copy of the file would get, whatever the write pattern: that is what makes
 // identical files share every chunk.
-import { digestOf, type Digest } from '../chunking/digest';
-import { nextFileCut, LBFS_PARAMS, OBJECT_MAGIC_BYTES, type ChunkerParams } from '../chunking/chunker';
+import type { Digest } from '../chunking/digest';
+import { LBFS_PARAMS, OBJECT_MAGIC_BYTES, type ChunkerParams } from '../chunking/chunker';
+import { chunkAndHash } from '../chunking/chunkHash';
 import { encodeChunkAsync } from '../chunking/compress';
 import { readParts, type ChunkSource } from './chunkSource';
 import type { Extent, Ino } from './records';
@@ -96,19 +97,30 @@ export async function planRewrite(
     let pos = s;
     let winStart = -1;
     let win: Buffer = Buffer.alloc(0);
-    for (;;) {
+    for (let done = false; !done; ) {
       const need = Math.min(pos + params.maxSize + OBJECT_MAGIC_BYTES, newSize);
       if (winStart < 0 || pos < winStart || need > winStart + win.length) {
         winStart = pos;
         win = await materialize(pos, Math.min(newSize, pos + Math.max(WINDOW, params.maxSize)));
       }
       const winEnd = winStart + win.length;
-      const len = nextFileCut(win, pos - winStart, win.length, winEnd === newSize, winStart, params);
-      const plain = win.subarray(pos - winStart, pos - winStart + len);
-      added.push({ offset: pos, length: len, digest: digestOf(plain), plain });
-      pos += len;
-      if (pos >= newSize) break;
-      if (pos >= b && isOldCut(pos)) break; // resynchronised with the old chunking
+      // Past the dirty range, the old cut points in this window are where re-chunking may stop.
+      const stopFrom = Math.max(b, pos + 1);
+      const stops = oldCutsIn(store, ino, stopFrom, Math.min(winEnd, oldSize) + 1, winStart);
+      const chunks = await chunkAndHash(
+        { data: win, fileBase: winStart, start: pos - winStart, isFinal: winEnd === newSize, stopFrom: stopFrom - winStart, stops },
+        params,
+      );
+      if (chunks.length === 0) throw new Error(`internal: no chunk decided at ${pos} in window [${winStart}, ${winEnd})`);
+      for (const c of chunks) {
+        const plain = win.subarray(pos - winStart, pos - winStart + c.length);
+        added.push({ offset: pos, length: c.length, digest: c.digest, plain });
+        pos += c.length;
+        if (pos >= newSize || (pos >= b && isOldCut(pos))) {
+          done = true; // at the end, or resynchronised with the old chunking
+          break;
+        }
+      }
     }
     rewritten.push([s, pos]);
     p = pos;
@@ -125,6 +137,14 @@ export async function planRewrite(
     for (const e of store.extents(ino, newSize)) if (e.offset >= newSize && e.offset >= removedTo) removed.push(e);
   }
   return { removed, added, newSize };
+}
+
+/** Window offsets (file offset - base) of the old extents starting in [from, to), sorted. */
+function oldCutsIn(store: Store, ino: Ino, from: number, to: number, base: number): Float64Array {
+  if (to <= from) return new Float64Array(0);
+  const offsets: number[] = [];
+  for (const e of store.extents(ino, from, to)) if (e.offset >= from) offsets.push(e.offset - base);
+  return Float64Array.from(offsets);
 }
 
 /** Start of the old chunk that must be re-cut when byte `a` changes (see the module comment). */
