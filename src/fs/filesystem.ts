@@ -20,8 +20,9 @@ import {
   planBytes,
   planRewrite,
   readCommitted,
+  type RewriteOptions,
 } from '../store/fileContent';
-import { Overlay } from '../store/overlay';
+import { Overlay, OVERLAY_HEADROOM } from '../store/overlay';
 import {
   type InodeRecord,
   type Ino,
@@ -38,6 +39,13 @@ import type { Store } from '../store/store';
 import { E, ErrnoError } from './errno';
 import { RwLock } from './rwLock';
 
+/**
+ * st_blksize: the I/O size that suits the mount. Every request is a round trip through the
+ * daemon's event loop, and cp, tar and dd size their buffers from st_blksize (cp: at least
+ * 128 KiB), so 1 MiB (the mount's max_write) makes a large copy an eighth of the requests.
+ * stdio takes st_blksize only when below BUFSIZ, so FILE buffers are unchanged.
+ */
+export const PREFERRED_IO_SIZE = 1 << 20;
 /** Uncommitted bytes one open file may hold before a write commits them (memory bound). */
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
@@ -89,8 +97,16 @@ interface FileState {
   /** Handles open for writing: only then are attribute changes deferred. */
   writers: number;
   lock: RwLock;
-  /** Writes being committed in the background while new ones collect in `overlay`. */
-  inflight?: { overlay: Overlay; done: Promise<void> };
+  /** The committed content ends at a definite cut (see RewriteOptions.endIsCut). */
+  endIsCut: boolean;
+  /**
+   * The newest batch of writes being committed in the background while new ones collect in
+   * `overlay`; its `overlay` reads the bytes of every batch still in flight, and its `done`
+   * settles once all of them have.
+   */
+  inflight?: Batch;
+  /** The in-flight batches' own work, for back-pressure. */
+  batches: Set<Promise<void>>;
   /** A background commit's error, reported by the next write, flush or close. */
   failure?: Error;
 }
@@ -99,6 +115,29 @@ interface Prepared {
   plan: Awaited<ReturnType<typeof planRewrite>>;
   encoded: Awaited<ReturnType<typeof encodeMissing>>;
 }
+
+/** Writes being committed in the background (see commitInBackground). */
+interface Batch {
+  /** Copies the bytes of this batch, over those of any earlier batch still in flight. */
+  overlay: { copyInto(offset: number, target: Buffer): void };
+  /** Settles when this batch and every earlier one have been applied or have failed. */
+  done: Promise<void>;
+  /** This batch's own work (its failure handling included). */
+  work: Promise<void>;
+  /** Where the committed content will end once this batch is applied; undefined if it failed. */
+  planned: Promise<{ end: number; endIsCut: boolean } | undefined>;
+  /** Settles once this batch has been applied or has failed (before its bytes are put back). */
+  settled: Promise<void>;
+  failed?: Error;
+  prev?: Batch;
+  successor?: Batch;
+}
+
+/** A batch given up because an earlier one failed: its bytes go back, nothing to report. */
+class AbandonedBatch extends Error {}
+
+/** Batches committing at once per file: one applying while the next is chunked and hashed. */
+const MAX_BATCHES = 2;
 
 const RETRY = Symbol('retry');
 
@@ -115,8 +154,9 @@ export interface FilesystemOptions {
   log?: (line: string) => void;
   cacheBytes?: number;
   /**
-   * Called after a file's content change is committed, with the lock still held. Parts that
-   * derive data from file contents (the page cache's object index) hook in here.
+   * Called after a file's content change is committed (with the file's lock held, except after
+   * a background batch that only appended). Parts that derive data from file contents (the page
+   * cache's object index) hook in here.
    */
   onContentCommitted?: (ino: Ino) => Promise<void>;
   /** Store new chunks raw and leave compression to the idle-time compactor (src/store/compactor.ts). */
@@ -193,7 +233,7 @@ export class Filesystem {
       nlink: rec.nlink,
       size: rec.size,
       blocks: Math.ceil(rec.size / 512),
-      blksize: 4096,
+      blksize: PREFERRED_IO_SIZE,
       atimeMs: rec.atimeMs,
       mtimeMs: rec.mtimeMs,
       ctimeMs: rec.ctimeMs,
@@ -539,6 +579,8 @@ export class Filesystem {
         opens: 0,
         writers: 0,
         lock: new RwLock(),
+        endIsCut: false,
+        batches: new Set(),
       };
       this.states.set(rec.ino, st);
     }
@@ -583,45 +625,105 @@ export class Filesystem {
     const h = this.handle(fh);
     if ((h.flags & O_ACCMODE) === O_RDONLY) throw new ErrnoError(E.EBADF, 'file not open for writing');
     const st = h.state;
-    // Back-pressure: one batch in flight and one filling, so memory stays bounded.
-    while (st.inflight && st.overlay.bytes >= COMMIT_THRESHOLD) await st.inflight.done;
+    // Back-pressure: at most MAX_BATCHES in flight and one filling, so memory stays bounded.
+    while (st.batches.size >= MAX_BATCHES && st.overlay.bytes >= COMMIT_THRESHOLD) await Promise.race(st.batches);
     this.lastWriteMs = Date.now();
     return st.lock.exclusive(async () => {
       this.takeFailure(st);
       st.overlay.write(position, data.subarray(0, length));
       st.size = Math.max(st.size, position + length);
       this.touchContent(st);
-      if (st.overlay.bytes >= COMMIT_THRESHOLD && !st.inflight) this.commitInBackground(st);
+      if (st.overlay.bytes >= COMMIT_THRESHOLD && st.batches.size < MAX_BATCHES) this.commitInBackground(st);
       return length;
     });
   }
 
   /**
-   * Commit what has collected so far while new writes go on: chunking, hashing and compression
-   * of one batch overlap the arrival of the next. The lock is taken only to swap the recipe.
+   * Commit what has collected so far while new writes go on: chunking, hashing and the
+   * transaction of one batch overlap the arrival of the next. A batch commits only up to its last
+   * definite cut (keepTail): the bytes after it move under the next batch's, which then starts
+   * at that cut. So when the next batch only appends, it needs nothing of this one but where it
+   * ends, and is chunked and hashed while this one's transaction commits; batches are applied
+   * in order. The lock is taken only to swap the recipe.
    */
   private commitInBackground(st: FileState): void {
-    const overlay = st.overlay;
+    const own = st.overlay;
     const size = st.size;
     const pending = { ...st.pending };
-    const fromSize = st.committedSize;
-    st.overlay = new Overlay();
-    const done = (async () => {
+    const prev = st.inflight;
+    // A writer that filled one batch is likely to fill the next: one slab for all of it.
+    const next = new Overlay({ firstSlab: COMMIT_THRESHOLD + OVERLAY_HEADROOM + (1 << 20) });
+    st.overlay = next;
+    let setPlanned!: (p: { end: number; endIsCut: boolean } | undefined) => void;
+    let setSettled!: () => void;
+    const batch: Batch = {
+      overlay: {
+        copyInto: (offset, target) => {
+          batch.prev?.overlay.copyInto(offset, target);
+          own.copyInto(offset, target);
+        },
+      },
+      planned: new Promise((resolve) => (setPlanned = resolve)),
+      settled: new Promise((resolve) => (setSettled = resolve)),
+      prev,
+      done: Promise.resolve(),
+      work: Promise.resolve(),
+    };
+    if (prev) prev.successor = batch;
+    batch.work = (async () => {
       try {
-        const prepared = await this.prepare(st, overlay, fromSize, size);
-        await st.lock.exclusive(() => this.apply(st, prepared, size, pending));
+        let from = { end: st.committedSize, endIsCut: st.endIsCut };
+        if (prev) {
+          const p = await prev.planned;
+          if (!p) throw new AbandonedBatch();
+          from = p;
+          // Anything but an append needs the store as the earlier batch leaves it.
+          const appendOnly = p.endIsCut && own.ranges().every(([a]) => a >= p.end);
+          if (!appendOnly) await this.afterPrevious(batch);
+        }
+        const prepared = await this.prepare(st, own, from.end, size, { endIsCut: from.endIsCut, keepTail: true });
+        const { plan } = prepared;
+        // The undecided tail goes under the bytes written since: the next batch starts with it.
+        if (plan.newSize < size) next.underlay(plan.newSize, size, own);
+        setPlanned({ end: plan.newSize, endIsCut: plan.endIsCut });
+        await this.afterPrevious(batch);
+        // A plan that only adds extents changes nothing a read in progress depends on (every
+        // extent and chunk it found stays), and writes touch only the newer overlay: the file's
+        // writes go on while the transaction commits. A plan that replaces extents could free a
+        // chunk under a read, so it excludes them.
+        if (plan.removed.length === 0) await this.apply(st, prepared, plan.newSize, pending);
+        else await st.lock.exclusive(() => this.apply(st, prepared, plan.newSize, pending));
+        setSettled();
       } catch (err) {
-        this.log(`background commit of inode ${st.ino} failed: ${(err as Error).message}`);
+        batch.failed = err as Error;
+        setPlanned(undefined);
+        setSettled();
+        if (!(err instanceof AbandonedBatch)) this.log(`background commit of inode ${st.ino} failed: ${(err as Error).message}`);
+        // Keep the bytes, under the newer writes, for reads and for the next flush to retry: a
+        // later batch (given up because of this one) puts its bytes back first.
+        await batch.successor?.work;
         await st.lock.exclusive(async () => {
-          // Keep the bytes: under the newer writes, for reads and for the next flush to retry.
-          st.overlay = Overlay.layered(overlay, st.overlay);
-          st.failure = err as Error;
+          st.overlay = Overlay.layered(own, st.overlay);
+          if (!(err instanceof AbandonedBatch)) st.failure = err as Error;
         });
       } finally {
-        st.inflight = undefined;
+        st.batches.delete(batch.work);
       }
     })();
-    st.inflight = { overlay, done };
+    st.batches.add(batch.work);
+    batch.done = Promise.all([batch.work, prev?.done]).then(() => {
+      if (st.inflight === batch) st.inflight = undefined;
+    });
+    st.inflight = batch;
+  }
+
+  /** Wait until the batch before `batch` is applied; throws if it failed. */
+  private async afterPrevious(batch: Batch): Promise<void> {
+    const prev = batch.prev;
+    if (!prev) return;
+    await prev.settled;
+    if (prev.failed) throw new AbandonedBatch();
+    batch.prev = undefined; // its bytes are committed or under ours now
   }
 
   private takeFailure(st: FileState): void {
@@ -721,8 +823,8 @@ export class Filesystem {
   private async commit(st: FileState): Promise<void> {
     if (!st.dirty && !st.metaDirty) return;
     const prepared = st.dirty
-      ? await this.prepare(st, st.overlay, st.committedSize, st.size)
-      : { plan: { removed: [], added: [], newSize: st.size }, encoded: new Map() };
+      ? await this.prepare(st, st.overlay, st.committedSize, st.size, { endIsCut: st.endIsCut })
+      : { plan: { removed: [], added: [], newSize: st.size, endIsCut: st.endIsCut }, encoded: new Map() };
     await this.apply(st, prepared, st.size, st.pending);
     st.overlay.clear();
     st.pending = {};
@@ -731,12 +833,15 @@ export class Filesystem {
   }
 
   /** Plan the new recipe and encode new chunks: reads the store, changes nothing. */
-  private async prepare(st: FileState, overlay: Overlay, fromSize: number, size: number): Promise<Prepared> {
-    const plan = await planRewrite(this.store, this.source, st.ino, fromSize, size, overlay);
+  private async prepare(st: FileState, overlay: Overlay, fromSize: number, size: number, options: RewriteOptions): Promise<Prepared> {
+    const plan = await planRewrite(this.store, this.source, st.ino, fromSize, size, overlay, undefined, options);
     return { plan, encoded: await encodeMissing(this.store, plan.added, this.compressLater) };
   }
 
-  /** One transaction: swap the recipe, set size and attributes. Caller holds the lock. */
+  /**
+   * One transaction: swap the recipe, set size and attributes. Caller holds the lock, or (a
+   * background batch that only adds extents) no read depends on what changes.
+   */
   private async apply(st: FileState, prepared: Prepared, size: number, pending: PendingAttrs): Promise<void> {
     const { plan } = prepared;
     let { encoded } = prepared;
@@ -759,6 +864,7 @@ export class Filesystem {
       }
     }
     st.committedSize = size;
+    st.endIsCut = plan.endIsCut;
     // The last chunk is what the next append re-reads: keep it hot.
     const last = plan.added[plan.added.length - 1];
     if (last) this.source.add(last.digest, Buffer.from(last.plain));

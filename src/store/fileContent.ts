@@ -12,7 +12,7 @@ import { chunkAndHash } from '../chunking/chunkHash';
 import { encodeChunkAsync } from '../chunking/compress';
 import { readParts, type ChunkSource } from './chunkSource';
 import type { Extent, Ino } from './records';
-import type { Overlay } from './overlay';
+import { uncoveredBy, type Overlay } from './overlay';
 import type { Store, StoredChunk } from './store';
 import { ChunkMissingError } from './errors';
 import { digestToString } from '../chunking/digest';
@@ -50,7 +50,26 @@ export interface NewExtent extends Extent {
 export interface RewritePlan {
   removed: Extent[];
   added: NewExtent[];
+  /** Where the committed content ends after the plan (short of the file's size with keepTail). */
   newSize: number;
+  /** The content then ends at a definite cut (see RewriteOptions.endIsCut). */
+  endIsCut: boolean;
+}
+
+export interface RewriteOptions {
+  /**
+   * The committed content ends at a definite cut (it was committed with keepTail), not at a cut
+   * forced by its end: chunking may restart right there instead of at the last chunk's start.
+   */
+  endIsCut?: boolean;
+  /**
+   * Leave out the file's last bytes while their cut could still move with bytes appended later
+   * (less than a maximal chunk plus an ELF header's bytes): the plan then ends at a definite cut,
+   * `newSize` in the result says where, and the bytes after it stay uncommitted. Used for the
+   * batches committed while a file is still being written. Ignored when the plan could not end
+   * at or past the old end.
+   */
+  keepTail?: boolean;
 }
 
 /**
@@ -65,6 +84,7 @@ export async function planRewrite(
   newSize: number,
   overlay: Overlay,
   params: ChunkerParams = LBFS_PARAMS,
+  options: RewriteOptions = {},
 ): Promise<RewritePlan> {
   const dirty: Array<[number, number]> = [];
   for (const [a, b] of overlay.ranges()) if (a < newSize) dirty.push([a, Math.min(b, newSize)]);
@@ -76,22 +96,38 @@ export async function planRewrite(
   // commit of a growing file must not cost more with every megabyte already stored.
   const isOldCut = (pos: number) => pos < oldSize && store.hasExtentAt(ino, pos);
 
-  const materialize = async (from: number, to: number): Promise<Buffer> => {
-    const buf = Buffer.alloc(to - from);
+  // File bytes [from, to) after the change: the overlay's, else the committed ones, else zeros
+  // (a file extended past its old end). Bytes the overlay holds in one run are used in place.
+  const fill = async (target: Buffer, from: number): Promise<void> => {
+    const to = from + target.length;
     const committedEnd = Math.min(to, oldSize);
-    for (const [ga, gb] of uncovered(overlay, from, committedEnd)) {
-      await readCommitted(store, source, ino, ga, buf.subarray(ga - from, gb - from));
+    if (committedEnd > from) await readCommitted(store, source, ino, from, target.subarray(0, committedEnd - from));
+    if (to > Math.max(from, oldSize)) target.fill(0, Math.max(from, oldSize) - from);
+  };
+  const materialize = async (from: number, to: number): Promise<Buffer> => {
+    const direct = overlay.contiguousView(from, to);
+    if (direct) {
+      const head = direct.view.subarray(0, direct.fillTo - from);
+      if (head.length > 0) {
+        await fill(head, from);
+        overlay.copyInto(from, head);
+      }
+      return direct.view;
     }
+    const buf = Buffer.allocUnsafe(to - from);
+    for (const [ga, gb] of uncoveredBy(overlay, from, to)) await fill(buf.subarray(ga - from, gb - from), ga);
     overlay.copyInto(from, buf);
     return buf;
   };
 
   const added: NewExtent[] = [];
   const rewritten: Array<[number, number]> = [];
+  let tailFrom: number | undefined; // keepTail: where the undecided bytes at the end begin
+  let reachedEnd = false; // re-chunking ran to the end of the file (whose cut the end forced)
   let p = 0; // everything before p has been decided
   for (const [a, b] of dirty) {
     if (a < p && b <= p) continue;
-    let s = restartPoint(store, ino, a, oldSize);
+    let s = options.endIsCut && a >= oldSize ? oldSize : restartPoint(store, ino, a, oldSize);
     if (s < p) s = p;
     if (s >= newSize) continue;
     let pos = s;
@@ -107,17 +143,25 @@ export async function planRewrite(
       // Past the dirty range, the old cut points in this window are where re-chunking may stop.
       const stopFrom = Math.max(b, pos + 1);
       const stops = oldCutsIn(store, ino, stopFrom, Math.min(winEnd, oldSize) + 1, winStart);
+      const isFinal = winEnd === newSize && !options.keepTail;
       const chunks = await chunkAndHash(
-        { data: win, fileBase: winStart, start: pos - winStart, isFinal: winEnd === newSize, stopFrom: stopFrom - winStart, stops },
+        { data: win, fileBase: winStart, start: pos - winStart, isFinal, stopFrom: stopFrom - winStart, stops },
         params,
       );
-      if (chunks.length === 0) throw new Error(`internal: no chunk decided at ${pos} in window [${winStart}, ${winEnd})`);
+      if (chunks.length === 0) {
+        if (winEnd === newSize && options.keepTail) {
+          tailFrom = pos; // the rest waits for more bytes
+          break;
+        }
+        throw new Error(`internal: no chunk decided at ${pos} in window [${winStart}, ${winEnd})`);
+      }
       for (const c of chunks) {
         const plain = win.subarray(pos - winStart, pos - winStart + c.length);
         added.push({ offset: pos, length: c.length, digest: c.digest, plain });
         pos += c.length;
         if (pos >= newSize || (pos >= b && isOldCut(pos))) {
           done = true; // at the end, or resynchronised with the old chunking
+          if (pos >= newSize) reachedEnd = true;
           break;
         }
       }
@@ -126,6 +170,12 @@ export async function planRewrite(
     p = pos;
   }
 
+  if (tailFrom !== undefined && tailFrom < oldSize) {
+    // Old extents would remain past the decided end: plan the whole file instead.
+    return planRewrite(store, source, ino, oldSize, newSize, overlay, params, { ...options, keepTail: false });
+  }
+  const planEnd = tailFrom ?? newSize;
+
   // Old extents that start inside a rewritten range, or past the new end, are replaced.
   const removed: Extent[] = [];
   let removedTo = 0;
@@ -133,10 +183,11 @@ export async function planRewrite(
     for (const e of store.extents(ino, s, c)) if (e.offset >= s && e.offset >= removedTo) removed.push(e);
     removedTo = c;
   }
-  if (newSize < oldSize) {
-    for (const e of store.extents(ino, newSize)) if (e.offset >= newSize && e.offset >= removedTo) removed.push(e);
+  if (planEnd < oldSize) {
+    for (const e of store.extents(ino, planEnd)) if (e.offset >= planEnd && e.offset >= removedTo) removed.push(e);
   }
-  return { removed, added, newSize };
+  const endIsCut = tailFrom !== undefined || (!reachedEnd && newSize === oldSize && !!options.endIsCut);
+  return { removed, added, newSize: planEnd, endIsCut };
 }
 
 /** Window offsets (file offset - base) of the old extents starting in [from, to), sorted. */
@@ -155,20 +206,6 @@ function restartPoint(store: Store, ino: Ino, a: number, oldSize: number): numbe
   return holder ? holder.offset : 0;
 }
 
-/** Sub-ranges of [from, to) not covered by the overlay. */
-function uncovered(overlay: Overlay, from: number, to: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  let pos = from;
-  for (const [a, b] of overlay.ranges()) {
-    if (b <= pos) continue;
-    if (a >= to) break;
-    if (a > pos) out.push([pos, Math.min(a, to)]);
-    pos = Math.max(pos, b);
-    if (pos >= to) break;
-  }
-  if (pos < to) out.push([pos, to]);
-  return out;
-}
 
 /**
  * Encode the plan's chunks that the store does not hold yet: compressed now, or (compressLater)

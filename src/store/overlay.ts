@@ -1,14 +1,41 @@
 // Bytes written to an open file but not yet chunked and committed. A sorted list of
 // non-overlapping segments; later writes win. Sequential appends (the common case: cp, tar, the
-// linker) take the fast path of a push. Pure data structure: no I/O.
+// linker) take the fast path: they are copied into the free end of a slab, so a long run of
+// writes is one segment in a few large Buffers instead of one Buffer per write (fewer allocations
+// for the garbage collector to track), and committing can chunk it in place (contiguousView).
+// Bytes already in a segment are never changed in place: views handed out stay valid. Pure data
+// structure: no I/O.
 export interface Segment {
   offset: number;
   data: Buffer;
 }
 
+export interface OverlayOptions {
+  /** Size of the first slab (a writer known to write much passes the batch size). */
+  firstSlab?: number;
+}
+
+/** Slab sizes: the first is small (most files are), each next one doubles up to MAX_SLAB. */
+const MIN_SLAB = 64 << 10;
+const MAX_SLAB = 16 << 20;
+/**
+ * Room kept free in front of a slab that starts a run: a commit re-chunks from the start of the
+ * last committed chunk (at most a maximal chunk before the run), and can place those bytes
+ * there to chunk the whole window without copying it (contiguousView).
+ */
+export const OVERLAY_HEADROOM = (64 << 10) + 64;
+
 export class Overlay {
   private segs: Segment[] = [];
   private total = 0;
+  /** The slab appends go into, and how much of it is used (headroom included). */
+  private slab: Buffer | undefined;
+  private slabUsed = 0;
+  private nextSlab: number;
+
+  constructor(options: OverlayOptions = {}) {
+    this.nextSlab = Math.max(MIN_SLAB, Math.min(MAX_SLAB, options.firstSlab ?? MIN_SLAB));
+  }
 
   get bytes(): number {
     return this.total;
@@ -23,14 +50,13 @@ export class Overlay {
   /** Record a write. `data` is copied: FUSE reuses its buffers. */
   write(offset: number, data: Uint8Array): void {
     if (data.length === 0) return;
-    const copy = Buffer.from(data);
-    const end = offset + copy.length;
     const last = this.segs[this.segs.length - 1];
     if (!last || last.offset + last.data.length <= offset) {
-      this.segs.push({ offset, data: copy });
-      this.total += copy.length;
+      this.append(last, offset, data);
       return;
     }
+    const copy = Buffer.from(data);
+    const end = offset + copy.length;
     const out: Segment[] = [];
     let inserted = false;
     for (const s of this.segs) {
@@ -54,6 +80,110 @@ export class Overlay {
     if (!inserted) out.push({ offset, data: copy });
     this.segs = out;
     this.total = out.reduce((n, s) => n + s.data.length, 0);
+  }
+
+  /** A write past every segment: extend the last segment in its slab, or start a new one. */
+  private append(last: Segment | undefined, offset: number, data: Uint8Array): void {
+    const n = data.length;
+    const slab = this.slab;
+    const extends_ =
+      last !== undefined &&
+      slab !== undefined &&
+      last.offset + last.data.length === offset &&
+      last.data.buffer === slab.buffer &&
+      last.data.byteOffset + last.data.length === slab.byteOffset + this.slabUsed &&
+      slab.length - this.slabUsed >= n;
+    if (extends_) {
+      slab.set(data, this.slabUsed);
+      const start = last.data.byteOffset - slab.byteOffset;
+      this.slabUsed += n;
+      last.data = slab.subarray(start, this.slabUsed);
+      this.total += n;
+      return;
+    }
+    let dest: Buffer;
+    if (slab && slab.length - this.slabUsed >= n && !(offset > 0 && this.slabUsed === 0)) {
+      dest = slab.subarray(this.slabUsed, this.slabUsed + n);
+      this.slabUsed += n;
+    } else {
+      // A new slab; one that starts a run past offset 0 keeps headroom in front (see above).
+      const headroom = offset > 0 ? OVERLAY_HEADROOM : 0;
+      const size = Math.max(this.nextSlab, headroom + n);
+      this.nextSlab = Math.min(MAX_SLAB, this.nextSlab * 2);
+      this.slab = Buffer.allocUnsafeSlow(size);
+      this.slabUsed = headroom + n;
+      dest = this.slab.subarray(headroom, headroom + n);
+    }
+    dest.set(data);
+    this.segs.push({ offset, data: dest });
+    this.total += n;
+  }
+
+  /**
+   * The overlay's bytes [from, to) as one Buffer, without copying, when a single segment can
+   * provide them: `view` holds [from, to) and the caller must fill view[0 .. fillTo - from)
+   * itself (bytes in front of the segment, which are not in the overlay; fillTo = from when
+   * there are none). That needs the segment to cover [s, to) with s ≤ from, or to be the first
+   * of a slab with headroom (see OVERLAY_HEADROOM) that can take [from, s). Otherwise
+   * undefined: copy instead.
+   */
+  contiguousView(from: number, to: number): { view: Buffer; fillTo: number } | undefined {
+    if (to <= from) return undefined;
+    const seg = this.segmentAt(to - 1);
+    if (!seg) return undefined;
+    if (seg.offset <= from) return { view: seg.data.subarray(from - seg.offset, to - seg.offset), fillTo: from };
+    const before = seg.offset - from;
+    // Free bytes in front of a segment exist only in a slab made with headroom, before its first
+    // segment (appends never write there): anywhere else they may belong to a view handed out.
+    const slab = this.slab;
+    if (before > OVERLAY_HEADROOM || !slab || slab.buffer !== seg.data.buffer || seg.data.byteOffset - slab.byteOffset !== OVERLAY_HEADROOM) {
+      return undefined;
+    }
+    return { view: Buffer.from(seg.data.buffer, seg.data.byteOffset - before, to - from), fillTo: seg.offset };
+  }
+
+  /**
+   * Put `src`'s bytes [from, to) under this overlay's: only where this one has none. When they
+   * end where this overlay's first run begins, and fit in the headroom in front of it, they
+   * extend that run without a copy of the run.
+   */
+  underlay(from: number, to: number, src: Overlay): void {
+    const first = this.segs[0];
+    const n = to - from;
+    const slab = this.slab;
+    if (
+      first !== undefined &&
+      first.offset === to &&
+      n <= OVERLAY_HEADROOM &&
+      slab !== undefined &&
+      first.data.buffer === slab.buffer &&
+      first.data.byteOffset - slab.byteOffset === OVERLAY_HEADROOM
+    ) {
+      const data = Buffer.from(first.data.buffer, first.data.byteOffset - n, first.data.length + n);
+      src.copyInto(from, data.subarray(0, n));
+      this.segs[0] = { offset: from, data };
+      this.total += n;
+      return;
+    }
+    for (const [a, b] of uncoveredBy(this, from, to)) {
+      const bytes = Buffer.alloc(b - a);
+      src.copyInto(a, bytes);
+      this.write(a, bytes);
+    }
+  }
+
+  /** The segment holding byte `pos`, if any. */
+  private segmentAt(pos: number): Segment | undefined {
+    let lo = 0;
+    let hi = this.segs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const s = this.segs[mid];
+      if (pos < s.offset) hi = mid - 1;
+      else if (pos >= s.offset + s.data.length) lo = mid + 1;
+      else return s;
+    }
+    return undefined;
   }
 
   /** Forget everything at or beyond `size` (truncate). */
@@ -94,7 +224,7 @@ export class Overlay {
 
   /** A new overlay with `lower`'s bytes under `upper`'s (upper wins where both have bytes). */
   static layered(lower: Overlay, upper: Overlay): Overlay {
-    const out = new Overlay();
+    const out = new Overlay({ firstSlab: lower.bytes + upper.bytes });
     for (const seg of lower.segs) out.write(seg.offset, seg.data);
     for (const seg of upper.segs) out.write(seg.offset, seg.data);
     return out;
@@ -103,5 +233,22 @@ export class Overlay {
   clear(): void {
     this.segs = [];
     this.total = 0;
+    this.slab = undefined;
+    this.slabUsed = 0;
   }
+}
+
+/** Sub-ranges of [from, to) where `overlay` has no bytes. */
+export function uncoveredBy(overlay: Overlay, from: number, to: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let pos = from;
+  for (const [a, b] of overlay.ranges()) {
+    if (b <= pos) continue;
+    if (a >= to) break;
+    if (a > pos) out.push([pos, Math.min(a, to)]);
+    pos = Math.max(pos, b);
+    if (pos >= to) break;
+  }
+  if (pos < to) out.push([pos, to]);
+  return out;
 }

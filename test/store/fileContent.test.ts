@@ -54,6 +54,32 @@ test('a file written in 128 KiB pieces has the chunking of its whole content', a
   expect((await readAll('/f')).equals(data)).toBe(true);
 });
 
+test('a file larger than a commit batch, appended in 128 KiB pieces, has the chunking of its whole content', async () => {
+  // Batches are committed in the background while writes go on; each re-chunks from the last
+  // committed chunk, whose bytes are placed in front of the batch's run. Libraries placed at
+  // page-aligned offsets across the batch edges bring object boundaries into every window.
+  const libc = fs.readFileSync('/lib/x86_64-linux-gnu/libc.so.6');
+  const parts: Buffer[] = [];
+  for (let i = 0, size = 0; size < 19 << 20; i++) {
+    const part = i % 2 === 0 ? randomBytes(40 + i, 4096 * (700 + 37 * i)) : libc;
+    parts.push(part);
+    size += part.length + ((4096 - (part.length % 4096)) % 4096);
+    parts.push(Buffer.alloc((4096 - (part.length % 4096)) % 4096, 0x5a));
+  }
+  const data = Buffer.concat(parts);
+  const piece = Buffer.alloc(131072);
+  const fh = await fsys.create('/big', 0o644, ROOT);
+  for (let off = 0; off < data.length; off += 131072) {
+    const n = Math.min(131072, data.length - off);
+    data.copy(piece, 0, off, off + n);
+    await fsys.write(fh, piece, n, off);
+    piece.fill(0xee); // FUSE reuses its buffers
+  }
+  await fsys.release(fh);
+  expect(recipeOf('/big')).toEqual(chunkingOf(data));
+  expect((await readAll('/big')).equals(data)).toBe(true);
+});
+
 test('random overwrites, extensions and truncates leave the chunking of the final bytes', async () => {
   const next = prng(7);
   let expected = randomBytes(2, 2 << 20);
@@ -191,5 +217,56 @@ test('reads during background commits of a large file see every byte written so 
   await fsys.release(fh);
   await fsys.release(rfh);
   expect(recipeOf('/big')).toEqual(chunkingOf(data));
+  expect(verifyStore(store).damage).toEqual([]);
+});
+
+test('overwrites of earlier bytes between batches of a large append leave the chunking of the final bytes', async () => {
+  // A batch holding an overwrite cannot be chunked before the batch ahead of it is applied (it
+  // re-chunks from the store's extents): it waits, and the result is still the fresh chunking.
+  const expected = randomBytes(50, 30 << 20);
+  const next = prng(51);
+  const fh = await fsys.create('/big', 0o644, ROOT);
+  const piece = 131072;
+  for (let off = 0; off < expected.length; off += piece) {
+    await fsys.write(fh, expected.subarray(off, off + piece), piece, off);
+    if ((off / piece) % 40 === 39) {
+      const len = 1 + (next() % 20000);
+      const at = next() % (off + piece - len);
+      const patch = randomBytes(52 + off, len);
+      await fsys.write(fh, patch, len, at);
+      patch.copy(expected, at);
+    }
+  }
+  await fsys.release(fh);
+  expect(recipeOf('/big')).toEqual(chunkingOf(expected));
+  expect((await readAll('/big')).equals(expected)).toBe(true);
+  expect(verifyStore(store).damage).toEqual([]);
+});
+
+test('a store that fills up during background commits: the writer is told, and no written byte is lost or reordered', async () => {
+  await store.close();
+  store = await Store.open(dir, { maxBytes: 24 << 20 });
+  fsys = new Filesystem(store, new LocalChunkSource(store));
+  const data = randomBytes(60, 48 << 20);
+  const fh = await fsys.create('/big', 0o644, ROOT);
+  const piece = 131072;
+  let failure: unknown;
+  let written = 0;
+  for (let off = 0; off < data.length && !failure; off += piece) {
+    try {
+      await fsys.write(fh, data.subarray(off, off + piece), piece, off);
+      written = off + piece;
+    } catch (err) {
+      failure = err;
+    }
+  }
+  if (!failure) failure = await fsys.flush(fh).then(() => undefined, (err) => err);
+  expect((failure as Error).name).toBe('StoreFullError');
+  // everything acknowledged is still there, in order: committed batches and the batches put back
+  const out = Buffer.alloc(written);
+  expect(await fsys.read(fh, out, written, 0)).toBe(written);
+  expect(out.equals(data.subarray(0, written))).toBe(true);
+  await fsys.ftruncate(fh, 0);
+  await fsys.release(fh);
   expect(verifyStore(store).damage).toEqual([]);
 });
