@@ -251,6 +251,15 @@ export class Store {
     setImmediate(() => void this.flushNow().catch(() => undefined));
   }
 
+  /**
+   * The id of the last committed LMDB transaction. Concurrent txn() calls share transactions
+   * (lmdb-js runs every callback queued before a commit starts in one LMDB transaction, each in
+   * its own child transaction), so this counts commits, not changes.
+   */
+  lastTransactionId(): number {
+    return (this.env.getStats() as { lastTxnId: number }).lastTxnId;
+  }
+
   /** Bytes the database file occupies up to its highest used page. */
   usedBytes(): number {
     const s = this.env.getStats() as { pageSize: number; lastPageNumber: number };
