@@ -32,6 +32,15 @@ afterAll(() => {
   fs.rmSync(progDir, { recursive: true, force: true });
 });
 
+/** Wait until `pid` is blocked in nanosleep/clock_nanosleep (x86-64 syscalls 35 and 230). */
+async function waitUntilSleeping(pid: number, timeoutMs = 10000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!/^(35|230) /.test(fs.readFileSync(`/proc/${pid}/syscall`, 'utf8'))) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} never reached its sleep`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 const bin = (name: string) => path.join(m.mountpoint, 'bin', name);
 const objectsDir = () => path.join(m.mountpoint, '.slinky', 'objects');
 const pageStats = () => {
@@ -43,6 +52,8 @@ const pageStats = () => {
 test('a slinked program on the mount maps every object from /.slinky/objects and nothing from memfds', async () => {
   const child = await startAndWait([bin('sleep'), '30'], (maps) => maps.some((e) => e.path.includes('.slinky/objects/')) && maps.length > 5);
   try {
+    // The loader maps objects one after another: look once sleep is in its sleep, loading done.
+    await waitUntilSleeping(child.pid!);
     const maps = fileMappings(child.pid!);
     const fromObjects = new Set(maps.filter((e) => e.path.startsWith(`${objectsDir()}/`)).map((e) => path.basename(e.path)));
     expect([...fromObjects].sort()).toEqual(objects.get('sleep')!.map((o) => o.file).sort());
