@@ -1,6 +1,7 @@
 // Ingest hot path on one core, measured side by side in one run on real executables from
-// /usr/bin: the JS reference chunker, the native cut finder, native cuts + SHA-256 digests (what
-// ingest does per file), SHA-256 alone, and zstd level 3 per chunk. Each figure is the best of
+// /usr/bin: the JS reference chunker, the native cut finder, native cuts + SHA-256 digests
+// (chunkBuffer, node:crypto per chunk), cuts and digests in one C pass on a pool thread
+// (chunkAndHash: what a commit runs), SHA-256 alone, zstd level 3 per chunk and decoding. Each figure is the best of
 // several passes over the same bytes; ratios are against the 300 MB/s chunk+hash target and
 // against the native cut finder.
 //
@@ -12,6 +13,7 @@ import { chunkBuffer, chunkerImplementation, cutPoints, LBFS_PARAMS } from '../s
 import { compress, decompress } from '../src/chunking/compress';
 import { nativeStatus, nativeAddon } from '../src/chunking/native';
 import { cutsJs, rabinTables } from '../src/chunking/rabin';
+import { chunkAndHash } from '../src/chunking/chunkHash';
 
 const TARGET_MBPS = 300;
 
@@ -43,7 +45,17 @@ function measure(bytes: number, passes: number, fn: () => unknown): number {
   return bytes / best * 1e3;
 }
 
-function main(): void {
+async function measureAsync(bytes: number, passes: number, fn: () => Promise<unknown>): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < passes; i++) {
+    const t0 = process.hrtime.bigint();
+    await fn();
+    best = Math.min(best, Number(process.hrtime.bigint() - t0));
+  }
+  return bytes / best * 1e3;
+}
+
+async function main(): Promise<void> {
   const mib = Number(process.argv[2] ?? 64);
   const passes = Number(process.argv[3] ?? 5);
   if (!(mib > 0) || !(passes >= 1)) {
@@ -76,6 +88,13 @@ function main(): void {
   rows.push(['JS chunker (rabin.ts)', measure(bytes, passes, () => files.forEach((f) => cutsJs(f, 0, f.length, true, tables)))]);
   rows.push(['native chunker', measure(bytes, passes, () => files.forEach((f) => cutPoints(f)))]);
   rows.push(['native chunker + SHA-256 (chunkBuffer)', measure(bytes, passes, () => files.forEach((f) => chunkBuffer(f)))]);
+  // The commit path: cuts and digests of a whole window in one C pass on a pool thread. One file
+  // at a time, awaited, so it is one core's work like the other rows; it includes one hand-off
+  // to a pool thread and back per file (most files here are small), which the rows above lack.
+  const oneFileAtATime = async () => {
+    for (const f of files) await chunkAndHash({ data: f, fileBase: 0, start: 0, isFinal: true, stopFrom: Infinity, stops: new Float64Array(0) }, LBFS_PARAMS);
+  };
+  rows.push(['native cuts + SHA-256 in one C pass (chunkAndHash)', await measureAsync(bytes, passes, oneFileAtATime)]);
   rows.push(['SHA-256 per chunk alone (node:crypto)', measure(bytes, passes, () => chunks.forEach((c) => createHash('sha256').update(c).digest()))]);
   rows.push(['zstd-3 compress per chunk', measure(bytes, Math.min(passes, 3), () => chunks.forEach((c) => compress(c, 3)))]);
   rows.push(['zstd-1 compress per chunk (for comparison)', measure(bytes, Math.min(passes, 3), () => chunks.forEach((c) => compress(c, 1)))]);
@@ -91,8 +110,9 @@ function main(): void {
   for (const [name, mbps] of rows) {
     console.log(`${name.padEnd(w)}  ${mbps.toFixed(0).padStart(7)}  ${(mbps / TARGET_MBPS).toFixed(2).padStart(10)}x  ${(mbps / native).toFixed(2).padStart(8)}x`);
   }
-  const ingest = rows[2][1];
-  console.log(`target (chunking + hashing >= ${TARGET_MBPS} MB/s on one core): ${ingest >= TARGET_MBPS ? 'met' : 'NOT met'} at ${ingest.toFixed(0)} MB/s`);
+  // The target is judged on what ingest runs: chunkAndHash on the commit path.
+  const ingest = rows[3][1];
+  console.log(`target (chunking + hashing >= ${TARGET_MBPS} MB/s on one core, chunkAndHash): ${ingest >= TARGET_MBPS ? 'met' : 'NOT met'} at ${ingest.toFixed(0)} MB/s`);
 }
 
-main();
+void main();
