@@ -9,10 +9,10 @@
 import { createHash } from 'node:crypto';
 import { algorithmOf, type HashAlgorithm, DEFAULT_ALGORITHM } from '../chunking/digest';
 import { ExistsError, NotFoundError } from '../store/errors';
-import { PAGE_SIZE, TRAILER_SIZE, decodeManifest, decodeTrailer, type ManifestObject } from '../elf/manifest';
+import { PAGE_SIZE, TRAILER_SIZE, type ManifestObject } from '../elf/manifest';
 import { codePageSpans, type SegmentHeader } from '../elf/pageDigests';
 import type { Caller, Filesystem } from '../fs/filesystem';
-import { manifestTooCostly } from './manifestBounds';
+import { hasTrailer, readManifest } from './manifestReader';
 import type { ObjectIndex } from './objectIndex';
 import {
   DIR_MODE,
@@ -29,8 +29,6 @@ import {
 import { MAX_OBJECT_SIZE, PAGE_CODE, encodePageTable, hashPage, pageCountOf, type PageTable } from './pageTable';
 import type { RawRead } from './reader';
 
-/** Manifests larger than this are refused unread (1024 objects with huge digest tables fit). */
-const MAX_MANIFEST = 64 << 20;
 const WINDOW = 1 << 20;
 
 export interface PublishCounters {
@@ -186,17 +184,12 @@ export class Publisher {
     const size = this.d.sizeOf(ino);
     if (size === undefined || size < TRAILER_SIZE || !this.d.isLocal(ino, size - TRAILER_SIZE, size)) return;
     const tail = await this.read(ino, size - TRAILER_SIZE, TRAILER_SIZE);
-    if (tail.subarray(0, 8).toString('latin1') !== 'SLINKYTR' || !this.d.isLocal(ino, 0, size)) return;
+    if (!hasTrailer(tail) || !this.d.isLocal(ino, 0, size)) return;
     let objects: readonly ManifestObject[];
     let pageAlgorithm: HashAlgorithm | null;
     try {
-      const trailer = decodeTrailer(tail, size);
-      if (!trailer) return;
-      if (trailer.manifestLength > MAX_MANIFEST) throw new Error(`manifest of ${trailer.manifestLength} bytes`);
-      const bytes = await this.read(ino, trailer.manifestOffset, trailer.manifestLength);
-      const costly = manifestTooCostly(bytes);
-      if (costly) throw new Error(costly);
-      const m = decodeManifest(bytes, trailer.manifestOffset);
+      const m = await readManifest((at, n) => this.read(ino, at, n), size, tail);
+      if (!m) return;
       objects = m.objects;
       pageAlgorithm = m.pageDigestAlgorithm;
     } catch (err) {
