@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { startDaemon } from '../fs/daemon';
+import { startDaemon, type SourceEvents } from '../fs/daemon';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
 import { parseSize } from './units';
@@ -12,9 +12,10 @@ import { parseListen } from './serve';
 import type { Store } from '../store/store';
 
 /** Chunk sources for --peer/--serve: loaded only when asked for. */
-async function peerSources(store: Store, args: Args, log: (l: string) => void) {
+async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
   const { lazyMountSource } = await import('../net/lazyMount');
-  return lazyMountSource(store, { peers: args.peer ?? [], serve: args.serve ? parseListen(args.serve) : undefined, prefetch: args.prefetch }, log);
+  const serve = args.serve ? parseListen(args.serve) : undefined;
+  return lazyMountSource(store, { peers: args.peer ?? [], serve, prefetch: args.prefetch, onPrefetched: () => events.chunksArrived() }, log);
 }
 
 interface Args {
@@ -58,7 +59,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       storeDir,
       maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
       syncEveryCommit: args['sync-every-commit'],
-      extraSources: args.peer?.length || args.serve ? (store, l) => peerSources(store, args, l) : undefined,
+      extraSources: args.peer?.length || args.serve ? (store, l, events) => peerSources(store, args, l, events) : undefined,
       log,
     });
   } catch (err) {

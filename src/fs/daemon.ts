@@ -13,7 +13,7 @@ import { recoverStore } from '../store/recovery';
 import { Store } from '../store/store';
 import type { ChunkSource } from '../store/chunkSource';
 import { Filesystem } from './filesystem';
-import { createPageCache } from '../pagecache';
+import { createPageCache, type PageCache } from '../pagecache';
 import { Compactor } from '../store/compactor';
 import { makeLowLevelOps } from './fuseOps';
 import { mountLowLevel, type LowLevelSession } from './lowlevel';
@@ -30,8 +30,14 @@ export interface DaemonOptions {
   /** LMDB flushes every commit itself (see StoreOptions.syncEveryCommit). */
   syncEveryCommit?: boolean;
   /** Extra chunk sources behind the local store (peers, seeds): set up by the caller. */
-  extraSources?: (store: Store, log: (line: string) => void) => Promise<ChunkSource | undefined>;
+  extraSources?: (store: Store, log: (line: string) => void, events: SourceEvents) => Promise<ChunkSource | undefined>;
   log: (line: string) => void;
+}
+
+/** What extra chunk sources tell the daemon. */
+export interface SourceEvents {
+  /** Absent chunks of mirrored files have been filled in (e.g. a prefetch finished). */
+  chunksArrived(): void;
 }
 
 export class MountError extends Error {
@@ -80,12 +86,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const recovered = await recoverStore(store);
     if (recovered.orphans || recovered.hidden) log(`recovered ${recovered.orphans} orphaned and ${recovered.hidden} hidden files`);
     const local = new LocalChunkSource(store, (d, why) => log(`corrupt chunk in store: ${why}`));
-    const extra = opts.extraSources ? await opts.extraSources(store, log) : undefined;
+    // Files mirrored from peers are published once their chunks are all here.
+    const events: SourceEvents = { chunksArrived: () => pages?.lookAgain() };
+    const extra = opts.extraSources ? await opts.extraSources(store, log, events) : undefined;
     const source = extra ?? local;
     // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).
     // Slinked files committed here have their objects published for the shared page cache.
     const filesystem = new Filesystem(store, source, { log, compressLater: true, onContentCommitted: (ino) => pages.onContentCommitted(ino) });
-    const pages = createPageCache({ store, source, filesystem, mountpoint, storeDir, log });
+    const pages: PageCache = createPageCache({ store, source, filesystem, mountpoint, storeDir, log });
     const compactor = new Compactor(store, { isIdle: () => Date.now() - filesystem.lastWriteMs > 500, log });
     let session: LowLevelSession | undefined;
     const ops = pages.wrapOps(makeLowLevelOps(filesystem, {

@@ -25,6 +25,8 @@ export interface LazyMountOptions {
   prefetch?: boolean;
   /** Seconds without a byte from a peer before it counts as failed. */
   timeoutSeconds?: number;
+  /** Called once the background prefetch has brought every absent chunk it could. */
+  onPrefetched?: () => void;
 }
 
 /** Fills absent chunks in the store as they arrive, a transaction per batch. */
@@ -101,11 +103,17 @@ export class LazySource implements ChunkSource {
   }
 
   /** Fetch every absent chunk, in file order, a batch at a time, until done or closed. */
-  startPrefetch(): void {
-    this.prefetching ??= this.prefetch().catch((err) => this.log(`prefetch stopped: ${(err as Error).message}`));
+  startPrefetch(done?: () => void): void {
+    this.prefetching ??= this.prefetch().then(
+      (absent) => {
+        if (absent > 0) done?.();
+      },
+      (err) => this.log(`prefetch stopped: ${(err as Error).message}`),
+    );
   }
 
-  private async prefetch(): Promise<void> {
+  /** Returns how many chunks were absent when it started (0: nothing to do). */
+  private async prefetch(): Promise<number> {
     const wanted: Array<{ digest: Digest; length: number }> = [];
     const seen = new Set<string>();
     for (const rec of this.store.allInodes()) {
@@ -117,11 +125,11 @@ export class LazySource implements ChunkSource {
         wanted.push({ digest: e.digest, length: e.length });
       }
     }
-    if (wanted.length === 0) return;
+    if (wanted.length === 0) return 0;
     this.log(`prefetching ${wanted.length} chunks`);
     let got = 0;
     for (const batch of batches(wanted, 2 << 20)) {
-      if (this.stopped) return;
+      if (this.stopped) return 0;
       const left = batch.filter((w) => this.store.isChunkAbsent(w.digest));
       const fromRemote: typeof left = [];
       for (const w of left) {
@@ -140,6 +148,7 @@ export class LazySource implements ChunkSource {
       await this.filler.flush();
     }
     this.log(`prefetch done: ${got} chunks fetched`);
+    return wanted.length;
   }
 
   async close(): Promise<void> {
@@ -186,6 +195,6 @@ export async function lazyMountSource(store: Store, opts: LazyMountOptions, log:
     log(`serving on http://${addr.host}:${addr.port}`);
     closers.unshift(() => server.close());
   }
-  if (remote && opts.prefetch !== false) setTimeout(() => lazy.startPrefetch(), 200).unref();
+  if (remote && opts.prefetch !== false) setTimeout(() => lazy.startPrefetch(opts.onPrefetched), 200).unref();
   return lazy;
 }

@@ -98,6 +98,8 @@ export interface PageCache {
   /** The mount's session: every published object (now and later) is marked immutable there, so
    *  its opens and closes are answered in C (src/fs/lowlevel.ts, "Immutable inodes"). */
   attach(session: Pick<LowLevelSession, 'setImmutable' | 'fastPath'>): void;
+  /** Look at every file of the store again (chunks of files mirrored from peers have arrived). */
+  lookAgain(): void;
   /** Settles when every queued file has been looked at (tests, unmount). */
   idle(): Promise<void>;
   stats(): Promise<PageCacheStats>;
@@ -297,6 +299,11 @@ class SharedPageCache implements PageCache {
       if (isReg(rec) && rec.size >= 64 && !this.index.isProtected(rec.ino)) this.publisher.enqueue(rec.ino);
       if (++n % 256 === 0) await new Promise((r) => setImmediate(r));
     }
+  }
+
+  lookAgain(): void {
+    if (this.closed) return;
+    this.existing = this.existing.then(() => this.queueExisting()).catch((err) => this.log(`page cache: looking for slinked files failed: ${(err as Error).message}`));
   }
 
   async idle(): Promise<void> {

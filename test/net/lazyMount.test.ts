@@ -7,6 +7,7 @@ import path from 'node:path';
 import { startMount, type TestMount } from '../helpers/mount';
 import { slinkyfs } from '../helpers/cli';
 import { run } from '../elf/slinkHelpers';
+import { objectsOf, waitPublished } from '../pagecache/mountHelpers';
 import { type Sender, type Served, buildSender, runCli, sha, startServe, tally, uniqueChunks } from './netHelpers';
 
 let sender: Sender;
@@ -67,6 +68,13 @@ test('prefetch brings every chunk in the background; the files read back identic
   expect(sha(path.join(m.mountpoint, 'bin', 'grep'))).toBe(sha(sender.files.get('grep')!));
   expect(sha(path.join(m.mountpoint, 'bin', 'ls'))).toBe(sha(sender.files.get('ls')!));
   expect(fs.readFileSync(path.join(m.store, 'slinkyfs.log'), 'utf8')).toMatch(/prefetch done: \d+ chunks fetched/);
+});
+
+test('once prefetch has brought every chunk, the mirrored slinked files have their objects published', async () => {
+  const m = mount(['--peer', served.url]);
+  await until(() => m.stats().absentChunks === 0, 30_000);
+  // Without a restart: the objects of both programs appear under /.slinky/objects.
+  for (const name of ['ls', 'grep']) waitPublished(m.mountpoint, await objectsOf(sender.files.get(name)!));
 });
 
 test('when a peer fails, the next one is asked', async () => {
