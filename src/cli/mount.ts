@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { startDaemon, type SourceEvents } from '../fs/daemon';
+import { DEFAULT_SPIN_US, startDaemon, type SourceEvents } from '../fs/daemon';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
 import { parseSize } from './units';
@@ -24,6 +24,7 @@ interface Args {
   foreground: boolean;
   'max-size'?: string;
   'sync-every-commit'?: boolean;
+  'spin-us': number;
   'ready-fd'?: number;
   peer?: string[];
   serve?: string;
@@ -59,6 +60,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       storeDir,
       maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
       syncEveryCommit: args['sync-every-commit'],
+      spinMicros: args['spin-us'],
       extraSources: args.peer?.length || args.serve ? (store, l, events) => peerSources(store, args, l, events) : undefined,
       log,
     });
@@ -85,6 +87,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   const childArgs = [process.argv[1], 'mount', args.mountpoint, '--store', storeDir, '--foreground', '--ready-fd', '3'];
   if (args['max-size']) childArgs.push('--max-size', args['max-size']);
   if (args['sync-every-commit']) childArgs.push('--sync-every-commit');
+  childArgs.push('--spin-us', String(args['spin-us']));
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
   if (args.serve) childArgs.push('--serve', args.serve);
   if (!args.prefetch) childArgs.push('--no-prefetch');
@@ -125,9 +128,17 @@ const command: CommandModule<{}, Args> = {
         default: false,
         describe: 'flush every change to disk before acknowledging it (survives a power cut at any instant; slower)',
       })
+      .option('spin-us', {
+        type: 'number',
+        default: DEFAULT_SPIN_US,
+        describe: 'after each request keep polling this many microseconds before sleeping (0: sleep at once)',
+      })
       .option('ready-fd', { type: 'number', hidden: true })
       .check((a) => {
         if (a.serve) parseListen(a.serve);
+        if (!Number.isInteger(a['spin-us']) || a['spin-us'] < 0 || a['spin-us'] > 100000) {
+          throw new UserError(`--spin-us wants a whole number of microseconds from 0 to 100000, not ${a['spin-us']}`);
+        }
         return true;
       })
       .example('$0 mount /slinky', 'mount the default store at /slinky')

@@ -186,6 +186,11 @@ export interface LowLevelOptions {
    *  function, instead of on the JS thread through libuv (the default: one thread hand-off less
    *  per request, 2-5x the metadata rate; see bench/fuseBinding.ts). */
   sessionThread?: boolean;
+  /**
+   * With the JS thread reading the device: keep polling (not sleeping) this many microseconds
+   * after each request, so the next request of a burst finds the thread awake. Default 0.
+   */
+  spinMicros?: number;
   /** Defaults for reply timeouts in seconds (1 s each unless set). */
   attrTimeout?: number;
   entryTimeout?: number;
@@ -646,6 +651,7 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
     writebackCache: options.writebackCache ?? false,
     cacheSymlinks: options.cacheSymlinks ?? false,
     mainThreadLoop: !options.sessionThread,
+    spinMicros: options.spinMicros ?? 0,
   };
   let closed!: Promise<void>;
   const session: LowLevelSession = {

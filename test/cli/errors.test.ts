@@ -24,6 +24,12 @@ test('an unknown command is one line and exit 2', () => {
   expect(oneLine(r.stderr)).toBe(true);
 });
 
+test('mount with a negative --spin-us is one line and exit 2', () => {
+  const r = slinkyfs(['mount', os.tmpdir(), '--spin-us', '-1']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --spin-us wants a whole number of microseconds from 0 to 100000, not -1');
+});
+
 test('mount on a missing mountpoint is one line and non-zero', () => {
   const r = slinkyfs(['mount', '/nonexistent/slinky-mnt', '--store', os.tmpdir() + '/x-never']);
   expect(r.status).not.toBe(0);

@@ -47,9 +47,10 @@ async function unmountMem(m: { s: LowLevelSession; mp: string }): Promise<void> 
   rmdirSync(m.mp);
 }
 
-/** Both ways of reading the device must behave the same. */
+/** Both ways of reading the device must behave the same, and so must polling after requests. */
 const MODES: [string, LowLevelOptions][] = [
   ['device read on the JS thread', {}],
+  ['device read on the JS thread, polling 2 ms after each request', { spinMicros: 2000 }],
   ['device read on a session thread', { sessionThread: true }],
 ];
 
