@@ -31,6 +31,8 @@ export interface DaemonOptions {
   syncEveryCommit?: boolean;
   /** Microseconds the FUSE loop keeps polling after a request (lowlevel.ts spinMicros). */
   spinMicros?: number;
+  /** The kernel's read-ahead for the mount, KiB (readahead.ts; root only). */
+  readaheadKib?: number;
   /** Extra chunk sources behind the local store (peers, seeds): set up by the caller. */
   extraSources?: (store: Store, log: (line: string) => void, events: SourceEvents) => Promise<ChunkSource | undefined>;
   log: (line: string) => void;
@@ -138,7 +140,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     pages.attach(session);
     log(`mounted ${storeDir} at ${mountpoint} (pid ${process.pid})`);
     if (isRoot) {
-      const why = await setReadahead(path.resolve(mountpoint));
+      const why = await setReadahead(path.resolve(mountpoint), opts.readaheadKib);
       if (why) log(`read-ahead left at the kernel's default: ${why}`);
     }
     compactor.start();

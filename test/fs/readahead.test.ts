@@ -21,6 +21,16 @@ asRoot('a mount by root has the wide read-ahead window', async () => {
   expect(fs.readFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').trim()).toBe(String(READAHEAD_KIB));
 });
 
+asRoot('mount --readahead-kib sets another window', async () => {
+  const other = startMount(['--readahead-kib', '128']);
+  try {
+    const dev = await mountDevice(other.mountpoint);
+    expect(fs.readFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').trim()).toBe('128');
+  } finally {
+    other.cleanup();
+  }
+});
+
 test('a 40 MiB file of real libraries reads back identical after the page cache is dropped', () => {
   const libs = fs
     .readdirSync('/usr/lib/x86_64-linux-gnu')
