@@ -15,7 +15,7 @@ import { defaultStoreDir } from '../store/defaultStore';
 import { PeerClient } from '../net/client';
 import { getIntoStore, getToFiles, type GetSummary } from '../net/get';
 import { requestPathComponents, type WireCodec } from '../net/protocol';
-import { isDigestName, type FetchOptions } from '../net/transfer';
+import { DEFAULT_FETCH, isDigestName, type FetchOptions } from '../net/transfer';
 import { xzAvailable } from '../net/xz';
 import { UserError } from './errors';
 import { transferProgress } from './transferProgress';
@@ -95,7 +95,7 @@ const command: CommandModule<object, Args> = {
       .option('dir', { type: 'boolean', default: false, describe: 'PATH is a directory: get the whole tree' })
       .option('store', { type: 'string', describe: 'local store (default: $XDG_DATA_HOME/slinkyfs); its chunks and seeds are used' })
       .option('codec', { choices: ['zstd', 'xz'], default: 'zstd', describe: 'compressor the peer packs chunk batches with' })
-      .option('level', { type: 'number', describe: 'its level: zstd 1..19 (default 19), xz 1..9 (default 9); 0: chunks as stored' })
+      .option('level', { type: 'number', describe: 'its level: zstd 1..19 (default 3), xz 1..9 (default 9); 0: chunks as stored' })
       .option('parallel', { type: 'number', default: 3, describe: 'requests in flight at once' })
       .option('batch', { type: 'string', default: '8M', describe: 'chunk bytes per request' })
       .option('timeout', { type: 'number', default: 30, describe: 'seconds without a byte from the peer before giving up' })
@@ -118,7 +118,7 @@ const command: CommandModule<object, Args> = {
     if (batchBytes < 64 << 10 || batchBytes > 32 << 20) throw new UserError('--batch must be between 64K and 32M');
     const codec = args.codec as WireCodec;
     if (codec === 'xz' && !xzAvailable()) throw new UserError('--codec xz needs build/slinky_xz.node (run `make build`; apt-get install liblzma-dev)', 3);
-    const fetch: FetchOptions = { codec, level: args.level ?? (codec === 'xz' ? 9 : 19), batchBytes, parallel: args.parallel };
+    const fetch: FetchOptions = { codec, level: args.level ?? (codec === 'xz' ? 9 : DEFAULT_FETCH.level), batchBytes, parallel: args.parallel };
     const client = new PeerClient(args.peer, { idleTimeoutMs: args.timeout * 1000, minBytesPerSecond: parseSize(args['min-rate']) });
     const base = { client, what: args.path, allowDir: args.dir, fetch };
     let needed = 0;
