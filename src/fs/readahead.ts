@@ -1,18 +1,17 @@
-// The kernel's read-ahead window for a FUSE mount. A new FUSE connection gets 128 KiB, so a
-// sequential reader has at most one or two 128 KiB requests in flight: too little to keep the
-// threadpool decoding and verifying chunks while the event loop answers. The window lives in
-// the connection's backing device, /sys/class/bdi/<major>:<minor>/read_ahead_kb, writable by
-// root only; elsewhere the mount keeps the kernel's default.
-//
-// The same window is the read-around of every page fault of an mmap'd file, so with a wide one
-// programs on the mount map somewhat more pages than from ext4 (whose disk keeps 128 KiB).
-// Measured (bench/memory.ts and a cold `cat` of 512 MiB, side by side): 128 KiB, Pss of ten
-// programs 1.075x dynamic and 1.6-2.4 s; 512-2048 KiB, 1.11-1.14x and 1.1-1.4 s.
-// `mount --readahead-kib 128` chooses the first.
+// The kernel's read-ahead window for a FUSE mount: /sys/class/bdi/<major>:<minor>/read_ahead_kb
+// of the connection, writable by root only. A wider window lets a sequential reader keep several
+// 1 MiB requests in flight, so both pool threads decode and verify at once; but the same window
+// is the read-around of every page fault of an mmap'd file, and programs then map more pages.
+// Measured side by side (bench/memory.ts, bench/macro.ts, a cold `cat` of 512 MiB):
+//   128 KiB (the kernel's default): Pss of ten programs 1.075x dynamic (physical pages 0.97x),
+//            a C build 1.01x, the cold cat 1.6-2.4 s;
+//   2048 KiB: Pss 1.11-1.14x (physical 1.00-1.03x), the build 1.03-1.05x, the cat 1.1-1.2 s.
+// slinkyfs is a bin directory first: the default keeps 128 KiB, and `mount --readahead-kib 2048`
+// suits a mount that mostly serves large files.
 import { promises as fsp } from 'node:fs';
 
-/** Read-ahead for slinkyfs mounts: two 1 MiB requests in flight, one per pool thread. */
-export const READAHEAD_KIB = 2048;
+/** The default: the kernel's own choice for a new FUSE connection (see above). */
+export const READAHEAD_KIB = 128;
 
 /** "major:minor" of the filesystem mounted at `mountpoint` (the last mount there). */
 export async function mountDevice(mountpoint: string): Promise<string | undefined> {
