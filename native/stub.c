@@ -614,19 +614,35 @@ static void drop_privilege(u64 *auxv)
 #define AT_BASE 7
 #define AT_ENTRY 9
 
-__attribute__((noreturn)) void stub_jump(u64 *sp, u64 entry);
+/*
+ * Leave for the loader: switch to the real stack, unmap the stub's writable segment (.dynamic,
+ * .bss and the private stack the C code ran on: every page of it the stub touched would stay in
+ * the process's memory, ~24 KiB of Pss per program, for nothing), and jump. Only the stub's text
+ * stays mapped: this code runs from it.
+ */
+__attribute__((noreturn)) void stub_jump(u64 *sp, u64 entry, u64 unmap_start, u64 unmap_len);
 __asm__(".text\n"
 	".globl stub_jump\n"
 	".type stub_jump,@function\n"
 	"stub_jump:\n"
 	"	mov %rdi, %rsp\n"
+	"	mov %rsi, %r8\n"
+	"	mov %rdx, %rdi\n"
+	"	mov %rcx, %rsi\n"
+	"	mov $11, %eax\n" /* SYS_munmap; a failure leaves the pages mapped, nothing worse */
+	"	syscall\n"
 	"	xor %eax, %eax\n"
 	"	xor %ebx, %ebx\n"
 	"	xor %ecx, %ecx\n"
 	"	xor %edx, %edx\n" /* no rtld_fini for the loader to register */
 	"	xor %ebp, %ebp\n"
 	"	xor %edi, %edi\n"
-	"	jmp *%rsi\n");
+	"	xor %esi, %esi\n"
+	"	jmp *%r8\n");
+
+/* Linker-defined bounds of the writable segment: it starts with .dynamic and ends with .bss. */
+extern char _DYNAMIC[] __attribute__((visibility("hidden")));
+extern char _end[] __attribute__((visibility("hidden")));
 
 static char *push_bytes(char **cursor, const char *s, size_t n)
 {
@@ -712,7 +728,8 @@ __attribute__((noreturn, used)) void stub_main(u64 *sp)
 
 	sys2(SYS_munmap, im.map, im.map_len);
 	sys1(SYS_close, im.fd);
-	stub_jump(nsp, ld.entry);
+	u64 rw_start = page_down((u64)_DYNAMIC);
+	stub_jump(nsp, ld.entry, rw_start, page_up((u64)_end) - rw_start);
 }
 
 /* The kernel enters here with the argument block at %rsp. Switch to a private stack so the C code

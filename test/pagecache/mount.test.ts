@@ -63,6 +63,21 @@ test('a slinked program on the mount maps every object from /.slinky/objects and
   }
 });
 
+test('once the loader runs, the stub leaves only its code mapped: its data, bss and stack are gone', async () => {
+  const child = await startAndWait([bin('sleep'), '30'], (maps) => maps.some((e) => e.path.includes('.slinky/objects/')));
+  try {
+    await waitUntilSleeping(child.pid!);
+    const own = fs
+      .readFileSync(`/proc/${child.pid}/maps`, 'latin1')
+      .split('\n')
+      .filter((l) => l.endsWith(` ${bin('sleep')}`))
+      .map((l) => l.split(' ')[1]);
+    expect(own).toEqual(['r-xp']);
+  } finally {
+    await stopChild(child);
+  }
+});
+
 test('two different slinked programs map the same libc inode, and stats count both until they exit', async () => {
   const libc = objects.get('sleep')!.find((o) => o.name === 'libc.so.6')!;
   expect(objects.get('cat')!.some((o) => o.file === libc.file)).toBe(true);
