@@ -101,22 +101,51 @@ static bool check_input_size(napi_env env, size_t len)
 static __thread uint8_t *tls_scratch;
 static __thread size_t tls_scratch_len;
 
-/* zstdCompress(data: Uint8Array, level) -> Buffer */
-static napi_value zstd_compress_sync(napi_env env, napi_callback_info info)
+static void throw_usage(napi_env env, const char *usage)
+{
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, usage);
+}
+
+/* (data, level) of the compress calls, sync and async; false with an exception thrown. */
+static bool compress_args(napi_env env, napi_callback_info info, const char *usage, napi_value *data, uint8_t **src,
+                          size_t *len, int *level)
 {
   size_t argc = 2;
   napi_value argv[2];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      !slinky_get_bytes(env, argv[0], "data", src, len) || !check_input_size(env, *len) || !get_level(env, argv[1], level)) {
+    throw_usage(env, usage);
+    return false;
+  }
+  *data = argv[0];
+  return true;
+}
+
+/* (data, expectedLength) of the decompress calls, sync and async. */
+static bool decompress_args(napi_env env, napi_callback_info info, const char *usage, napi_value *data, uint8_t **src,
+                            size_t *len, size_t *expected)
+{
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      !slinky_get_bytes(env, argv[0], "data", src, len) || !get_length(env, argv[1], expected)) {
+    throw_usage(env, usage);
+    return false;
+  }
+  *data = argv[0];
+  return true;
+}
+
+/* zstdCompress(data: Uint8Array, level) -> Buffer */
+static napi_value zstd_compress_sync(napi_env env, napi_callback_info info)
+{
+  napi_value data;
   uint8_t *src;
   size_t len;
   int level;
-  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !check_input_size(env, len) ||
-      !get_level(env, argv[1], &level)) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdCompress(data, level)");
-    return NULL;
-  }
+  if (!compress_args(env, info, "zstdCompress(data, level)", &data, &src, &len, &level)) return NULL;
   size_t cap = ZSTD_compressBound(len);
   if (tls_scratch_len < cap) {
     uint8_t *grown = realloc(tls_scratch, cap);
@@ -142,17 +171,10 @@ static napi_value zstd_compress_sync(napi_env env, napi_callback_info info)
 /* zstdDecompress(data: Uint8Array, expectedLength) -> Buffer of exactly expectedLength bytes */
 static napi_value zstd_decompress_sync(napi_env env, napi_callback_info info)
 {
-  size_t argc = 2;
-  napi_value argv[2];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_value data;
   uint8_t *src;
   size_t len, expected;
-  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !get_length(env, argv[1], &expected)) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, "zstdDecompress(data, expectedLength)");
-    return NULL;
-  }
+  if (!decompress_args(env, info, "zstdDecompress(data, expectedLength)", &data, &src, &len, &expected)) return NULL;
   napi_value out;
   void *dst;
   NAPI_OK(env, napi_create_buffer(env, expected, &dst, &out));
@@ -169,33 +191,16 @@ static napi_value zstd_decompress_sync(napi_env env, napi_callback_info info)
 typedef struct {
   codec_job base;
   int level;
-  bool raw;    /* decoding a codec-0 chunk: a copy, no zstd */
-  bool verify; /* check SHA-256(output) == want */
-  uint8_t want[32];
 } zstd_job;
 
+/* Decompress into the output Buffer (into_output), or compress into a malloc'd result. */
 static void run_zstd(codec_job *base)
 {
   zstd_job *job = (zstd_job *)base;
   if (base->into_output) {
-    if (job->raw) {
-      if (base->src_len != base->dst_len) {
-        codec_job_fail(base, SLINKY_ERR_CORRUPT, "raw chunk is %zu bytes, expected %zu", base->src_len, base->dst_len);
-        return;
-      }
-      memcpy(base->dst, base->src, base->src_len);
-    } else if (!do_decompress(base->dst, base->dst_len, base->src, base->src_len, base->msg, sizeof base->msg)) {
+    if (!do_decompress(base->dst, base->dst_len, base->src, base->src_len, base->msg, sizeof base->msg)) {
       base->err_code = SLINKY_ERR_CORRUPT;
       return;
-    }
-    if (job->verify) {
-      /* Node exports its OpenSSL: the same SHA-256 (SHA-NI) as node:crypto, off the JS thread. */
-      uint8_t got[32];
-      SHA256(base->dst, base->dst_len, got);
-      if (memcmp(got, job->want, 32) != 0) {
-        codec_job_fail(base, SLINKY_ERR_DIGEST, "chunk bytes do not match their SHA-256 digest");
-        return;
-      }
     }
     base->ok = true;
     return;
@@ -215,86 +220,34 @@ static void run_zstd(codec_job *base)
   base->ok = true;
 }
 
-static void throw_usage(napi_env env, const char *usage)
-{
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_throw_type_error(env, SLINKY_ERR_ARG, usage);
-}
-
 /* zstdCompressAsync(data, level) -> Promise<Buffer> */
 static napi_value zstd_compress_async(napi_env env, napi_callback_info info)
 {
-  size_t argc = 2;
-  napi_value argv[2];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_value data;
   uint8_t *src;
   size_t len;
   int level;
-  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !check_input_size(env, len) ||
-      !get_level(env, argv[1], &level)) {
-    throw_usage(env, "zstdCompressAsync(data, level)");
-    return NULL;
-  }
+  if (!compress_args(env, info, "zstdCompressAsync(data, level)", &data, &src, &len, &level)) return NULL;
   zstd_job *job = codec_job_new(env, sizeof *job, run_zstd);
   if (!job) return NULL;
   job->base.src = src;
   job->base.src_len = len;
   job->level = level;
-  return codec_job_queue(env, &job->base, argv[0], "slinky:zstd");
-}
-
-/* Queue a decode of `src` into a new Buffer of `expected` bytes: zstd, or a copy when `raw`;
- * checked against `want` (32 bytes of SHA-256) when it is not NULL. */
-static napi_value queue_decode(napi_env env, napi_value input, const uint8_t *src, size_t len, size_t expected,
-                               bool raw, const uint8_t *want)
-{
-  zstd_job *job = codec_job_new(env, sizeof *job, run_zstd);
-  if (!job || !codec_job_output(env, &job->base, expected)) return NULL;
-  job->base.src = src;
-  job->base.src_len = len;
-  job->raw = raw;
-  if (want) {
-    job->verify = true;
-    memcpy(job->want, want, 32);
-  }
-  return codec_job_queue(env, &job->base, input, "slinky:zstd");
+  return codec_job_queue(env, &job->base, data, "slinky:zstd");
 }
 
 /* zstdDecompressAsync(data, expectedLength) -> Promise<Buffer> */
 static napi_value zstd_decompress_async(napi_env env, napi_callback_info info)
 {
-  size_t argc = 2;
-  napi_value argv[2];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_value data;
   uint8_t *src;
   size_t len, expected;
-  if (argc != 2 || !slinky_get_bytes(env, argv[0], "data", &src, &len) || !get_length(env, argv[1], &expected)) {
-    throw_usage(env, "zstdDecompressAsync(data, expectedLength)");
-    return NULL;
-  }
-  return queue_decode(env, argv[0], src, len, expected, false, NULL);
-}
-
-/* chunkDecodeVerifyAsync(codec, data, expectedLength, sha256 | null) -> Promise<Buffer>: decode a
- * stored chunk (0 raw, 1 zstd) and check its SHA-256 on a pool thread. */
-static napi_value chunk_decode_verify_async(napi_env env, napi_callback_info info)
-{
-  size_t argc = 4;
-  napi_value argv[4];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *src, *want = NULL;
-  size_t len, expected, want_len = 0;
-  int64_t codec;
-  napi_valuetype t = napi_undefined;
-  if (argc == 4) napi_typeof(env, argv[3], &t);
-  if (argc != 4 || !slinky_get_int(env, argv[0], "codec", 0, 1, &codec) ||
-      !slinky_get_bytes(env, argv[1], "data", &src, &len) || !get_length(env, argv[2], &expected) ||
-      (t != napi_null && (!slinky_get_bytes(env, argv[3], "sha256", &want, &want_len) || want_len != 32))) {
-    throw_usage(env, "chunkDecodeVerifyAsync(codec, data, expectedLength, sha256|null)");
-    return NULL;
-  }
-  return queue_decode(env, argv[1], src, len, expected, codec == 0, want);
+  if (!decompress_args(env, info, "zstdDecompressAsync(data, expectedLength)", &data, &src, &len, &expected)) return NULL;
+  zstd_job *job = codec_job_new(env, sizeof *job, run_zstd);
+  if (!job || !codec_job_output(env, &job->base, expected)) return NULL;
+  job->base.src = src;
+  job->base.src_len = len;
+  return codec_job_queue(env, &job->base, data, "slinky:zstd");
 }
 
 /* ---- batch decode ------------------------------------------------------------------------- */
@@ -430,7 +383,6 @@ napi_status slinky_init_zstd(napi_env env, napi_value exports)
       {"zstdCompressAsync", NULL, zstd_compress_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zstdDecompressAsync", NULL, zstd_decompress_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zstdVersion", NULL, zstd_version, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"chunkDecodeVerifyAsync", NULL, chunk_decode_verify_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"chunkDecodeVerifyBatchAsync", NULL, chunk_decode_verify_batch_async, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -2,7 +2,7 @@
 // codec that lets incompressible chunks be stored as they are. There is deliberately no JS
 // fallback: without the addon, compressing throws NativeAddonMissingError rather than quietly
 // storing data in some other form. Raw (codec 0) chunks decode without the addon.
-import { NATIVE_CORRUPT_CODE, NATIVE_DIGEST_CODE, localArgumentError, nativeAddon, nativeErrorCode, requireNative } from './native';
+import { NATIVE_CORRUPT_CODE, localArgumentError, nativeAddon, nativeErrorCode, requireNative } from './native';
 import { verifyDigest, type Digest } from './digest';
 
 export { NativeAddonMissingError } from './native';
@@ -31,7 +31,6 @@ function asBuffer(u: Uint8Array): Buffer {
 
 function mapError(e: unknown): unknown {
   if (nativeErrorCode(e) === NATIVE_CORRUPT_CODE) return new CorruptChunkError(`corrupt compressed chunk: ${(e as Error).message}`);
-  if (nativeErrorCode(e) === NATIVE_DIGEST_CODE) return new CorruptChunkError((e as Error).message);
   return localArgumentError(e);
 }
 
@@ -118,25 +117,6 @@ export async function decodeChunkAsync(codec: number, data: Uint8Array, length: 
   if (codec === CODEC_RAW) return decodeRaw(data, length);
   if (codec === CODEC_ZSTD) return decompressAsync(data, length);
   throw unknownCodec(codec);
-}
-
-/**
- * Decode a stored chunk and check it against its digest, both on the libuv threadpool: the read
- * path's CPU work (zstd and SHA-256) then runs beside the event loop, on every core. Rejects with
- * CorruptChunkError when the bytes are damaged or do not match.
- */
-export async function decodeVerifiedAsync(codec: number, data: Uint8Array, length: number, digest: Digest): Promise<Buffer> {
-  const addon = nativeAddon();
-  if (addon && digest[0] === 1 && (codec === CODEC_RAW || codec === CODEC_ZSTD)) {
-    try {
-      return await addon.chunkDecodeVerifyAsync(codec, data, length, digest.subarray(1));
-    } catch (e) {
-      throw mapError(e);
-    }
-  }
-  const plain = await decodeChunkAsync(codec, data, length);
-  if (!verifyDigest(digest, plain)) throw new CorruptChunkError('chunk bytes do not match their digest');
-  return plain;
 }
 
 /**

@@ -15,7 +15,6 @@ export interface NativeAddon {
   zstdDecompress(data: Uint8Array, expectedLength: number): Buffer;
   zstdCompressAsync(data: Uint8Array, level: number): Promise<Buffer>;
   zstdDecompressAsync(data: Uint8Array, expectedLength: number): Promise<Buffer>;
-  chunkDecodeVerifyAsync(codec: number, data: Uint8Array, expectedLength: number, sha256: Uint8Array | null): Promise<Buffer>;
   chunkDecodeVerifyBatchAsync(input: Uint8Array, table: Uint8Array, out: Uint8Array): Promise<Buffer>;
   zstdVersion(): string;
 }
@@ -25,8 +24,6 @@ export type NativeChunkerHandle = { readonly __nativeChunker: unique symbol };
 
 /** `code` of errors thrown by the addon for undecodable input. */
 export const NATIVE_CORRUPT_CODE = 'SLINKY_CORRUPT_CHUNK';
-/** `code` of the error the addon rejects with when decoded bytes do not match their digest. */
-export const NATIVE_DIGEST_CODE = 'SLINKY_DIGEST_MISMATCH';
 /** `code` of the TypeError/RangeError the addon throws for invalid arguments. */
 export const NATIVE_ARGUMENT_CODE = 'SLINKY_BAD_ARGUMENT';
 

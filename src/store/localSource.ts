@@ -2,7 +2,7 @@
 // decoded: the store's disk is not trusted more than a peer (a flipped bit or a tampered
 // database must surface as a missing chunk, never as wrong bytes handed to a program).
 import { verifyDigest, type Digest } from '../chunking/digest';
-import { BATCH_MISMATCH, BATCH_OK, decodeChunk, decodeVerifiedAsync, decodeVerifyBatchAsync, type BatchChunk } from '../chunking/compress';
+import { BATCH_MISMATCH, BATCH_OK, decodeChunk, decodeVerifyBatchAsync, type BatchChunk } from '../chunking/compress';
 import { CODEC_ABSENT, type ChunkRef } from './records';
 import type { ChunkPart, ChunkSource } from './chunkSource';
 import type { Store } from './store';
@@ -18,23 +18,9 @@ export class LocalChunkSource implements ChunkSource {
   readonly counters: SourceCounters = { hits: 0, misses: 0, verifyFailures: 0 };
   constructor(private readonly store: Store, private readonly onCorrupt?: (digest: Digest, why: string) => void) {}
 
-  /** Decoding and hashing run on the threadpool: concurrent reads use every core. */
+  /** One chunk: the batch path with a batch of one (decoding and hashing on the threadpool). */
   async getChunk(digest: Digest): Promise<Buffer | undefined> {
-    const ref = this.store.chunkRef(digest);
-    const stored = ref && this.store.readStoredChunk(digest);
-    if (!ref || !stored) {
-      this.counters.misses++;
-      return undefined;
-    }
-    try {
-      const plain = await decodeVerifiedAsync(stored.codec, stored.data, ref.length, digest);
-      this.counters.hits++;
-      return plain;
-    } catch (err) {
-      this.counters.verifyFailures++;
-      this.onCorrupt?.(digest, (err as Error).message);
-      return undefined;
-    }
+    return (await this.getChunks([digest]))[0];
   }
 
   /**

@@ -8,15 +8,18 @@ import { Filesystem } from '../../src/fs/filesystem';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
 import { verifyStore } from '../../src/store/verify';
-import { decodeVerifiedAsync, encodeChunk, CorruptChunkError } from '../../src/chunking/compress';
+import { BATCH_MISMATCH, BATCH_OK, decodeVerifyBatchAsync, encodeChunk } from '../../src/chunking/compress';
 import { digestOf } from '../../src/chunking/digest';
 import { randomBytes } from '../helpers/prng';
 
-test('decodeVerifiedAsync rejects bytes that do not match the digest', async () => {
+test('decoding refuses bytes that do not match the digest', async () => {
   const plain = fs.readFileSync('/bin/true').subarray(0, 9000);
   const enc = encodeChunk(plain);
-  await expect(decodeVerifiedAsync(enc.codec, enc.data, plain.length, digestOf(plain))).resolves.toEqual(plain);
-  await expect(decodeVerifiedAsync(enc.codec, enc.data, plain.length, digestOf(Buffer.from('other')))).rejects.toBeInstanceOf(CorruptChunkError);
+  const row = (digest: ReturnType<typeof digestOf>) => [{ codec: enc.codec, srcOffset: 0, srcLength: enc.data.length, length: plain.length, digest, outOffset: 0, skip: 0, take: plain.length }];
+  const out = Buffer.alloc(plain.length);
+  expect([...(await decodeVerifyBatchAsync(enc.data, row(digestOf(plain)), out))]).toEqual([BATCH_OK]);
+  expect(out).toEqual(plain);
+  expect([...(await decodeVerifyBatchAsync(enc.data, row(digestOf(Buffer.from('other'))), Buffer.alloc(plain.length)))]).toEqual([BATCH_MISMATCH]);
 });
 
 test('a tampered chunk is refused on read, counted, and reported by verify', async () => {
