@@ -100,8 +100,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const recovered = await recoverStore(store);
     if (recovered.orphans || recovered.hidden) log(`recovered ${recovered.orphans} orphaned and ${recovered.hidden} hidden files`);
     const local = new LocalChunkSource(store, (d, why) => log(`corrupt chunk in store: ${why}`));
-    // Files mirrored from peers are published once their chunks are all here.
-    const events: SourceEvents = { chunksArrived: () => pages?.lookAgain() };
+    // Files mirrored from peers are published once their chunks are all here. Like the
+    // filesystem's hook below, this runs only after `pages` exists (a prefetch starts later).
+    const events: SourceEvents = { chunksArrived: () => pages.lookAgain() };
     const extra = opts.extraSources ? await opts.extraSources(store, log, events) : undefined;
     const source = extra ?? local;
     // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).

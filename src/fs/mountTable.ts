@@ -7,24 +7,30 @@ export interface MountEntry {
   mountpoint: string;
   fstype: string;
   source: string;
+  /** "major:minor" of the mounted filesystem, in decimal as mountinfo gives it. */
+  device: string;
 }
 
 function unescape(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
 }
 
-export function readMounts(): MountEntry[] {
-  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+/** The mounts listed in the text of a mountinfo file, in its order (later ones stack on earlier). */
+export function parseMountinfo(text: string): MountEntry[] {
   const out: MountEntry[] = [];
   for (const line of text.split('\n')) {
     if (!line) continue;
     const [left, right] = line.split(' - ');
     if (!right) continue;
-    const mountpoint = unescape(left.split(' ')[4]);
+    const fields = left.split(' ');
     const [fstype, source] = right.split(' ');
-    out.push({ mountpoint, fstype, source: unescape(source) });
+    out.push({ mountpoint: unescape(fields[4]), fstype, source: unescape(source), device: fields[2] });
   }
   return out;
+}
+
+export function readMounts(): MountEntry[] {
+  return parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
 }
 
 export const FSTYPE = 'fuse.slinkyfs';

@@ -6,6 +6,7 @@
 // stub, nothing to clean up after a crash, and programs that never tell us anything (they are
 // plain ld.so mappings) are still counted.
 import fs from 'node:fs';
+import { parseMountinfo } from '../fs/mountTable';
 
 export interface Mapping {
   readonly ino: number;
@@ -50,17 +51,11 @@ export function parseLine(line: string): MapsLine | undefined {
 
 /** The device of the filesystem mounted at `mountpoint`, formatted as /proc/PID/maps prints it. */
 export function mapsDeviceOf(mountinfo: string, mountpoint: string): string | undefined {
-  let found: string | undefined;
-  for (const line of mountinfo.split('\n')) {
-    const f = line.split(' ');
-    if (f.length < 5) continue;
-    const where = f[4].replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-    if (where !== mountpoint) continue;
-    const [major, minor] = f[2].split(':').map(Number);
-    if (!Number.isInteger(major) || !Number.isInteger(minor)) continue;
-    found = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`; // last one wins: mounts stack
-  }
-  return found;
+  // The last one wins: mounts stack.
+  const dev = parseMountinfo(mountinfo).filter((m) => m.mountpoint === mountpoint).pop()?.device;
+  const [major, minor] = (dev ?? '').split(':').map(Number);
+  if (!Number.isInteger(major) || !Number.isInteger(minor)) return undefined;
+  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
 }
 
 /** Every process's mappings of wanted inodes on `dev` (the scanning process excluded). */
