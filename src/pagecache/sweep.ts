@@ -8,7 +8,8 @@ import { TRAILER_SIZE } from '../elf/manifest';
 import type { Filesystem } from '../fs/filesystem';
 import type { ChunkSource } from '../store/chunkSource';
 import { readCommitted } from '../store/fileContent';
-import { ROOT_INO, isDir, isReg, type Ino } from '../store/records';
+import { ROOT_INO, isReg } from '../store/records';
+import { walkTree } from '../store/walk';
 import type { Store } from '../store/store';
 import { NotFoundError } from '../store/errors';
 import { OBJECTS_DIR, SLINKY_NAME, objectName, objectPath, pageTablePath } from './layout';
@@ -24,24 +25,6 @@ export interface SweepResult {
   unreadable: number;
 }
 
-/** Every regular file reachable from the root, outside /.slinky, once each. */
-function* regularFiles(store: Store): Generator<Ino> {
-  const seen = new Set<Ino>();
-  const dirs: Ino[] = [ROOT_INO];
-  while (dirs.length) {
-    const dir = dirs.pop()!;
-    for (const e of store.entries(dir)) {
-      if (dir === ROOT_INO && e.name === SLINKY_NAME) continue;
-      if (seen.has(e.ino)) continue;
-      seen.add(e.ino);
-      const rec = store.getInode(e.ino);
-      if (!rec) continue;
-      if (isDir(rec)) dirs.push(e.ino);
-      else if (isReg(rec)) yield e.ino;
-    }
-  }
-}
-
 export async function sweepObjects(fs: Filesystem, store: Store, source: ChunkSource, log: (line: string) => void): Promise<SweepResult> {
   const r: SweepResult = { slinkedFiles: 0, kept: 0, removed: [], unreadable: 0 };
   let published: string[];
@@ -52,8 +35,10 @@ export async function sweepObjects(fs: Filesystem, store: Store, source: ChunkSo
     throw err;
   }
   const named = new Set<string>();
-  for (const ino of regularFiles(store)) {
-    const size = store.getInode(ino)!.size;
+  // Every regular file outside /.slinky, once each.
+  for (const rec of walkTree(store, ROOT_INO, (parent, name) => parent === ROOT_INO && name === SLINKY_NAME)) {
+    if (!isReg(rec)) continue;
+    const { ino, size } = rec;
     if (size < TRAILER_SIZE) continue;
     let readFailed = false;
     const read = async (at: number, n: number) => {

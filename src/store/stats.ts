@@ -1,6 +1,7 @@
 // What the store saves: logical bytes (what users see) against unique chunk bytes (after
 // dedup) against stored bytes (after compression). Computed by one scan, so it is always exact.
-import { CODEC_ABSENT, isReg, ROOT_INO, isDir, type Ino } from './records';
+import { CODEC_ABSENT, isDir, isReg, ROOT_INO } from './records';
+import { walkTree } from './walk';
 import type { Store } from './store';
 
 export interface StoreStats {
@@ -84,20 +85,12 @@ export function statsByTopDir(store: Store): DirStats[] {
   const out: DirStats[] = [];
   for (const top of store.entries(ROOT_INO)) {
     const seen = new Set<string>();
-    const inodes = new Set<Ino>();
     const row: DirStats = { dir: '/' + top.name, files: 0, logicalBytes: 0, uniqueBytes: 0, storedBytes: 0, dedupRatio: 1 };
-    const stack = [top.ino];
-    while (stack.length) {
-      const ino = stack.pop()!;
-      const rec = store.getInode(ino);
-      if (!rec || inodes.has(ino)) continue;
-      inodes.add(ino);
-      if (isDir(rec)) {
-        for (const e of store.entries(ino)) stack.push(e.ino);
-      } else if (isReg(rec)) {
+    for (const rec of walkTree(store, top.ino)) {
+      if (isReg(rec)) {
         row.files++;
         row.logicalBytes += rec.size;
-        for (const e of store.extents(ino)) {
+        for (const e of store.extents(rec.ino)) {
           const k = e.digest.toString('latin1');
           if (seen.has(k)) continue;
           seen.add(k);
