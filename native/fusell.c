@@ -67,7 +67,7 @@ enum {
   OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_ACCESS, OP_CREATE,
-  OP_READDIRPLUS,
+  OP_READDIRPLUS, OP_FALLOCATE,
   OP_COUNT
 };
 static const char *const OP_NAMES[OP_COUNT] = {
@@ -75,7 +75,7 @@ static const char *const OP_NAMES[OP_COUNT] = {
   "lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink",
   "rmdir", "symlink", "rename", "link", "open", "read", "write", "flush", "release",
   "fsync", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "access", "create",
-  "readdirplus",
+  "readdirplus", "fallocate",
 };
 
 /* Layout of the Float64Array JS fills before replyEntry/replyAttr/replyCreate/replyStatfs. */
@@ -708,6 +708,13 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_FSYNC, datasync); }
 static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_FSYNCDIR, datasync); }
 
+static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi)
+{
+  struct rq *r = rq_new(OP_FALLOCATE, req, NULL, NULL);
+  if (r) { r->ino = ino; set_fh(r, fi); r->flags = mode; r->off = offset; r->size = (uint64_t)length; }
+  POST_OR_FAIL(SESSION(req), r, req);
+}
+
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino)
 {
   struct rq *r = rq_new(OP_STATFS, req, NULL, NULL);
@@ -1073,6 +1080,7 @@ static void dispatch(napi_env env, struct session *s, napi_value fn, struct rq *
   case OP_FLUSH: case OP_RELEASEDIR: A(fh_value(env, r)); break;
   case OP_RELEASE: A(fh_value(env, r)); A(num(env, r->flags)); break;
   case OP_FSYNC: case OP_FSYNCDIR: A(fh_value(env, r)); A(boolean(env, r->mask != 0)); break;
+  case OP_FALLOCATE: A(fh_value(env, r)); A(num(env, r->flags)); A(num(env, (double)r->off)); A(num(env, (double)r->size)); break;
   case OP_ACCESS: A(num(env, r->mask)); break;
   case OP_CREATE: A(str(env, r->name)); A(num(env, r->mode)); A(num(env, r->flags)); break;
   case OP_INIT:
@@ -1516,6 +1524,7 @@ static void fill_ops(struct fuse_lowlevel_ops *ops, uint64_t mask)
   REG(OP_ACCESS, access, ll_access);
   REG(OP_CREATE, create, ll_create);
   REG(OP_READDIRPLUS, readdirplus, ll_readdirplus);
+  REG(OP_FALLOCATE, fallocate, ll_fallocate);
 #undef REG
 }
 

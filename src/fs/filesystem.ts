@@ -50,6 +50,15 @@ export const PREFERRED_IO_SIZE = 1 << 20;
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
 
+/** fallocate(2) modes (linux/falloc.h) the kernel passes on to a FUSE filesystem. */
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
+/** Zeros written per step when a range is punched or zeroed. */
+const ZERO_STEP = 1 << 20;
+let zeros: Buffer | undefined;
+const zeroStep = (): Buffer => (zeros ??= Buffer.alloc(ZERO_STEP));
+
 export interface Caller {
   uid: number;
   gid: number;
@@ -766,6 +775,30 @@ export class Filesystem {
       this.touchContent(st);
       await this.commit(st);
     });
+  }
+
+  /**
+   * fallocate(2). The store reserves nothing ahead (chunks are content-addressed, and a run of
+   * zeros is one stored chunk however long it is), so allocating only extends the size unless
+   * KEEP_SIZE, and punching a hole or zeroing a range writes zeros, through the ordinary write
+   * path a step at a time (its back-pressure bounds the memory).
+   */
+  async fallocate(fh: number, mode: number, offset: number, length: number): Promise<void> {
+    const h = this.handle(fh);
+    if ((h.flags & O_ACCMODE) === O_RDONLY) throw new ErrnoError(E.EBADF, 'file not open for writing');
+    if (offset < 0 || length <= 0 || !Number.isSafeInteger(offset + length)) throw new InvalidError('bad range');
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+      throw new ErrnoError(E.ENOTSUP, `fallocate mode 0x${mode.toString(16)} is not supported`);
+    }
+    if (mode & FALLOC_FL_PUNCH_HOLE && !(mode & FALLOC_FL_KEEP_SIZE)) throw new ErrnoError(E.ENOTSUP, 'a hole is punched with KEEP_SIZE');
+    const st = h.state;
+    const end = offset + length;
+    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+      // Past the end of the file there is nothing to zero: it reads as zeros if it grows.
+      const zeroEnd = Math.min(end, st.size);
+      for (let at = offset; at < zeroEnd; at += ZERO_STEP) await this.write(fh, zeroStep(), Math.min(ZERO_STEP, zeroEnd - at), at);
+    }
+    if (!(mode & FALLOC_FL_KEEP_SIZE) && end > st.size) await this.ftruncate(fh, end);
   }
 
   private touchContent(st: FileState): void {

@@ -108,6 +108,7 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
     flush: (_req, _ino, fh) => fs.flush(fh),
     release: (_req, _ino, fh) => fs.release(fh),
     fsync: (_req, _ino, fh) => fs.fsync(fh),
+    fallocate: (_req, _ino, fh, mode, offset, length) => fs.fallocate(fh, mode, offset, length),
     opendir: async () => ({ fh: 0 }),
     readdir: async (_req, ino, _fh, offset) => {
       const all = await fs.readdirIno(ino);

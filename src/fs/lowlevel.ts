@@ -166,6 +166,9 @@ export interface LowLevelOps {
   statfs?(req: RequestContext, ino: number): R<StatFs>;
   access?(req: RequestContext, ino: number, mask: number): R<void>;
   create?(req: RequestContext, parent: number, name: string, mode: number, flags: number): R<CreateReply>;
+  /** fallocate(2) on an open file: mode FALLOC_FL_* (the kernel passes on KEEP_SIZE, PUNCH_HOLE
+   *  and ZERO_RANGE only). */
+  fallocate?(req: RequestContext, ino: number, fh: number, mode: number, offset: number, length: number): R<void>;
 }
 
 export interface LowLevelOptions {
@@ -282,7 +285,7 @@ const OPS = [
   'lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir', 'unlink',
   'rmdir', 'symlink', 'rename', 'link', 'open', 'read', 'write', 'flush', 'release',
   'fsync', 'opendir', 'readdir', 'releasedir', 'fsyncdir', 'statfs', 'access', 'create',
-  'readdirplus',
+  'readdirplus', 'fallocate',
 ] as const;
 type OpName = (typeof OPS)[number];
 const OP = Object.fromEntries(OPS.map((n, i) => [n, i])) as Record<OpName, number>;
@@ -554,6 +557,8 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
         return run(id, 'release', () => ops.release!(req, ino, a0, a1), ok0(id));
       case OP.fsync:
         return run(id, 'fsync', () => ops.fsync!(req, ino, a0, a1), ok0(id));
+      case OP.fallocate:
+        return run(id, 'fallocate', () => ops.fallocate!(req, ino, a0, a1, a2, a3), ok0(id));
       case OP.readdir: {
         const offset: number = a1;
         return run(id, 'readdir', () => ops.readdir!(req, ino, a0, offset, a2), (list) => {

@@ -99,6 +99,13 @@ export function guardOps(ops: LowLevelOps, index: ObjectIndex, objects: ObjectAc
       return inner(req, ino, fh, offset, data, writepage);
     };
   }
+  if (ops.fallocate) {
+    const inner = ops.fallocate;
+    wrapped.fallocate = (req, ino, fh, mode, offset, length) => {
+      checkIno(ino, 'fallocate');
+      return inner(req, ino, fh, mode, offset, length);
+    };
+  }
   const inner = { open: ops.open, read: ops.read, flush: ops.flush, release: ops.release };
   wrapped.open = (req, ino, flags) => {
     if (index.isProtected(ino) && ((flags & O_ACCMODE) !== 0 || flags & O_TRUNC)) refuse('open for writing');

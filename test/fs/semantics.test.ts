@@ -93,6 +93,57 @@ test('truncate shrinks and grows with zeros', () => {
   expect(b.subarray(1000).every((x) => x === 0)).toBe(true);
 });
 
+describe('fallocate', () => {
+  const content = randomBytes(7, 300000);
+  const fresh = (name: string) => {
+    const p = path.join(mp, name);
+    fs.writeFileSync(p, content);
+    return p;
+  };
+  const fallocate = (args: string) => sh(`fallocate ${args}`);
+
+  test('allocating past the end extends the file with zeros and keeps its bytes', () => {
+    const p = fresh('fa-extend');
+    expect(fallocate(`-l 1048576 '${p}'`).status).toBe(0);
+    const b = fs.readFileSync(p);
+    expect(b.length).toBe(1048576);
+    expect(b.subarray(0, content.length).equals(content)).toBe(true);
+    expect(b.subarray(content.length).every((x) => x === 0)).toBe(true);
+  });
+
+  test('allocating with KEEP_SIZE, or inside the file, changes nothing', () => {
+    const p = fresh('fa-keep');
+    expect(fallocate(`-n -l 1048576 '${p}'`).status).toBe(0);
+    expect(fallocate(`-o 4096 -l 8192 '${p}'`).status).toBe(0);
+    expect(fs.readFileSync(p).equals(content)).toBe(true);
+  });
+
+  test('a punched hole reads as zeros and the size stays', () => {
+    const p = fresh('fa-punch');
+    expect(fallocate(`-p -o 4096 -l 100000 '${p}'`).status).toBe(0);
+    const want = Buffer.from(content);
+    want.fill(0, 4096, 104096);
+    expect(fs.readFileSync(p).equals(want)).toBe(true);
+  });
+
+  test('zeroing a range past the end grows the file unless KEEP_SIZE', () => {
+    const p = fresh('fa-zero');
+    expect(fallocate(`-z -o 290000 -l 20000 '${p}'`).status).toBe(0);
+    const want = Buffer.concat([content.subarray(0, 290000), Buffer.alloc(20000)]);
+    expect(fs.readFileSync(p).equals(want)).toBe(true);
+    expect(fallocate(`-z -n -o 305000 -l 20000 '${p}'`).status).toBe(0);
+    expect(fs.statSync(p).size).toBe(310000);
+  });
+
+  test('collapsing or inserting a range is refused as not supported', () => {
+    const p = fresh('fa-collapse');
+    const r = fallocate(`-c -o 0 -l 4096 '${p}'`);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/not supported/);
+    expect(fs.readFileSync(p).equals(content)).toBe(true);
+  });
+});
+
 test('writes in the middle of a large file change only those bytes', () => {
   const p = path.join(mp, 'big');
   const data = randomBytes(2, 10 << 20);

@@ -145,6 +145,8 @@ test('published objects are read-only files owned by root, and nothing under /.s
   const attempts: Record<string, string> = {
     'write as root': `echo x >> '${obj}'`,
     'truncate': `truncate -s 0 '${obj}'`,
+    'punch a hole': `fallocate -p -o 0 -l 4096 '${obj}'`,
+    'allocate': `fallocate -l 100000000 '${obj}'`,
     chmod: `chmod 644 '${obj}'`,
     chown: `chown 65534 '${obj}'`,
     unlink: `rm -f '${obj}'`,
