@@ -340,7 +340,7 @@ export class Filesystem {
     if (!isDir(dir)) throw new NotDirError(`inode ${ino}`);
     const out = [
       { name: '.', ino, mode: S_IFDIR },
-      { name: '..', ino: ino === ROOT_INO ? ino : this.store.findParentCached(ino) ?? ino, mode: S_IFDIR },
+      { name: '..', ino: ino === ROOT_INO ? ino : this.store.findParent(ino) ?? ino, mode: S_IFDIR },
     ];
     for (const e of this.store.entries(ino)) {
       const rec = this.store.getInode(e.ino);

@@ -1,6 +1,6 @@
-// src/store: the LMDB store behind the filesystem. One LMDB environment holds six databases
-// (see docs/FORMAT.md, "Store"): inodes, directory entries, file recipes as extent maps, chunk
-// reference records, chunk bytes, and orphans. Every filesystem change the daemon acknowledges is
+// src/store: the LMDB store behind the filesystem. One LMDB environment holds its databases
+// (see docs/FORMAT.md, "Store"): inodes, directory entries and each directory's name, file
+// recipes as extent maps, chunk reference records, chunk bytes, orphans, the compression queue. Every filesystem change the daemon acknowledges is
 // one call to Store.txn(): an LMDB child transaction, so a crash or an exception leaves the
 // previous or the new state, never a mix. Reads are synchronous (LMDB reads are memory-mapped
 // and take microseconds); writes are queued and committed off the main thread by lmdb-js.
@@ -17,6 +17,7 @@ import {
   ROOT_INO,
   S_IFDIR,
   decodeChunkRef,
+  isDir,
   decodeExtent,
   decodeInode,
   direntKey,
@@ -30,6 +31,8 @@ import {
 import { CorruptStoreError, InvalidError, StoreError, StoreFullError, isSpaceError } from './errors';
 
 export const STORE_FORMAT_VERSION = 1;
+/** `meta` key set once the directory parent index (`dirparents`) covers every directory. */
+const PARENTS_INDEXED = 'dirparentsIndexed';
 
 export interface StoreOptions {
   readOnly?: boolean;
@@ -73,6 +76,9 @@ export class Store {
     private readonly chunks: Database<Buffer, Buffer>,
     private readonly orphans: Database<Buffer, Buffer>,
     private readonly compressQueue: Database<Buffer, Buffer>,
+    /** Each directory's name: dir ino -> its dirents key (parent ino ‖ name). Absent in a store
+     *  that an older slinkyfs wrote and that is open read-only (findParent then scans). */
+    private readonly dirParents: Database<Buffer, Buffer> | undefined,
     readonly options: StoreOptions,
   ) {}
 
@@ -103,7 +109,14 @@ export class Store {
     }
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, encoding: 'binary', keyEncoding: 'binary', cache: false });
     const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary', cache: false });
-    const store = new Store(dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), db('compressq'), options);
+    // Read-only, a store from before the parent index may not have its database.
+    let dirParents: Database<Buffer, Buffer> | undefined;
+    try {
+      dirParents = db('dirparents');
+    } catch (err) {
+      if (!options.readOnly) throw new StoreError(`cannot open store at ${dir}: ${(err as Error).message}`);
+    }
+    const store = new Store(dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), db('compressq'), dirParents, options);
     if (!options.readOnly) await store.initialise();
     else store.checkFormat();
     return store;
@@ -122,6 +135,7 @@ export class Store {
   private async initialise(): Promise<void> {
     if (this.meta.get('format')) {
       this.checkFormat();
+      await this.indexParents();
       return;
     }
     const { LBFS_PARAMS } = await import('../chunking/chunker');
@@ -144,6 +158,23 @@ export class Store {
       this.meta.put('format', Buffer.from(JSON.stringify(format)));
       this.putInode({ ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 0, atimeMs: now, mtimeMs: now, ctimeMs: now, target: '' });
       this.setCounter('nextIno', ROOT_INO + 1);
+      this.meta.put(PARENTS_INDEXED, Buffer.from('1'));
+    });
+  }
+
+  /**
+   * Build the directory parent index of a store written before it existed: one pass over the
+   * directory entries, once. Writers keep it current from then on (addEntry, removeEntry).
+   */
+  private async indexParents(): Promise<void> {
+    if (this.meta.get(PARENTS_INDEXED)) return;
+    await this.txn(() => {
+      if (this.meta.get(PARENTS_INDEXED)) return;
+      for (const { key, value } of this.dirents.getRange({})) {
+        const rec = this.getInode(readIno(value));
+        if (rec && isDir(rec)) this.dirParents!.put(inoKey(rec.ino), Buffer.from(key));
+      }
+      this.meta.put(PARENTS_INDEXED, Buffer.from('1'));
     });
   }
 
@@ -357,12 +388,21 @@ export class Store {
     return raw ? readIno(raw) : undefined;
   }
 
+  /** Add a name (inside txn). A directory's inode must be stored first: its name is indexed. */
   addEntry(parent: Ino, name: string, ino: Ino): void {
-    this.dirents.put(direntKey(parent, name), inoKey(ino));
+    const key = direntKey(parent, name);
+    this.dirents.put(key, inoKey(ino));
+    const rec = this.getInode(ino);
+    if (rec && isDir(rec)) this.dirParents?.put(inoKey(ino), key);
   }
 
   removeEntry(parent: Ino, name: string): void {
-    this.dirents.remove(direntKey(parent, name));
+    const key = direntKey(parent, name);
+    const child = this.dirents.getBinary(key);
+    this.dirents.remove(key);
+    if (!child || !this.dirParents) return;
+    const back = this.dirParents.getBinary(child);
+    if (back && key.equals(back)) this.dirParents.remove(child);
   }
 
   /** Entries of a directory in byte order of their names. */
@@ -378,24 +418,23 @@ export class Store {
    * The directory holding directory `dirIno`. Directories have one name, so this is unique. It
    * scans the entries: only rename's "into itself" check needs it, and that is rare.
    */
+  /**
+   * The directory holding directory `dirIno` (directories have exactly one name). The index
+   * answers with two reads; a record that does not check out against the entry it names (a
+   * store an older slinkyfs changed after the index was built) falls back to scanning every
+   * entry, which is also the answer in a read-only store without the index.
+   */
   findParent(dirIno: Ino): Ino | undefined {
     const want = inoKey(dirIno);
+    const back = this.dirParents?.getBinary(want);
+    if (back) {
+      const named = this.dirents.getBinary(back);
+      if (named && want.equals(named)) return readIno(back);
+    }
     for (const { key, value } of this.dirents.getRange({})) {
       if (want.equals(value)) return readIno(key);
     }
     return undefined;
-  }
-
-  private parentCache = new Map<Ino, Ino>();
-  /** findParent with a cache that is checked before use (directories rarely move). */
-  findParentCached(dirIno: Ino): Ino | undefined {
-    const cached = this.parentCache.get(dirIno);
-    if (cached !== undefined) {
-      for (const e of this.entries(cached)) if (e.ino === dirIno) return cached;
-    }
-    const found = this.findParent(dirIno);
-    if (found !== undefined) this.parentCache.set(dirIno, found);
-    return found;
   }
 
   hasEntries(parent: Ino): boolean {

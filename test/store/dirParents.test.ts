@@ -1,0 +1,106 @@
+// Each directory's name is indexed (`dirparents`, docs/FORMAT.md), so finding a directory's
+// parent (a readdir's "..", the check that a directory is not moved into itself) is two reads
+// instead of a scan of every directory entry in the store, which made `ls -laR` of a large tree
+// quadratic. The index must follow every change, be built for a store written before it
+// existed, and never be trusted over the entries themselves.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open as openLmdb } from 'lmdb';
+import { Filesystem } from '../../src/fs/filesystem';
+import { LocalChunkSource } from '../../src/store/localSource';
+import { Store } from '../../src/store/store';
+import { direntKey, inoKey, ROOT_INO } from '../../src/store/records';
+
+const ROOT = { uid: 0, gid: 0 };
+let dir: string;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-parents-'));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function withFs<T>(fn: (store: Store, fsys: Filesystem) => Promise<T>): Promise<T> {
+  const store = await Store.open(dir);
+  try {
+    return await fn(store, new Filesystem(store, new LocalChunkSource(store)));
+  } finally {
+    await store.close();
+  }
+}
+
+const inoOf = async (fsys: Filesystem, p: string) => (await fsys.getattr(p)).ino;
+/** The index record of a directory: the dirents key of its one name. */
+const record = (store: Store, ino: number) =>
+  (store as unknown as { dirParents: { getBinary(k: Buffer): Buffer | undefined } }).dirParents.getBinary(inoKey(ino));
+
+test('a directory’s parent follows mkdir, rename and rmdir', async () => {
+  await withFs(async (store, fsys) => {
+    await fsys.mkdir('/a', 0o755, ROOT);
+    await fsys.mkdir('/a/b', 0o755, ROOT);
+    await fsys.mkdir('/c', 0o755, ROOT);
+    const [a, b, c] = [await inoOf(fsys, '/a'), await inoOf(fsys, '/a/b'), await inoOf(fsys, '/c')];
+    expect(store.findParent(a)).toBe(ROOT_INO);
+    expect(store.findParent(b)).toBe(a);
+    await fsys.rename('/a/b', '/c/b2');
+    expect(record(store, b)).toEqual(direntKey(c, 'b2'));
+    expect(store.findParent(b)).toBe(c);
+    await fsys.rename('/c', '/a/c');
+    expect(store.findParent(c)).toBe(a);
+    await fsys.rmdir('/a/c/b2');
+    expect(record(store, b)).toBeUndefined();
+    expect(store.findParent(b)).toBeUndefined();
+  });
+});
+
+test('moving a directory into its own subtree is still refused', async () => {
+  await withFs(async (_store, fsys) => {
+    await fsys.mkdir('/top', 0o755, ROOT);
+    await fsys.mkdir('/top/mid', 0o755, ROOT);
+    await fsys.mkdir('/top/mid/low', 0o755, ROOT);
+    await expect(fsys.rename('/top', '/top/mid/low/top')).rejects.toThrow(/into itself/);
+    await fsys.rename('/top/mid/low', '/low');
+    await expect(fsys.rename('/low', '/top/mid/low')).resolves.toBeUndefined();
+  });
+});
+
+test('a store written before the index gets it built when opened', async () => {
+  let mid = 0;
+  let top = 0;
+  await withFs(async (_store, fsys) => {
+    await fsys.mkdir('/top', 0o755, ROOT);
+    await fsys.mkdir('/top/mid', 0o755, ROOT);
+    top = await inoOf(fsys, '/top');
+    mid = await inoOf(fsys, '/top/mid');
+  });
+  // Take the index away, as in a store from before it existed.
+  const env = openLmdb({ path: path.join(dir, 'db'), maxDbs: 16, encoding: 'binary', keyEncoding: 'binary' });
+  await env.openDB({ name: 'dirparents', encoding: 'binary', keyEncoding: 'binary' }).drop();
+  await env.openDB({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary' }).remove('dirparentsIndexed');
+  await env.close();
+  // Read-only (stats, verify of a stopped store), nothing is built: the parent is found anyway.
+  const ro = await Store.open(dir, { readOnly: true });
+  try {
+    expect(ro.findParent(mid)).toBe(top);
+  } finally {
+    await ro.close();
+  }
+  await withFs(async (store) => {
+    expect(record(store, mid)).toEqual(direntKey(top, 'mid'));
+    expect(store.findParent(mid)).toBe(top);
+    expect(store.findParent(top)).toBe(ROOT_INO);
+  });
+});
+
+test('a record that disagrees with the directory entries is not trusted', async () => {
+  await withFs(async (store, fsys) => {
+    await fsys.mkdir('/p', 0o755, ROOT);
+    await fsys.mkdir('/p/child', 0o755, ROOT);
+    const [p, child] = [await inoOf(fsys, '/p'), await inoOf(fsys, '/p/child')];
+    await fsys.rename('/p/child', '/moved');
+    // As if an older slinkyfs had made that move: the record still names (p, "child").
+    const env = (store as unknown as { env: { openDB(o: object): { put(k: Buffer, v: Buffer): Promise<boolean> } } }).env;
+    await env.openDB({ name: 'dirparents', encoding: 'binary', keyEncoding: 'binary', cache: false }).put(inoKey(child), direntKey(p, 'child'));
+    expect(store.findParent(child)).toBe(ROOT_INO);
+  });
+});
