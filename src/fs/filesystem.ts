@@ -50,6 +50,9 @@ export const PREFERRED_IO_SIZE = 1 << 20;
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
 
+/** renameat2(2) flags (linux/fs.h). */
+const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
 /** fallocate(2) modes (linux/falloc.h) the kernel passes on to a FUSE filesystem. */
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -451,9 +454,11 @@ export class Filesystem {
     return this.getattrIno(ino);
   }
 
-  /** rename(2) and renameat2(2)'s RENAME_NOREPLACE (flags 1); RENAME_EXCHANGE is not supported. */
+  /** rename(2), and renameat2(2) with RENAME_NOREPLACE or RENAME_EXCHANGE. */
   async renameAt(parent: Ino, name: string, newParent: Ino, newName: string, flags = 0): Promise<void> {
-    if (flags & ~1) throw new InvalidError('unsupported rename flags');
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) || flags === (RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+      throw new InvalidError('unsupported rename flags');
+    }
     const a = this.dirFor(parent, name);
     const b = this.dirFor(newParent, newName);
     await this.store.txn(() => {
@@ -461,7 +466,12 @@ export class Filesystem {
       if (srcIno === undefined) throw new NotFoundError(name);
       const src = this.inode(srcIno);
       const dstIno = this.store.lookup(b.ino, newName);
-      if (dstIno !== undefined && flags & 1) throw new ExistsError(newName);
+      if (flags & RENAME_EXCHANGE) {
+        if (dstIno === undefined) throw new NotFoundError(newName);
+        this.exchange(a, name, src, b, newName, this.inode(dstIno));
+        return;
+      }
+      if (dstIno !== undefined && flags & RENAME_NOREPLACE) throw new ExistsError(newName);
       if (dstIno === srcIno) return; // same file: POSIX says do nothing
       if (isDir(src) && this.isAncestor(srcIno, b.ino)) throw new InvalidError(`cannot move ${name} into itself`);
       if (dstIno !== undefined) {
@@ -485,6 +495,25 @@ export class Filesystem {
       this.touchDir(b, moved);
       this.store.putInode({ ...this.inode(srcIno), ctimeMs: Date.now() });
     });
+  }
+
+  /** RENAME_EXCHANGE (inside txn): `x` named (a, name) and `y` named (b, newName) trade names. */
+  private exchange(a: InodeRecord, name: string, x: InodeRecord, b: InodeRecord, newName: string, y: InodeRecord): void {
+    if (x.ino === y.ino) return; // two names of one file: nothing changes
+    // Each directory moves into the other's place: neither may end up inside itself.
+    if (isDir(x) && this.isAncestor(x.ino, b.ino)) throw new InvalidError(`cannot move ${name} into itself`);
+    if (isDir(y) && this.isAncestor(y.ino, a.ino)) throw new InvalidError(`cannot move ${newName} into itself`);
+    this.store.removeEntry(a.ino, name);
+    this.store.removeEntry(b.ino, newName);
+    this.store.addEntry(a.ino, name, y.ino);
+    this.store.addEntry(b.ino, newName, x.ino);
+    // A directory that changes parent takes one link from the old parent to the new one.
+    const shift = a.ino === b.ino ? 0 : (isDir(x) ? 1 : 0) - (isDir(y) ? 1 : 0);
+    this.touchDir(a, -shift);
+    if (b.ino !== a.ino) this.touchDir(b, shift);
+    const now = Date.now();
+    this.store.putInode({ ...this.inode(x.ino), ctimeMs: now });
+    this.store.putInode({ ...this.inode(y.ino), ctimeMs: now });
   }
 
   // ---- the same by path (tests, internal writers such as the page cache) ----------------------

@@ -93,6 +93,48 @@ test('truncate shrinks and grows with zeros', () => {
   expect(b.subarray(1000).every((x) => x === 0)).toBe(true);
 });
 
+describe('renameat2 RENAME_EXCHANGE', () => {
+  /** renameat2(a, b, RENAME_EXCHANGE) from another process; the errno name on failure. */
+  const exchange = (a: string, b: string): string =>
+    sh(
+      `python3 -c 'import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); ` +
+        `r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2); ` +
+        `print("ok" if r == 0 else __import__("errno").errorcode[ctypes.get_errno()])' '${a}' '${b}'`,
+    ).stdout.trim();
+  const ino = (p: string) => stat(p).split(' ')[1];
+  const links = (p: string) => stat(p).split(' ')[0];
+
+  test('two files trade names atomically: contents and inode numbers swap', () => {
+    const [x, y] = [path.join(mp, 'xa'), path.join(mp, 'xb')];
+    fs.writeFileSync(x, 'first');
+    fs.writeFileSync(y, 'second');
+    const [ix, iy] = [ino(x), ino(y)];
+    expect(exchange(x, y)).toBe('ok');
+    expect([fs.readFileSync(x, 'utf8'), fs.readFileSync(y, 'utf8')]).toEqual(['second', 'first']);
+    expect([ino(x), ino(y)]).toEqual([iy, ix]);
+  });
+
+  test('a directory and a file in different directories trade places, and the link counts follow', () => {
+    fs.mkdirSync(path.join(mp, 'xp1/sub'), { recursive: true });
+    fs.mkdirSync(path.join(mp, 'xp2'));
+    fs.writeFileSync(path.join(mp, 'xp1/sub/inside'), 'deep');
+    fs.writeFileSync(path.join(mp, 'xp2/file'), 'flat');
+    expect([links(path.join(mp, 'xp1')), links(path.join(mp, 'xp2'))]).toEqual(['3', '2']);
+    expect(exchange(path.join(mp, 'xp1/sub'), path.join(mp, 'xp2/file'))).toBe('ok');
+    expect(fs.readFileSync(path.join(mp, 'xp2/file/inside'), 'utf8')).toBe('deep');
+    expect(fs.readFileSync(path.join(mp, 'xp1/sub'), 'utf8')).toBe('flat');
+    expect([links(path.join(mp, 'xp1')), links(path.join(mp, 'xp2'))]).toEqual(['2', '3']);
+    expect(sh(`ls -a '${path.join(mp, 'xp2/file')}/..'`).stdout.split('\n')).toContain('file');
+  });
+
+  test('a directory cannot be exchanged into its own subtree, and both names must exist', () => {
+    fs.mkdirSync(path.join(mp, 'xo/xi'), { recursive: true });
+    expect(exchange(path.join(mp, 'xo'), path.join(mp, 'xo/xi'))).toBe('EINVAL');
+    expect(fs.existsSync(path.join(mp, 'xo/xi'))).toBe(true);
+    expect(exchange(path.join(mp, 'xo'), path.join(mp, 'nothing-here'))).toBe('ENOENT');
+  });
+});
+
 describe('fallocate', () => {
   const content = randomBytes(7, 300000);
   const fresh = (name: string) => {
