@@ -67,7 +67,7 @@ enum {
   OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_ACCESS, OP_CREATE,
-  OP_READDIRPLUS, OP_FALLOCATE,
+  OP_READDIRPLUS, OP_FALLOCATE, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR,
   OP_COUNT
 };
 static const char *const OP_NAMES[OP_COUNT] = {
@@ -75,7 +75,7 @@ static const char *const OP_NAMES[OP_COUNT] = {
   "lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink",
   "rmdir", "symlink", "rename", "link", "open", "read", "write", "flush", "release",
   "fsync", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "access", "create",
-  "readdirplus", "fallocate",
+  "readdirplus", "fallocate", "setxattr", "getxattr", "listxattr", "removexattr",
 };
 
 /* Layout of the Float64Array JS fills before replyEntry/replyAttr/replyCreate/replyStatfs. */
@@ -715,6 +715,48 @@ static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   POST_OR_FAIL(SESSION(req), r, req);
 }
 
+/* Extended attributes. A value to set is copied (at most XATTR_SIZE_MAX, 64 KiB); getxattr and
+ * listxattr carry the caller's buffer size, 0 asking for the size only (JS answers with
+ * replyXattrSize then). */
+static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
+{
+  struct rq *r = rq_new(OP_SETXATTR, req, name, NULL);
+  if (r) {
+    r->ino = ino;
+    r->flags = flags;
+    r->size = size;
+    r->data = malloc(size ? size : 1);
+    if (!r->data) { free(r); r = NULL; }
+    else memcpy(r->data, value, size);
+  }
+  POST_OR_FAIL(SESSION(req), r, req);
+}
+
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+  /* The kernel asks for this one before every write to a file (to drop capabilities written
+   * over) and FUSE never marks inodes as having none. The filesystem refuses to store it (the
+   * mount is nosuid: file capabilities would not apply), so the answer is always "none". */
+  if (strcmp(name, "security.capability") == 0) { fuse_reply_err(req, ENODATA); return; }
+  struct rq *r = rq_new(OP_GETXATTR, req, name, NULL);
+  if (r) { r->ino = ino; r->size = size; }
+  POST_OR_FAIL(SESSION(req), r, req);
+}
+
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+  struct rq *r = rq_new(OP_LISTXATTR, req, NULL, NULL);
+  if (r) { r->ino = ino; r->size = size; }
+  POST_OR_FAIL(SESSION(req), r, req);
+}
+
+static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+  struct rq *r = rq_new(OP_REMOVEXATTR, req, name, NULL);
+  if (r) r->ino = ino;
+  POST_OR_FAIL(SESSION(req), r, req);
+}
+
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino)
 {
   struct rq *r = rq_new(OP_STATFS, req, NULL, NULL);
@@ -1080,6 +1122,15 @@ static void dispatch(napi_env env, struct session *s, napi_value fn, struct rq *
   case OP_FLUSH: case OP_RELEASEDIR: A(fh_value(env, r)); break;
   case OP_RELEASE: A(fh_value(env, r)); A(num(env, r->flags)); break;
   case OP_FSYNC: case OP_FSYNCDIR: A(fh_value(env, r)); A(boolean(env, r->mask != 0)); break;
+  case OP_SETXATTR: {
+    napi_value data = write_payload(env, r);
+    if (!data) { slot_take(s, slot_id(s, slot)); fail_queued(env, s, r, ENOMEM); return; }
+    A(str(env, r->name)); A(data); A(num(env, r->flags));
+    break;
+  }
+  case OP_GETXATTR: A(str(env, r->name)); A(num(env, (double)r->size)); break;
+  case OP_LISTXATTR: A(num(env, (double)r->size)); break;
+  case OP_REMOVEXATTR: A(str(env, r->name)); break;
   case OP_FALLOCATE: A(fh_value(env, r)); A(num(env, r->flags)); A(num(env, (double)r->off)); A(num(env, (double)r->size)); break;
   case OP_ACCESS: A(num(env, r->mask)); break;
   case OP_CREATE: A(str(env, r->name)); A(num(env, r->mode)); A(num(env, r->flags)); break;
@@ -1525,6 +1576,10 @@ static void fill_ops(struct fuse_lowlevel_ops *ops, uint64_t mask)
   REG(OP_CREATE, create, ll_create);
   REG(OP_READDIRPLUS, readdirplus, ll_readdirplus);
   REG(OP_FALLOCATE, fallocate, ll_fallocate);
+  REG(OP_SETXATTR, setxattr, ll_setxattr);
+  REG(OP_GETXATTR, getxattr, ll_getxattr);
+  REG(OP_LISTXATTR, listxattr, ll_listxattr);
+  REG(OP_REMOVEXATTR, removexattr, ll_removexattr);
 #undef REG
 }
 
@@ -1824,6 +1879,19 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info)
   return result(env, res);
 }
 
+/* replyXattrSize(handle, id, size): the answer to a getxattr/listxattr that asked for the size. */
+static napi_value js_reply_xattr_size(napi_env env, napi_callback_info info)
+{
+  ARGS(3);
+  struct session *s;
+  struct rq *r = reply_target(env, argv, argc, 3, &s);
+  if (!r) return result(env, STALE);
+  double n = get_num(env, argv[2], -1);
+  int res = n >= 0 ? fuse_reply_xattr(r->req, (size_t)n) : fuse_reply_err(r->req, EIO);
+  rq_free(env, s, r);
+  return result(env, res);
+}
+
 /* replyBuf(handle, id, data: Uint8Array | string): read and readlink answers. The kernel copies
  * the bytes during the call, so the caller's buffer is free again when this returns. */
 static napi_value js_reply_buf(napi_env env, napi_callback_info info)
@@ -2049,6 +2117,7 @@ static napi_value init_module(napi_env env, napi_value exports)
     { "replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL },
     { "replyWrite", NULL, js_reply_write, NULL, NULL, NULL, napi_default, NULL },
     { "replyBuf", NULL, js_reply_buf, NULL, NULL, NULL, napi_default, NULL },
+    { "replyXattrSize", NULL, js_reply_xattr_size, NULL, NULL, NULL, napi_default, NULL },
     { "replyDir", NULL, js_reply_dir, NULL, NULL, NULL, napi_default, NULL },
     { "replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL },

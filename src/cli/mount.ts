@@ -27,6 +27,7 @@ interface Args {
   'sync-every-commit'?: boolean;
   'spin-us': number;
   'readahead-kib': number;
+  xattr: boolean;
   'ready-fd'?: number;
   peer?: string[];
   serve?: string;
@@ -64,6 +65,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       syncEveryCommit: args['sync-every-commit'],
       spinMicros: args['spin-us'],
       readaheadKib: args['readahead-kib'],
+      xattr: args.xattr,
       extraSources: args.peer?.length || args.serve ? (store, l, events) => peerSources(store, args, l, events) : undefined,
       log,
     });
@@ -94,6 +96,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
   if (args.serve) childArgs.push('--serve', args.serve);
   if (!args.prefetch) childArgs.push('--no-prefetch');
+  if (!args.xattr) childArgs.push('--no-xattr');
   fs.mkdirSync(storeDir, { recursive: true });
   const out = fs.openSync(path.join(storeDir, 'slinkyfs.log'), 'a');
   const child = spawn(process.execPath, childArgs, { detached: true, stdio: ['ignore', out, out, 'pipe'] });
@@ -140,6 +143,11 @@ const command: CommandModule<{}, Args> = {
         type: 'number',
         default: READAHEAD_KIB,
         describe: 'kernel read-ahead for the mount in KiB (root only); 2048 reads large files faster, but is also the read-around of every mmap fault: programs map more pages',
+      })
+      .option('xattr', {
+        type: 'boolean',
+        default: true,
+        describe: 'serve extended attributes (--no-xattr: none; the kernel then skips a round trip it makes before every write)',
       })
       .option('ready-fd', { type: 'number', hidden: true })
       .check((a) => {

@@ -33,6 +33,8 @@ export interface DaemonOptions {
   spinMicros?: number;
   /** The kernel's read-ahead for the mount, KiB (readahead.ts; root only). */
   readaheadKib?: number;
+  /** Serve extended attributes (fuseOps.ts FuseOpsOptions.xattr; default true). */
+  xattr?: boolean;
   /** Extra chunk sources behind the local store (peers, seeds): set up by the caller. */
   extraSources?: (store: Store, log: (line: string) => void, events: SourceEvents) => Promise<ChunkSource | undefined>;
   log: (line: string) => void;
@@ -118,6 +120,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       },
       // A directory's nlink/mtime changed under the kernel's attribute cache: drop that entry.
       dirChanged: (ino) => setImmediate(() => void session?.invalidateInode(ino, -1).catch(() => undefined)),
+      xattr: opts.xattr,
     }));
     // The index of published objects is loaded before the first request can ask for one.
     await pages.start();

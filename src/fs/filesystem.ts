@@ -50,6 +50,24 @@ export const PREFERRED_IO_SIZE = 1 << 20;
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
 
+/** setxattr(2) flags and limits (linux/xattr.h, linux/limits.h). */
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+const XATTR_NAME_MAX = 255;
+const XATTR_SIZE_MAX = 65536;
+const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
+
+function checkXattrName(name: string): void {
+  const bytes = Buffer.byteLength(name);
+  if (bytes === 0 || bytes > XATTR_NAME_MAX) throw new ErrnoError(E.ERANGE, `bad attribute name length: ${bytes}`);
+  if (!XATTR_NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length)) {
+    throw new ErrnoError(E.ENOTSUP, `attribute ${name} is not supported (only the user, trusted and security namespaces)`);
+  }
+  // File capabilities would not apply (the mount is nosuid), and the FUSE binding answers the
+  // kernel's check for them before every write itself, with "none" (native/fusell.c).
+  if (name === 'security.capability') throw new ErrnoError(E.ENOTSUP, 'file capabilities are not supported');
+}
+
 /** renameat2(2) flags (linux/fs.h). */
 const RENAME_NOREPLACE = 1;
 const RENAME_EXCHANGE = 2;
@@ -514,6 +532,47 @@ export class Filesystem {
     const now = Date.now();
     this.store.putInode({ ...this.inode(x.ino), ctimeMs: now });
     this.store.putInode({ ...this.inode(y.ino), ctimeMs: now });
+  }
+
+  // ---- extended attributes ------------------------------------------------------------------
+
+  /**
+   * Set an extended attribute of the user, trusted or security namespace (the kernel checks who
+   * may). POSIX ACLs (system.posix_acl_*) and file capabilities are refused as unsupported: the
+   * kernel would not enforce them here, and `cp -a` then leaves them out instead of storing dead
+   * ones.
+   */
+  async setxattrIno(ino: Ino, name: string, value: Uint8Array, flags: number): Promise<void> {
+    checkXattrName(name);
+    if (value.length > XATTR_SIZE_MAX) throw new ErrnoError(E.E2BIG, `value of ${name} too large`);
+    await this.store.txn(() => {
+      const rec = this.inode(ino);
+      const exists = this.store.getXattr(ino, name) !== undefined;
+      if (flags & XATTR_CREATE && exists) throw new ExistsError(name);
+      if (flags & XATTR_REPLACE && !exists) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
+      this.store.setXattr(ino, name, value);
+      this.store.putInode({ ...rec, ctimeMs: Date.now() });
+    }, value.length + 64);
+  }
+
+  async getxattrIno(ino: Ino, name: string): Promise<Buffer> {
+    this.inode(ino);
+    const v = this.store.getXattr(ino, name);
+    if (v === undefined) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
+    return v;
+  }
+
+  async listxattrIno(ino: Ino): Promise<string[]> {
+    this.inode(ino);
+    return this.store.xattrNames(ino);
+  }
+
+  async removexattrIno(ino: Ino, name: string): Promise<void> {
+    await this.store.txn(() => {
+      const rec = this.inode(ino);
+      if (!this.store.removeXattr(ino, name)) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
+      this.store.putInode({ ...rec, ctimeMs: Date.now() });
+    });
   }
 
   // ---- the same by path (tests, internal writers such as the page cache) ----------------------

@@ -40,6 +40,12 @@ export interface FuseOpsOptions {
   statfs: () => Promise<StatFs>;
   /** Called after a change that alters a directory's attributes the kernel may have cached. */
   dirChanged?: (ino: number) => void;
+  /**
+   * Serve extended attributes (default true). Without them the kernel stops asking after the
+   * first ENOSYS; with them it asks for security.capability before every write(2), which the
+   * binding answers in C but which is still one round trip per write (README, "Known limitations").
+   */
+  xattr?: boolean;
 }
 
 export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelOps {
@@ -109,6 +115,14 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
     release: (_req, _ino, fh) => fs.release(fh),
     fsync: (_req, _ino, fh) => fs.fsync(fh),
     fallocate: (_req, _ino, fh, mode, offset, length) => fs.fallocate(fh, mode, offset, length),
+    ...(opts.xattr === false
+      ? {}
+      : {
+          setxattr: (_req, ino, name, value, flags) => fs.setxattrIno(ino, name, value, flags),
+          getxattr: (_req, ino, name) => fs.getxattrIno(ino, name),
+          listxattr: (_req, ino) => fs.listxattrIno(ino),
+          removexattr: (_req, ino, name) => fs.removexattrIno(ino, name),
+        } satisfies Partial<LowLevelOps>),
     opendir: async () => ({ fh: 0 }),
     readdir: async (_req, ino, _fh, offset) => {
       const all = await fs.readdirIno(ino);

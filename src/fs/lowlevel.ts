@@ -169,6 +169,13 @@ export interface LowLevelOps {
   /** fallocate(2) on an open file: mode FALLOC_FL_* (the kernel passes on KEEP_SIZE, PUNCH_HOLE
    *  and ZERO_RANGE only). */
   fallocate?(req: RequestContext, ino: number, fh: number, mode: number, offset: number, length: number): R<void>;
+  /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). `value` is a copy. */
+  setxattr?(req: RequestContext, ino: number, name: string, value: Buffer, flags: number): R<void>;
+  /** The value (the binding answers a size query, or ERANGE when it does not fit the caller's buffer). */
+  getxattr?(req: RequestContext, ino: number, name: string): R<Uint8Array>;
+  /** The names (the binding builds the NUL-separated list and answers size queries). */
+  listxattr?(req: RequestContext, ino: number): R<string[]>;
+  removexattr?(req: RequestContext, ino: number, name: string): R<void>;
 }
 
 export interface LowLevelOptions {
@@ -268,6 +275,7 @@ interface FusellAddon {
   replyOpen(h: Handle, id: number): number;
   replyWrite(h: Handle, id: number, count: number): number;
   replyBuf(h: Handle, id: number, data: Uint8Array | string): number;
+  replyXattrSize(h: Handle, id: number, size: number): number;
   replyDir(h: Handle, id: number, flat: unknown[], plus: boolean): number;
   replyStatfs(h: Handle, id: number): number;
   notify(h: Handle, kind: number, ino: number, a: number, b: number, name: string): Promise<number>;
@@ -285,7 +293,7 @@ const OPS = [
   'lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir', 'unlink',
   'rmdir', 'symlink', 'rename', 'link', 'open', 'read', 'write', 'flush', 'release',
   'fsync', 'opendir', 'readdir', 'releasedir', 'fsyncdir', 'statfs', 'access', 'create',
-  'readdirplus', 'fallocate',
+  'readdirplus', 'fallocate', 'setxattr', 'getxattr', 'listxattr', 'removexattr',
 ] as const;
 type OpName = (typeof OPS)[number];
 const OP = Object.fromEntries(OPS.map((n, i) => [n, i])) as Record<OpName, number>;
@@ -314,6 +322,7 @@ export function fusellAddon(): FusellAddon {
 
 const EIO = 5;
 const ENOENT = 2;
+const ERANGE = 34;
 const ENOSYS = 38;
 
 /** err.errno (either sign), else err.code looked up in os.constants.errno, else EIO. */
@@ -482,6 +491,12 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
     a.replyAttr(handle, id);
   };
   const ok0 = (id: number) => () => void a.replyErr(handle, id, 0);
+  // getxattr/listxattr: size 0 asks how big the answer is; a buffer too small is ERANGE.
+  const replyXattr = (id: number, value: Uint8Array, size: number) => {
+    if (size === 0) a.replyXattrSize(handle, id, value.length);
+    else if (value.length > size) a.replyErr(handle, id, ERANGE);
+    else a.replyBuf(handle, id, value);
+  };
 
   const dispatch: Dispatch = (op, id, ino, uid, gid, pid, umask, a0, a1, a2, a3, a4, a5, a6, a7, a8) => {
     const req: RequestContext = { uid, gid, pid, umask };
@@ -559,6 +574,17 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
         return run(id, 'fsync', () => ops.fsync!(req, ino, a0, a1), ok0(id));
       case OP.fallocate:
         return run(id, 'fallocate', () => ops.fallocate!(req, ino, a0, a1, a2, a3), ok0(id));
+      case OP.setxattr:
+        return run(id, 'setxattr', () => ops.setxattr!(req, ino, a0, a1, a2), ok0(id));
+      case OP.getxattr:
+        return run(id, 'getxattr', () => ops.getxattr!(req, ino, a0), (v) => replyXattr(id, v, a1));
+      case OP.listxattr:
+        return run(id, 'listxattr', () => ops.listxattr!(req, ino), (names) => {
+          const parts = names.map((n) => Buffer.from(`${n}\0`));
+          replyXattr(id, Buffer.concat(parts), a0);
+        });
+      case OP.removexattr:
+        return run(id, 'removexattr', () => ops.removexattr!(req, ino, a0), ok0(id));
       case OP.readdir: {
         const offset: number = a1;
         return run(id, 'readdir', () => ops.readdir!(req, ino, a0, offset, a2), (list) => {

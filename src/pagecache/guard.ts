@@ -99,6 +99,14 @@ export function guardOps(ops: LowLevelOps, index: ObjectIndex, objects: ObjectAc
       return inner(req, ino, fh, offset, data, writepage);
     };
   }
+  for (const op of ['setxattr', 'removexattr'] as const) {
+    const inner = ops[op] as ((req: RequestContext, ino: number, ...rest: unknown[]) => unknown) | undefined;
+    if (!inner) continue;
+    (wrapped as Record<string, unknown>)[op] = (req: RequestContext, ino: number, ...rest: unknown[]) => {
+      checkIno(ino, op);
+      return inner(req, ino, ...rest);
+    };
+  }
   if (ops.fallocate) {
     const inner = ops.fallocate;
     wrapped.fallocate = (req, ino, fh, mode, offset, length) => {

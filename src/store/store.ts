@@ -1,5 +1,5 @@
 // src/store: the LMDB store behind the filesystem. One LMDB environment holds its databases
-// (see docs/FORMAT.md, "Store"): inodes, directory entries and each directory's name, file
+// (see docs/FORMAT.md, "Store"): inodes, directory entries and each directory's name, extended attributes, file
 // recipes as extent maps, chunk reference records, chunk bytes, orphans, the compression queue. Every filesystem change the daemon acknowledges is
 // one call to Store.txn(): an LMDB child transaction, so a crash or an exception leaves the
 // previous or the new state, never a mix. Reads are synchronous (LMDB reads are memory-mapped
@@ -79,6 +79,8 @@ export class Store {
     /** Each directory's name: dir ino -> its dirents key (parent ino ‖ name). Absent in a store
      *  that an older slinkyfs wrote and that is open read-only (findParent then scans). */
     private readonly dirParents: Database<Buffer, Buffer> | undefined,
+    /** Extended attributes: ino ‖ name -> value. Absent read-only in a store from before them. */
+    private readonly xattrs: Database<Buffer, Buffer> | undefined,
     readonly options: StoreOptions,
   ) {}
 
@@ -109,14 +111,19 @@ export class Store {
     }
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, encoding: 'binary', keyEncoding: 'binary', cache: false });
     const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary', cache: false });
-    // Read-only, a store from before the parent index may not have its database.
-    let dirParents: Database<Buffer, Buffer> | undefined;
-    try {
-      dirParents = db('dirparents');
-    } catch (err) {
-      if (!options.readOnly) throw new StoreError(`cannot open store at ${dir}: ${(err as Error).message}`);
-    }
-    const store = new Store(dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), db('compressq'), dirParents, options);
+    // Read-only, a store from before these databases existed may not have them.
+    const later = (name: string): Database<Buffer, Buffer> | undefined => {
+      try {
+        return db(name);
+      } catch (err) {
+        if (!options.readOnly) throw new StoreError(`cannot open store at ${dir}: ${(err as Error).message}`);
+        return undefined;
+      }
+    };
+    const store = new Store(
+      dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), db('compressq'),
+      later('dirparents'), later('xattrs'), options,
+    );
     if (!options.readOnly) await store.initialise();
     else store.checkFormat();
     return store;
@@ -367,6 +374,35 @@ export class Store {
   removeInode(ino: Ino): void {
     this.inodes.remove(inoKey(ino));
     this.orphans.remove(inoKey(ino));
+    for (const name of this.xattrNames(ino)) this.removeXattr(ino, name);
+  }
+
+  // ---- extended attributes ------------------------------------------------------------------
+
+  getXattr(ino: Ino, name: string): Buffer | undefined {
+    return this.xattrs?.getBinary(direntKey(ino, name));
+  }
+
+  /** Set one attribute (inside txn). */
+  setXattr(ino: Ino, name: string, value: Uint8Array): void {
+    if (!this.xattrs) throw new StoreError('store is open read-only');
+    this.xattrs.put(direntKey(ino, name), Buffer.from(value.buffer, value.byteOffset, value.length));
+  }
+
+  /** Remove one attribute (inside txn); false if it was not there. */
+  removeXattr(ino: Ino, name: string): boolean {
+    const key = direntKey(ino, name);
+    if (!this.xattrs?.doesExist(key)) return false;
+    this.xattrs.remove(key);
+    return true;
+  }
+
+  /** Names of an inode's attributes, in byte order. */
+  xattrNames(ino: Ino): string[] {
+    if (!this.xattrs) return [];
+    const out: string[] = [];
+    for (const key of this.xattrs.getKeys({ start: inoKey(ino), end: inoKey(ino + 1) })) out.push(Buffer.from(key).subarray(8).toString('utf8'));
+    return out;
   }
 
   *allInodes(): Generator<InodeRecord> {

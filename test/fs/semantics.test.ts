@@ -93,6 +93,72 @@ test('truncate shrinks and grows with zeros', () => {
   expect(b.subarray(1000).every((x) => x === 0)).toBe(true);
 });
 
+describe('extended attributes', () => {
+  /** Run Python's os.*xattr in another process; prints the result or the errno name. */
+  const py = (code: string): string =>
+    sh(`python3 -c 'import os, errno
+try:
+    r = ${code}
+    print("ok" if r is None else r)
+except OSError as e:
+    print(errno.errorcode[e.errno])'`).stdout.trim();
+
+  test('an attribute set on a file is read back, listed and removed', () => {
+    const f = path.join(mp, 'xa-file');
+    fs.writeFileSync(f, 'x');
+    expect(py(`os.setxattr("${f}", "user.colour", b"blue")`)).toBe('ok');
+    expect(py(`os.getxattr("${f}", "user.colour")`)).toBe("b'blue'");
+    expect(py(`os.listxattr("${f}")`)).toBe("['user.colour']");
+    expect(py(`os.removexattr("${f}", "user.colour")`)).toBe('ok');
+    expect(py(`os.listxattr("${f}")`)).toBe('[]');
+    expect(py(`os.getxattr("${f}", "user.colour")`)).toBe('ENODATA');
+  });
+
+  test('XATTR_CREATE refuses an existing name and XATTR_REPLACE a missing one', () => {
+    const f = path.join(mp, 'xa-flags');
+    fs.writeFileSync(f, 'x');
+    expect(py(`os.setxattr("${f}", "user.a", b"1", os.XATTR_CREATE)`)).toBe('ok');
+    expect(py(`os.setxattr("${f}", "user.a", b"2", os.XATTR_CREATE)`)).toBe('EEXIST');
+    expect(py(`os.setxattr("${f}", "user.b", b"2", os.XATTR_REPLACE)`)).toBe('ENODATA');
+    expect(py(`os.removexattr("${f}", "user.b")`)).toBe('ENODATA');
+    expect(py(`os.getxattr("${f}", "user.a")`)).toBe("b'1'");
+  });
+
+  test('a directory and hard links carry attributes, values up to 64 KiB', () => {
+    const d = path.join(mp, 'xa-dir');
+    fs.mkdirSync(d);
+    expect(py(`os.setxattr("${d}", "user.d", b"dir")`)).toBe('ok');
+    expect(py(`os.getxattr("${d}", "user.d")`)).toBe("b'dir'");
+    const f = path.join(d, 'f');
+    fs.writeFileSync(f, 'x');
+    expect(py(`os.setxattr("${f}", "user.big", b"v" * 65536)`)).toBe('ok');
+    fs.linkSync(f, path.join(d, 'g'));
+    expect(py(`len(os.getxattr("${path.join(d, 'g')}", "user.big"))`)).toBe('65536');
+  });
+
+  test('cp -a brings user attributes along; file capabilities and names outside the namespaces are refused', () => {
+    const src = path.join(m.dir, 'xa-src');
+    fs.writeFileSync(src, 'payload');
+    expect(py(`os.setxattr("${src}", "user.origin", b"ext4")`)).toBe('ok');
+    expect(sh(`cp -a '${src}' '${mp}/xa-copy'`).status).toBe(0);
+    expect(py(`os.getxattr("${mp}/xa-copy", "user.origin")`)).toBe("b'ext4'");
+    expect(py(`os.setxattr("${mp}/xa-copy", "security.capability", bytes.fromhex("0100000200200000000000000000000000000000"))`)).toBe('ENOTSUP');
+    expect(py(`os.setxattr("${mp}/xa-copy", "user", b"no namespace name")`)).not.toBe('ok');
+  });
+
+  test('a mount with --no-xattr has none, and says so', () => {
+    const other = startMount(['--no-xattr']);
+    try {
+      const f = path.join(other.mountpoint, 'f');
+      fs.writeFileSync(f, 'x');
+      expect(py(`os.setxattr("${f}", "user.a", b"1")`)).toBe('ENOTSUP');
+      expect(py(`os.getxattr("${f}", "user.a")`)).toBe('ENOTSUP');
+    } finally {
+      other.cleanup();
+    }
+  });
+});
+
 describe('renameat2 RENAME_EXCHANGE', () => {
   /** renameat2(a, b, RENAME_EXCHANGE) from another process; the errno name on failure. */
   const exchange = (a: string, b: string): string =>

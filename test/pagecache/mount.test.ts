@@ -147,6 +147,7 @@ test('published objects are read-only files owned by root, and nothing under /.s
     'truncate': `truncate -s 0 '${obj}'`,
     'punch a hole': `fallocate -p -o 0 -l 4096 '${obj}'`,
     'allocate': `fallocate -l 100000000 '${obj}'`,
+    'set an attribute': `python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.x", b"1")' '${obj}'`,
     chmod: `chmod 644 '${obj}'`,
     chown: `chown 65534 '${obj}'`,
     unlink: `rm -f '${obj}'`,
