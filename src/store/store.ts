@@ -1,9 +1,10 @@
 // src/store: the LMDB store behind the filesystem. One LMDB environment holds its databases
-// (see docs/FORMAT.md, "Store"): inodes, directory entries and each directory's name, extended attributes, file
-// recipes as extent maps, chunk reference records, chunk bytes, orphans, the compression queue. Every filesystem change the daemon acknowledges is
-// one call to Store.txn(): an LMDB child transaction, so a crash or an exception leaves the
-// previous or the new state, never a mix. Reads are synchronous (LMDB reads are memory-mapped
-// and take microseconds); writes are queued and committed off the main thread by lmdb-js.
+// (see docs/FORMAT.md, "Store"): inodes, directory entries and each directory's name, extended
+// attributes, file recipes as extent maps, chunk reference records, chunk bytes, orphans and the
+// compression queue. Every filesystem change the daemon acknowledges is one call to
+// Store.txn(): an LMDB child transaction, so a crash or an exception leaves the previous or the
+// new state, never a mix. Reads are synchronous (LMDB reads are memory-mapped and take
+// microseconds); writes are queued and committed off the main thread by lmdb-js.
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
