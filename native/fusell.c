@@ -1866,31 +1866,24 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info)
   return result(env, res);
 }
 
-/* replyWrite(handle, id, count) */
-static napi_value js_reply_write(napi_env env, napi_callback_info info)
+/* replyWrite(handle, id, count) and replyXattrSize(handle, id, size): answers that are a count
+ * (bytes written; the size a getxattr/listxattr asked for). */
+static napi_value reply_count(napi_env env, napi_callback_info info, bool xattr)
 {
   ARGS(3);
   struct session *s;
   struct rq *r = reply_target(env, argv, argc, 3, &s);
   if (!r) return result(env, STALE);
   double n = get_num(env, argv[2], -1);
-  int res = (n >= 0 && n <= (double)r->size) ? fuse_reply_write(r->req, (size_t)n) : fuse_reply_err(r->req, EIO);
+  int res;
+  if (xattr) res = n >= 0 ? fuse_reply_xattr(r->req, (size_t)n) : fuse_reply_err(r->req, EIO);
+  else res = (n >= 0 && n <= (double)r->size) ? fuse_reply_write(r->req, (size_t)n) : fuse_reply_err(r->req, EIO);
   rq_free(env, s, r);
   return result(env, res);
 }
 
-/* replyXattrSize(handle, id, size): the answer to a getxattr/listxattr that asked for the size. */
-static napi_value js_reply_xattr_size(napi_env env, napi_callback_info info)
-{
-  ARGS(3);
-  struct session *s;
-  struct rq *r = reply_target(env, argv, argc, 3, &s);
-  if (!r) return result(env, STALE);
-  double n = get_num(env, argv[2], -1);
-  int res = n >= 0 ? fuse_reply_xattr(r->req, (size_t)n) : fuse_reply_err(r->req, EIO);
-  rq_free(env, s, r);
-  return result(env, res);
-}
+static napi_value js_reply_write(napi_env env, napi_callback_info info) { return reply_count(env, info, false); }
+static napi_value js_reply_xattr_size(napi_env env, napi_callback_info info) { return reply_count(env, info, true); }
 
 /* replyBuf(handle, id, data: Uint8Array | string): read and readlink answers. The kernel copies
  * the bytes during the call, so the caller's buffer is free again when this returns. */
