@@ -55,6 +55,14 @@ test('rename moves a directory tree and fixes link counts', () => {
   expect(stat(path.join(mp, 'd2')).split(' ')[0]).toBe('3');
 });
 
+test('a moved directory lists its new parent as ..', () => {
+  fs.mkdirSync(path.join(mp, 'up1/dn'), { recursive: true });
+  fs.mkdirSync(path.join(mp, 'up2'));
+  fs.renameSync(path.join(mp, 'up1/dn'), path.join(mp, 'up2/dn'));
+  const listed = sh(`ls -ai '${path.join(mp, 'up2/dn')}'`).stdout.trim().split('\n').map((l) => l.trim().split(/\s+/));
+  expect(listed.find(([, name]) => name === '..')?.[0]).toBe(stat(path.join(mp, 'up2')).split(' ')[1]);
+});
+
 test('a directory cannot be moved into itself', () => {
   fs.mkdirSync(path.join(mp, 'outer/inner'), { recursive: true });
   expect(() => fs.renameSync(path.join(mp, 'outer'), path.join(mp, 'outer/inner/x'))).toThrow(/EINVAL/);
