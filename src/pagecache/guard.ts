@@ -85,35 +85,17 @@ export function guardOps(ops: LowLevelOps, index: ObjectIndex, objects: ObjectAc
       return inner(req, ino, newParent, newName);
     };
   }
-  if (ops.setattr) {
-    const inner = ops.setattr;
-    wrapped.setattr = (req, ino, set, fh) => {
-      checkIno(ino, 'setattr');
-      return inner(req, ino, set, fh);
-    };
-  }
-  if (ops.write) {
-    const inner = ops.write;
-    wrapped.write = (req, ino, fh, offset, data, writepage) => {
-      checkIno(ino, 'write');
-      return inner(req, ino, fh, offset, data, writepage);
-    };
-  }
-  for (const op of ['setxattr', 'removexattr'] as const) {
-    const inner = ops[op] as ((req: RequestContext, ino: number, ...rest: unknown[]) => unknown) | undefined;
-    if (!inner) continue;
-    (wrapped as Record<string, unknown>)[op] = (req: RequestContext, ino: number, ...rest: unknown[]) => {
-      checkIno(ino, op);
+  // Changes to an inode under /.slinky, whatever the operation.
+  const byIno = <A extends unknown[], R>(what: string, inner: ((req: RequestContext, ino: number, ...rest: A) => R) | undefined) =>
+    inner && ((req: RequestContext, ino: number, ...rest: A): R => {
+      checkIno(ino, what);
       return inner(req, ino, ...rest);
-    };
-  }
-  if (ops.fallocate) {
-    const inner = ops.fallocate;
-    wrapped.fallocate = (req, ino, fh, mode, offset, length) => {
-      checkIno(ino, 'fallocate');
-      return inner(req, ino, fh, mode, offset, length);
-    };
-  }
+    });
+  wrapped.setattr = byIno('setattr', ops.setattr);
+  wrapped.write = byIno('write', ops.write);
+  wrapped.fallocate = byIno('fallocate', ops.fallocate);
+  wrapped.setxattr = byIno('setxattr', ops.setxattr);
+  wrapped.removexattr = byIno('removexattr', ops.removexattr);
   const inner = { open: ops.open, read: ops.read, flush: ops.flush, release: ops.release };
   wrapped.open = (req, ino, flags) => {
     if (index.isProtected(ino) && ((flags & O_ACCMODE) !== 0 || flags & O_TRUNC)) refuse('open for writing');
