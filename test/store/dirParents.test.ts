@@ -3,31 +3,15 @@
 // instead of a scan of every directory entry in the store, which made `ls -laR` of a large tree
 // quadratic. The index must follow every change, be built for a store written before it
 // existed, and never be trusted over the entries themselves.
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
-import { Filesystem } from '../../src/fs/filesystem';
-import { LocalChunkSource } from '../../src/store/localSource';
+import type { Filesystem } from '../../src/fs/filesystem';
 import { Store } from '../../src/store/store';
 import { direntKey, inoKey, ROOT_INO } from '../../src/store/records';
+import { ROOT, useTempStore } from '../helpers/store';
 
-const ROOT = { uid: 0, gid: 0 };
-let dir: string;
-
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-parents-'));
-});
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-async function withFs<T>(fn: (store: Store, fsys: Filesystem) => Promise<T>): Promise<T> {
-  const store = await Store.open(dir);
-  try {
-    return await fn(store, new Filesystem(store, new LocalChunkSource(store)));
-  } finally {
-    await store.close();
-  }
-}
+const temp = useTempStore('parents');
+const withFs = temp.withFs;
 
 const inoOf = async (fsys: Filesystem, p: string) => (await fsys.getattr(p)).ino;
 /** The index record of a directory: the dirents key of its one name. */
@@ -74,12 +58,12 @@ test('a store written before the index gets it built when opened', async () => {
     mid = await inoOf(fsys, '/top/mid');
   });
   // Take the index away, as in a store from before it existed.
-  const env = openLmdb({ path: path.join(dir, 'db'), maxDbs: 16, encoding: 'binary', keyEncoding: 'binary' });
+  const env = openLmdb({ path: path.join(temp.dir, 'db'), maxDbs: 16, encoding: 'binary', keyEncoding: 'binary' });
   await env.openDB({ name: 'dirparents', encoding: 'binary', keyEncoding: 'binary' }).drop();
   await env.openDB({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary' }).remove('dirparentsIndexed');
   await env.close();
   // Read-only (stats, verify of a stopped store), nothing is built: the parent is found anyway.
-  const ro = await Store.open(dir, { readOnly: true });
+  const ro = await Store.open(temp.dir, { readOnly: true });
   try {
     expect(ro.findParent(mid)).toBe(top);
   } finally {

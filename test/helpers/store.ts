@@ -1,0 +1,38 @@
+// A store in a fresh temporary directory for each test, opened and closed around the code that
+// uses it (so a test can also close it, change it behind its back and open it again).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Filesystem } from '../../src/fs/filesystem';
+import { LocalChunkSource } from '../../src/store/localSource';
+import { Store } from '../../src/store/store';
+
+export const ROOT = { uid: 0, gid: 0 };
+
+export interface TempStore {
+  /** The store's directory (valid inside a test). */
+  readonly dir: string;
+  /** Open the store, run `fn` with it and a Filesystem over it, close it. */
+  withFs<T>(fn: (store: Store, fsys: Filesystem) => Promise<T>): Promise<T>;
+}
+
+export function useTempStore(tag: string): TempStore {
+  let dir = '';
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `slinkyfs-${tag}-`));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return {
+    get dir() {
+      return dir;
+    },
+    async withFs(fn) {
+      const store = await Store.open(dir);
+      try {
+        return await fn(store, new Filesystem(store, new LocalChunkSource(store)));
+      } finally {
+        await store.close();
+      }
+    },
+  };
+}
