@@ -4,7 +4,7 @@
 // is renamed to the real one. An interrupted transfer leaves the staging tree with what arrived;
 // the next attempt builds a fresh staging tree (taking references on those chunks) before it
 // drops the old one, so nothing that arrived is fetched again.
-import { encodeChunkAsync, CODEC_ZSTD } from '../chunking/compress';
+import { encodeChunkAsync, CODEC_RAW, CODEC_ZSTD } from '../chunking/compress';
 import type { Digest } from '../chunking/digest';
 import { ExistsError } from '../store/errors';
 import type { Ino } from '../store/records';
@@ -61,11 +61,13 @@ export class StoreSink {
     return Array.from(uniqueChunks(plan).values()).filter((c) => store.isChunkAbsent(c.digest));
   }
 
-  /** Take a verified chunk; `zstd` is its compressed form as it arrived, stored as it is. */
+  /**
+   * Take a verified chunk; `zstd` is its compressed form as it arrived, stored as it is when it
+   * is shorter (the store keeps a chunk compressed only then: docs/FORMAT.md), else raw.
+   */
   async fill(digest: Digest, plain: Buffer, zstd?: Buffer): Promise<void> {
-    this.pending.push(
-      zstd ? Promise.resolve({ digest, enc: { codec: CODEC_ZSTD, data: zstd } }) : encodeChunkAsync(plain).then((enc) => ({ digest, enc })),
-    );
+    const enc = zstd ? (zstd.length < plain.length ? { codec: CODEC_ZSTD, data: zstd } : { codec: CODEC_RAW, data: plain }) : undefined;
+    this.pending.push(enc ? Promise.resolve({ digest, enc }) : encodeChunkAsync(plain).then((e) => ({ digest, enc: e })));
     this.pendingBytes += plain.length;
     if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= FLUSH_CHUNKS) await this.flush();
   }

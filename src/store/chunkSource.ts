@@ -31,6 +31,8 @@ export interface ChunkPart {
   skip: number;
   take: number;
   at: number;
+  /** The whole chunk's length, when the caller knows it (a file's extents say it). */
+  length?: number;
 }
 
 export class ChunkVerificationError extends Error {

@@ -36,7 +36,7 @@ export async function readCommitted(
   const parts = extents.map((e) => {
     const from = Math.max(offset, e.offset);
     const to = Math.min(end, e.offset + e.length);
-    return { digest: e.digest, skip: from - e.offset, take: to - from, at: from - offset };
+    return { digest: e.digest, skip: from - e.offset, take: to - from, at: from - offset, length: e.length };
   });
   const ok = await readParts(source, parts, target);
   const bad = ok.indexOf(false);

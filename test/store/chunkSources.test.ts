@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Store } from '../../src/store/store';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { CachedSource } from '../../src/store/cachedSource';
-import { encodeChunk } from '../../src/chunking/compress';
+import { CODEC_ZSTD, compress, encodeChunk } from '../../src/chunking/compress';
 import { digestOf, type Digest } from '../../src/chunking/digest';
 import { randomBytes } from '../helpers/prng';
 
@@ -67,6 +67,49 @@ test('a tampered chunk is refused and counted while the rest of the batch is ser
   const out = Buffer.alloc(10, 0xee);
   expect(await local.readInto([{ digest: digests[1], skip: 5, take: 10, at: 0 }], out)).toEqual([false]);
   expect(out.every((x) => x === 0xee)).toBe(true);
+});
+
+describe('reads that know each chunk’s length (a file’s extents) skip the reference record', () => {
+  const whole = (i: number, at: number) => ({ digest: digests[i], skip: 0, take: plains[i].length, at, length: plains[i].length });
+
+  test('raw and zstd chunks read the same as through their references', async () => {
+    const out = Buffer.alloc(plains[0].length + plains[2].length);
+    expect(await new LocalChunkSource(store).readInto([whole(0, 0), whole(2, plains[0].length)], out)).toEqual([true, true]);
+    expect(out.equals(Buffer.concat([plains[0], plains[2]]))).toBe(true);
+  });
+
+  test('a chunk kept compressed although the frame is not shorter still reads right', async () => {
+    // Random bytes compress to a frame longer than themselves. Kept anyway (against the writer's
+    // rule), the stored length no longer tells the codec: the read must notice and take the
+    // reference record's word, with the exact bytes and no failure counted.
+    const frame = compress(plains[2]);
+    expect(frame.length).toBeGreaterThan(plains[2].length);
+    await store.txn(() => {
+      store.unrefChunk(digests[2]);
+      store.refChunk(digests[2], plains[2].length, { codec: CODEC_ZSTD, data: frame });
+    });
+    const local = new LocalChunkSource(store);
+    const out = Buffer.alloc(plains[2].length);
+    expect(await local.readInto([whole(2, 0)], out)).toEqual([true]);
+    expect(out.equals(plains[2])).toBe(true);
+    expect(local.counters.verifyFailures).toBe(0);
+  });
+
+  test('a tampered chunk is still refused, counted once', async () => {
+    await tamper(digests[0]);
+    const local = new LocalChunkSource(store);
+    const out = Buffer.alloc(plains[0].length);
+    expect(await local.readInto([whole(0, 0)], out)).toEqual([false]);
+    expect(local.counters.verifyFailures).toBe(1);
+  });
+
+  test('a chunk the store does not have is a miss', async () => {
+    const local = new LocalChunkSource(store);
+    const missing = Buffer.from('not stored at all');
+    const out = Buffer.alloc(missing.length);
+    expect(await local.readInto([{ digest: digestOf(missing), skip: 0, take: missing.length, at: 0, length: missing.length }], out)).toEqual([false]);
+    expect(local.counters.misses).toBe(1);
+  });
 });
 
 test('the cache serves parts of chunks it holds without asking the store', async () => {
