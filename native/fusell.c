@@ -718,8 +718,18 @@ static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 /* Extended attributes. A value to set is copied (at most XATTR_SIZE_MAX, 64 KiB); getxattr and
  * listxattr carry the caller's buffer size, 0 asking for the size only (JS answers with
  * replyXattrSize then). */
+/* Names the filesystem never stores (Filesystem.setxattrIno refuses them too): ACLs and the
+ * rest of system.*, which this mount would not enforce, and file capabilities, which a nosuid
+ * mount ignores. `cp -a` tries to set an ACL on every file it copies; the kernel asks for
+ * security.capability before every write. Both are answered here, without a turn of JS. */
+static bool xattr_never_stored(const char *name)
+{
+  return strncmp(name, "system.", 7) == 0 || strcmp(name, "security.capability") == 0;
+}
+
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
+  if (xattr_never_stored(name)) { fuse_reply_err(req, EOPNOTSUPP); return; }
   struct rq *r = rq_new(OP_SETXATTR, req, name, NULL);
   if (r) {
     r->ino = ino;
@@ -734,10 +744,7 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-  /* The kernel asks for this one before every write to a file (to drop capabilities written
-   * over) and FUSE never marks inodes as having none. The filesystem refuses to store it (the
-   * mount is nosuid: file capabilities would not apply), so the answer is always "none". */
-  if (strcmp(name, "security.capability") == 0) { fuse_reply_err(req, ENODATA); return; }
+  if (xattr_never_stored(name)) { fuse_reply_err(req, ENODATA); return; }
   struct rq *r = rq_new(OP_GETXATTR, req, name, NULL);
   if (r) { r->ino = ino; r->size = size; }
   POST_OR_FAIL(SESSION(req), r, req);
