@@ -26,6 +26,20 @@ static void throw_type(napi_env env, const char *name, const char *expected)
   napi_throw_type_error(env, SLINKY_ERR_ARG, msg);
 }
 
+bool slinky_get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage)
+{
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    slinky_throw_last(env, "napi_get_cb_info");
+    return false;
+  }
+  if (argc != n) {
+    napi_throw_type_error(env, SLINKY_ERR_ARG, usage);
+    return false;
+  }
+  return true;
+}
+
 bool slinky_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len)
 {
   bool is_typed = false;

@@ -23,6 +23,8 @@
 void slinky_throw_last(napi_env env, const char *what);
 
 /* Argument helpers: each throws a TypeError/RangeError and returns false on bad input. */
+/* Exactly `n` arguments into argv, else a TypeError saying `usage`. */
+bool slinky_get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage);
 bool slinky_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len);
 bool slinky_get_index(napi_env env, napi_value v, const char *name, size_t max, size_t *out);
 bool slinky_get_int(napi_env env, napi_value v, const char *name, int64_t lo, int64_t hi, int64_t *out);

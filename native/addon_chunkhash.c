@@ -99,13 +99,8 @@ static void free_stops(codec_job *base)
  * `stops` (sorted, window-relative) it stops. `data` must not change until the promise settles. */
 static napi_value chunk_hash_async(napi_env env, napi_callback_info info)
 {
-  size_t argc = 7;
   napi_value argv[7];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 7) {
-    napi_throw_type_error(env, SLINKY_ERR_ARG, "chunkHashAsync(handle, data, start, fileBase, isFinal, stopFrom, stops)");
-    return NULL;
-  }
+  if (!slinky_get_args(env, info, 7, argv, "chunkHashAsync(handle, data, start, fileBase, isFinal, stopFrom, stops)")) return NULL;
   rabin_chunker *c;
   uint8_t *data;
   size_t len, start, stop_from;

@@ -50,13 +50,8 @@ static void rabin_finalize(napi_env env, void *data, void *hint)
 /* rabinCreate(polynomial: bigint, windowSize, minSize, maxSize, maskBits, magic) -> handle */
 static napi_value rabin_create(napi_env env, napi_callback_info info)
 {
-  size_t argc = 6;
   napi_value argv[6];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 6) {
-    napi_throw_type_error(env, SLINKY_ERR_ARG, "rabinCreate takes 6 arguments");
-    return NULL;
-  }
+  if (!slinky_get_args(env, info, 6, argv, "rabinCreate takes 6 arguments")) return NULL;
   uint64_t poly;
   bool lossless = false;
   if (napi_get_value_bigint_uint64(env, argv[0], &poly, &lossless) != napi_ok || !lossless) {
@@ -243,12 +238,8 @@ static bool get_chunker(napi_env env, napi_value v, rabin_chunker **out)
 static bool cut_args(napi_env env, napi_callback_info info, rabin_chunker **c, const uint8_t **data,
                      size_t *start, size_t *end, bool *final)
 {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) {
-    napi_throw_type_error(env, SLINKY_ERR_ARG, "expected (handle, data, start, end, isFinal)");
-    return false;
-  }
+  if (!slinky_get_args(env, info, 5, argv, "expected (handle, data, start, end, isFinal)")) return false;
   uint8_t *bytes;
   size_t len;
   if (!get_chunker(env, argv[0], c)) return false;

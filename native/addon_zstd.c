@@ -112,10 +112,9 @@ static void throw_usage(napi_env env, const char *usage)
 static bool compress_args(napi_env env, napi_callback_info info, const char *usage, napi_value *data, uint8_t **src,
                           size_t *len, int *level)
 {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      !slinky_get_bytes(env, argv[0], "data", src, len) || !check_input_size(env, *len) || !get_level(env, argv[1], level)) {
+  if (!slinky_get_args(env, info, 2, argv, usage) || !slinky_get_bytes(env, argv[0], "data", src, len) ||
+      !check_input_size(env, *len) || !get_level(env, argv[1], level)) {
     throw_usage(env, usage);
     return false;
   }
@@ -127,10 +126,9 @@ static bool compress_args(napi_env env, napi_callback_info info, const char *usa
 static bool decompress_args(napi_env env, napi_callback_info info, const char *usage, napi_value *data, uint8_t **src,
                             size_t *len, size_t *expected)
 {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      !slinky_get_bytes(env, argv[0], "data", src, len) || !get_length(env, argv[1], expected)) {
+  if (!slinky_get_args(env, info, 2, argv, usage) || !slinky_get_bytes(env, argv[0], "data", src, len) ||
+      !get_length(env, argv[1], expected)) {
     throw_usage(env, usage);
     return false;
   }
@@ -322,14 +320,13 @@ static void run_batch(codec_job *base)
  * here, before anything is queued. */
 static napi_value chunk_decode_verify_batch_async(napi_env env, napi_callback_info info)
 {
-  size_t argc = 3;
+  const char *usage = "chunkDecodeVerifyBatchAsync(input, table, out)";
   napi_value argv[3];
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint8_t *in, *table, *out;
   size_t in_len, table_len, out_len;
-  if (argc != 3 || !slinky_get_bytes(env, argv[0], "input", &in, &in_len) ||
+  if (!slinky_get_args(env, info, 3, argv, usage) || !slinky_get_bytes(env, argv[0], "input", &in, &in_len) ||
       !slinky_get_bytes(env, argv[1], "table", &table, &table_len) || !slinky_get_bytes(env, argv[2], "out", &out, &out_len)) {
-    throw_usage(env, "chunkDecodeVerifyBatchAsync(input, table, out)");
+    throw_usage(env, usage);
     return NULL;
   }
   if (table_len % BATCH_ROW != 0) {

@@ -660,6 +660,17 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { ll_read_like(req, ino, size, off, fi, OP_READDIR); }
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) { ll_read_like(req, ino, size, off, fi, OP_READDIRPLUS); }
 
+/* Give `r` its own copy of a payload the request's buffer holds only until the callback returns
+ * (a write's or setxattr's bytes). false: out of memory. */
+static bool rq_copy_data(struct rq *r, const char *buf, size_t size)
+{
+  r->data = malloc(size ? size : 1);
+  if (!r->data) return false;
+  memcpy(r->data, buf, size);
+  r->size = size;
+  return true;
+}
+
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
   struct session *s = SESSION(req);
@@ -676,10 +687,10 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     r->rbuf = s->loop_buf;
     r->data = (char *)buf;
     s->loop_buf_taken = true;
-  } else {
-    r->data = malloc(size ? size : 1);
-    if (!r->data) { free(r); fuse_reply_err(req, ENOMEM); return; }
-    memcpy(r->data, buf, size);
+  } else if (!rq_copy_data(r, buf, size)) {
+    free(r);
+    fuse_reply_err(req, ENOMEM);
+    return;
   }
   post(s, r);
 }
@@ -717,8 +728,9 @@ static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 
 /* Extended attributes. A value to set is copied (at most XATTR_SIZE_MAX, 64 KiB); getxattr and
  * listxattr carry the caller's buffer size, 0 asking for the size only (JS answers with
- * replyXattrSize then). */
-/* Names the filesystem never stores (Filesystem.setxattrIno refuses them too): ACLs and the
+ * replyXattrSize then).
+ *
+ * Names the filesystem never stores (Filesystem.setxattrIno refuses them too): ACLs and the
  * rest of system.*, which this mount would not enforce, and file capabilities, which a nosuid
  * mount ignores. `cp -a` tries to set an ACL on every file it copies; the kernel asks for
  * security.capability before every write. Both are answered here, without a turn of JS. */
@@ -731,14 +743,8 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 {
   if (xattr_never_stored(name)) { fuse_reply_err(req, EOPNOTSUPP); return; }
   struct rq *r = rq_new(OP_SETXATTR, req, name, NULL);
-  if (r) {
-    r->ino = ino;
-    r->flags = flags;
-    r->size = size;
-    r->data = malloc(size ? size : 1);
-    if (!r->data) { free(r); r = NULL; }
-    else memcpy(r->data, value, size);
-  }
+  if (r && !rq_copy_data(r, value, size)) { free(r); r = NULL; }
+  if (r) { r->ino = ino; r->flags = flags; }
   POST_OR_FAIL(SESSION(req), r, req);
 }
 
