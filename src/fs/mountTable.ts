@@ -29,6 +29,13 @@ export function parseMountinfo(text: string): MountEntry[] {
   return out;
 }
 
+/** "major:minor" of what is mounted at `mountpoint` in a mountinfo text (the last mount: they stack). */
+export function deviceAt(mountinfo: string, mountpoint: string): string | undefined {
+  return parseMountinfo(mountinfo)
+    .filter((m) => m.mountpoint === mountpoint)
+    .pop()?.device;
+}
+
 export function readMounts(): MountEntry[] {
   return parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
 }

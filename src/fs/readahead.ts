@@ -9,7 +9,7 @@
 // slinkyfs is a bin directory first: the default keeps 128 KiB, and `mount --readahead-kib 2048`
 // suits a mount that mostly serves large files.
 import { promises as fsp } from 'node:fs';
-import { parseMountinfo } from './mountTable';
+import { deviceAt } from './mountTable';
 
 /** The default: the kernel's own choice for a new FUSE connection (see above). */
 export const READAHEAD_KIB = 128;
@@ -17,9 +17,7 @@ export const READAHEAD_KIB = 128;
 /** "major:minor" of the filesystem mounted at `mountpoint` (the last mount there). */
 export async function mountDevice(mountpoint: string): Promise<string | undefined> {
   // mountinfo, not stat(): a stat of our own mountpoint is a request to ourselves.
-  return parseMountinfo(await fsp.readFile('/proc/self/mountinfo', 'utf8'))
-    .filter((m) => m.mountpoint === mountpoint)
-    .pop()?.device;
+  return deviceAt(await fsp.readFile('/proc/self/mountinfo', 'utf8'), mountpoint);
 }
 
 /** Set the mount's read-ahead window; returns why not when it cannot (not root, no sysfs). */

@@ -252,7 +252,7 @@ class SharedPageCache implements PageCache {
 
   async start(): Promise<void> {
     await this.loadIndex();
-    this.existing = this.queueExisting().catch((err) => this.log(`page cache: looking for slinked files failed: ${(err as Error).message}`));
+    this.lookAgain();
     if (this.o.storeDir) this.closeSocket = await serveStats(socketPath(this.o.storeDir), () => this.stats(), this.log);
   }
 

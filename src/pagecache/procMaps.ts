@@ -6,7 +6,7 @@
 // stub, nothing to clean up after a crash, and programs that never tell us anything (they are
 // plain ld.so mappings) are still counted.
 import fs from 'node:fs';
-import { parseMountinfo } from '../fs/mountTable';
+import { deviceAt } from '../fs/mountTable';
 
 export interface Mapping {
   readonly ino: number;
@@ -51,9 +51,7 @@ export function parseLine(line: string): MapsLine | undefined {
 
 /** The device of the filesystem mounted at `mountpoint`, formatted as /proc/PID/maps prints it. */
 export function mapsDeviceOf(mountinfo: string, mountpoint: string): string | undefined {
-  // The last one wins: mounts stack.
-  const dev = parseMountinfo(mountinfo).filter((m) => m.mountpoint === mountpoint).pop()?.device;
-  const [major, minor] = (dev ?? '').split(':').map(Number);
+  const [major, minor] = (deviceAt(mountinfo, mountpoint) ?? '').split(':').map(Number);
   if (!Number.isInteger(major) || !Number.isInteger(minor)) return undefined;
   return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
 }

@@ -82,15 +82,7 @@ export class LocalChunkSource implements ChunkSource {
       inAt += got;
     }
     const ok: boolean[] = new Array(parts.length).fill(false);
-    if (rows.length > 0) {
-      const status = await decodeVerifyBatchAsync(input, rows, out);
-      for (let k = 0; k < rows.length; k++) {
-        if (status[k] === BATCH_OK) {
-          this.counters.hits++;
-          ok[at[k]] = true;
-        } else slow.push(at[k]);
-      }
-    }
+    for (const f of await this.decodeRows(input, rows, at, out, ok)) slow.push(at[f.row]);
     if (slow.length > 0) {
       const again = await this.decodeInto(
         slow.map((i) => parts[i]),
@@ -131,18 +123,26 @@ export class LocalChunkSource implements ChunkSource {
       }
       inAt += ref.storedLength;
     }
-    if (rows.length === 0) return ok;
+    for (const f of await this.decodeRows(input, rows, at, out, ok)) {
+      this.counters.verifyFailures++;
+      this.onCorrupt?.(rows[f.row].digest, f.status === BATCH_MISMATCH ? 'bytes do not match digest' : 'corrupt encoding');
+    }
+    return ok;
+  }
+
+  /** Decode one batch: each verified row is counted and marked in `ok` (at its part's index);
+   *  returns the rows that did not verify, with their status. */
+  private async decodeRows(input: Buffer, rows: BatchChunk[], at: number[], out: Buffer, ok: boolean[]): Promise<Array<{ row: number; status: number }>> {
+    const failed: Array<{ row: number; status: number }> = [];
+    if (rows.length === 0) return failed;
     const status = await decodeVerifyBatchAsync(input, rows, out);
     for (let k = 0; k < rows.length; k++) {
       if (status[k] === BATCH_OK) {
         this.counters.hits++;
         ok[at[k]] = true;
-      } else {
-        this.counters.verifyFailures++;
-        this.onCorrupt?.(rows[k].digest, status[k] === BATCH_MISMATCH ? 'bytes do not match digest' : 'corrupt encoding');
-      }
+      } else failed.push({ row: k, status: status[k] });
     }
-    return ok;
+    return failed;
   }
 
   /** Synchronous form for the FUSE read path: LMDB reads are memory-mapped, decoding is fast. */

@@ -135,10 +135,7 @@ export class Overlay {
     const before = seg.offset - from;
     // Free bytes in front of a segment exist only in a slab made with headroom, before its first
     // segment (appends never write there): anywhere else they may belong to a view handed out.
-    const slab = this.slab;
-    if (before > OVERLAY_HEADROOM || !slab || slab.buffer !== seg.data.buffer || seg.data.byteOffset - slab.byteOffset !== OVERLAY_HEADROOM) {
-      return undefined;
-    }
+    if (before > OVERLAY_HEADROOM || !this.opensHeadroomSlab(seg)) return undefined;
     return { view: Buffer.from(seg.data.buffer, seg.data.byteOffset - before, to - from), fillTo: seg.offset };
   }
 
@@ -150,15 +147,7 @@ export class Overlay {
   underlay(from: number, to: number, src: Overlay): void {
     const first = this.segs[0];
     const n = to - from;
-    const slab = this.slab;
-    if (
-      first !== undefined &&
-      first.offset === to &&
-      n <= OVERLAY_HEADROOM &&
-      slab !== undefined &&
-      first.data.buffer === slab.buffer &&
-      first.data.byteOffset - slab.byteOffset === OVERLAY_HEADROOM
-    ) {
+    if (first !== undefined && first.offset === to && n <= OVERLAY_HEADROOM && this.opensHeadroomSlab(first)) {
       const data = Buffer.from(first.data.buffer, first.data.byteOffset - n, first.data.length + n);
       src.copyInto(from, data.subarray(0, n));
       this.segs[0] = { offset: from, data };
@@ -170,6 +159,12 @@ export class Overlay {
       src.copyInto(a, bytes);
       this.write(a, bytes);
     }
+  }
+
+  /** `seg` is the first segment of the current slab, made with headroom free in front of it. */
+  private opensHeadroomSlab(seg: Segment): boolean {
+    const slab = this.slab;
+    return slab !== undefined && seg.data.buffer === slab.buffer && seg.data.byteOffset - slab.byteOffset === OVERLAY_HEADROOM;
   }
 
   /** The segment holding byte `pos`, if any. */
