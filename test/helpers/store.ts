@@ -36,3 +36,23 @@ export function useTempStore(tag: string): TempStore {
     },
   };
 }
+
+/** A store opened in a fresh temporary directory before each test and closed after it; a test
+ *  may close it and put another (e.g. the same directory opened again) in `store`. */
+export interface OpenStore {
+  dir: string;
+  store: Store;
+}
+
+export function useOpenStore(tag: string): OpenStore {
+  const t = {} as OpenStore;
+  beforeEach(async () => {
+    t.dir = fs.mkdtempSync(path.join(os.tmpdir(), `slinkyfs-${tag}-`));
+    t.store = await Store.open(t.dir);
+  });
+  afterEach(async () => {
+    await t.store.close();
+    fs.rmSync(t.dir, { recursive: true, force: true });
+  });
+  return t;
+}

@@ -1,7 +1,6 @@
 // Compression off the write path: chunks written with compressLater are stored raw and queued;
 // the compactor compresses them later, and the file reads back the same throughout.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Filesystem } from '../../src/fs/filesystem';
 import { Compactor } from '../../src/store/compactor';
@@ -9,17 +8,9 @@ import { LocalChunkSource } from '../../src/store/localSource';
 import { computeStats } from '../../src/store/stats';
 import { Store } from '../../src/store/store';
 import { verifyStore } from '../../src/store/verify';
+import { useOpenStore } from '../helpers/store';
 
-let dir: string;
-let store: Store;
-beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-compact-'));
-  store = await Store.open(dir);
-});
-afterEach(async () => {
-  await store.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const t = useOpenStore('compact');
 
 async function writeFile(fsys: Filesystem, p: string, data: Buffer): Promise<void> {
   const fh = await fsys.create(p, 0o644, { uid: 0, gid: 0 });
@@ -37,51 +28,51 @@ async function readFile(fsys: Filesystem, p: string): Promise<Buffer> {
 }
 
 test('chunks written with compressLater are raw and queued until the compactor compresses them', async () => {
-  const fsys = new Filesystem(store, new LocalChunkSource(store), { compressLater: true });
+  const fsys = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true });
   const data = fs.readFileSync('/usr/bin/ls'); // real code: compresses well
   await writeFile(fsys, '/ls', data);
-  const before = computeStats(store);
+  const before = computeStats(t.store);
   expect(before.storedBytes).toBe(before.uniqueBytes);
   expect(before.pendingCompression).toBe(before.chunks);
 
-  await new Compactor(store, { isIdle: () => true }).drain();
-  const after = computeStats(store);
+  await new Compactor(t.store, { isIdle: () => true }).drain();
+  const after = computeStats(t.store);
   expect(after.pendingCompression).toBe(0);
   expect(after.uniqueBytes).toBe(before.uniqueBytes);
   expect(after.storedBytes).toBeLessThan(before.storedBytes * 0.7);
-  expect((await readFile(new Filesystem(store, new LocalChunkSource(store)), '/ls')).equals(data)).toBe(true);
-  expect(verifyStore(store).damage).toEqual([]);
+  expect((await readFile(new Filesystem(t.store, new LocalChunkSource(t.store)), '/ls')).equals(data)).toBe(true);
+  expect(verifyStore(t.store).damage).toEqual([]);
 });
 
 test('a chunk deleted before the compactor reaches it leaves the queue', async () => {
-  const fsys = new Filesystem(store, new LocalChunkSource(store), { compressLater: true });
+  const fsys = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true });
   await writeFile(fsys, '/f', fs.readFileSync('/usr/bin/true'));
   await fsys.unlink('/f');
-  expect(computeStats(store)).toMatchObject({ chunks: 0, pendingCompression: 0 });
+  expect(computeStats(t.store)).toMatchObject({ chunks: 0, pendingCompression: 0 });
 });
 
 test('the compactor waits while the filesystem is busy', async () => {
-  const fsys = new Filesystem(store, new LocalChunkSource(store), { compressLater: true });
+  const fsys = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true });
   await writeFile(fsys, '/ls', fs.readFileSync('/usr/bin/ls'));
-  const compactor = new Compactor(store, { isIdle: () => false, pollMs: 10 });
+  const compactor = new Compactor(t.store, { isIdle: () => false, pollMs: 10 });
   compactor.start();
   await new Promise((r) => setTimeout(r, 100));
   await compactor.stop();
   expect(compactor.compressed).toBe(0);
-  expect(computeStats(store).pendingCompression).toBeGreaterThan(0);
+  expect(computeStats(t.store).pendingCompression).toBeGreaterThan(0);
 });
 
-test('slinkyfs gc compresses what waits and shrinks the database file, and the store verifies', async () => {
-  const fsys = new Filesystem(store, new LocalChunkSource(store), { compressLater: true });
+test('slinkyfs gc compresses what waits and shrinks the database file, and the t.store verifies', async () => {
+  const fsys = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true });
   for (const p of ['ls', 'cat', 'sort', 'grep']) await writeFile(fsys, `/${p}`, fs.readFileSync(`/usr/bin/${p}`));
-  await store.close();
-  const before = fs.statSync(path.join(dir, 'db', 'data.mdb')).size;
+  await t.store.close();
+  const before = fs.statSync(path.join(t.dir, 'db', 'data.mdb')).size;
   const { slinkyfs } = await import('../helpers/cli');
-  const r = slinkyfs(['gc', '--store', dir]);
+  const r = slinkyfs(['gc', '--store', t.dir]);
   expect(r.status).toBe(0);
   expect(r.stdout).toMatch(/compressed \d+ chunks; database file/);
-  expect(fs.statSync(path.join(dir, 'db', 'data.mdb')).size).toBeLessThan(before);
-  expect(slinkyfs(['verify', '--store', dir]).status).toBe(0);
-  store = await Store.open(dir);
-  expect(computeStats(store).pendingCompression).toBe(0);
+  expect(fs.statSync(path.join(t.dir, 'db', 'data.mdb')).size).toBeLessThan(before);
+  expect(slinkyfs(['verify', '--store', t.dir]).status).toBe(0);
+  t.store = await Store.open(t.dir);
+  expect(computeStats(t.store).pendingCompression).toBe(0);
 });
