@@ -27,6 +27,15 @@
  * promise) while the caller waits. Reads still go to JS, with fh IMMUTABLE_FH; any other open
  * of those inodes (for writing, O_TRUNC) goes to JS as before, which decides.
  *
+ * Passthrough (kernel 6.9+, FUSE_PASSTHROUGH). JS may give an immutable inode a backing file
+ * whose bytes it has verified to be the inode's (setBacking: a system library identical to an
+ * embedded object). Its opens are then answered with FOPEN_PASSTHROUGH: reads and mmap go to
+ * the backing file's page cache without a request, so a slinked program shares libc's pages
+ * with every dynamic program and maps them as cheaply as from ext4. The kernel refuses to mix
+ * passthrough and cached opens of one inode, so the mode is decided by the first open and kept
+ * while any open counted here lasts. libfuse 3.14 knows none of this: io_read sees whether the
+ * kernel offers it, io_writev adds it to the INIT reply and the backing id to OPEN replies.
+ *
  * Invalidation runs on a notifier thread, started on first use: the kernel may block those
  * calls on locks held by requests that only the JS thread can answer.
  *
@@ -55,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -105,6 +115,25 @@ enum {
 #define IMMUTABLE_FH 0
 
 struct session;
+
+/* An immutable inode; `backing` > 0 is its passthrough backing id (see "Passthrough"). */
+struct imm {
+  uint64_t ino;
+  int32_t backing;
+  uint32_t opens; /* opens answered here and not yet released */
+  bool passthrough; /* how those opens were answered */
+};
+
+/* Passthrough's kernel ABI (linux/fuse.h of 6.9+; Debian 12's headers are 6.1). */
+#define SLINKY_FUSE_INIT_EXT (1u << 30)
+#define SLINKY_FUSE_PASSTHROUGH_FLAGS2 (1u << 5) /* FUSE_PASSTHROUGH is bit 37 */
+#define SLINKY_FOPEN_PASSTHROUGH (1u << 7)
+#define SLINKY_INIT_OUT_FLAGS2 32
+#define SLINKY_INIT_OUT_MAX_STACK_DEPTH 36
+#define SLINKY_OPEN_OUT_BACKING_ID 12
+struct slinky_backing_map { int32_t fd; uint32_t flags; uint64_t padding; };
+#define SLINKY_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct slinky_backing_map)
+#define SLINKY_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
 
 /* One request on its way to JS, or an internal event. Strings live in `strs`. */
 struct rq {
@@ -179,6 +208,7 @@ struct session {
 
   /* session thread only */
   bool patch_parallel; /* see io_writev */
+  bool init_reply_pending, init_seen; /* the INIT exchange is still to come */
   void *loop_buf;
   bool loop_buf_taken;
   char log[LOG_MAX];
@@ -205,11 +235,14 @@ struct session {
   pthread_t notifier;
 
   /* immutable inodes: set on the JS thread, read by whichever thread reads the device. An
-   * open-addressing set of inode numbers (0 is never an inode: free; IMM_GONE: removed). */
+   * open-addressing table keyed by inode number (0 is never an inode: free; IMM_GONE: removed). */
   pthread_mutex_t ilock;
-  uint64_t *imm;
+  struct imm *imm;
   uint32_t imm_cap, imm_n, imm_used; /* slots, members, members + removed */
-  uint64_t fast_opens, fast_flushes, fast_releases;
+  uint64_t fast_opens, fast_flushes, fast_releases, passthrough_opens;
+
+  /* passthrough: offered by the kernel (seen in INIT), then granted by our INIT reply */
+  bool passthrough_wanted, passthrough_offered, passthrough_on;
 
   struct session *gnext; /* in g_mounted while mounted */
 };
@@ -356,6 +389,9 @@ static void pool_give(struct session *s, void *p)
 
 /* ---- immutable inodes ---------------------------------------------------------------------- */
 
+/* The backing id of the OPEN reply being sent by this thread (see io_writev). */
+static __thread int32_t t_open_backing;
+
 #define IMM_GONE UINT64_MAX
 
 static uint32_t imm_slot(uint64_t ino, uint32_t cap)
@@ -365,19 +401,19 @@ static uint32_t imm_slot(uint64_t ino, uint32_t cap)
 }
 
 /* Caller holds ilock. */
-static bool imm_has(struct session *s, uint64_t ino)
+static struct imm *imm_find(struct session *s, uint64_t ino)
 {
-  if (!s->imm_n) return false;
+  if (!s->imm_n) return NULL;
   for (uint32_t i = imm_slot(ino, s->imm_cap);; i = (i + 1) & (s->imm_cap - 1)) {
-    if (s->imm[i] == ino) return true;
-    if (!s->imm[i]) return false;
+    if (s->imm[i].ino == ino) return &s->imm[i];
+    if (!s->imm[i].ino) return NULL;
   }
 }
 
 /* Caller holds ilock. false: out of memory. */
 static bool imm_add(struct session *s, uint64_t ino)
 {
-  if (imm_has(s, ino)) return true;
+  if (imm_find(s, ino)) return true;
   if ((s->imm_used + 1) * 2 > s->imm_cap) {
     /* Rebuild at most a quarter full (dropping removed slots): grows or just cleans up. */
     uint32_t cap = 64;
@@ -385,14 +421,14 @@ static bool imm_add(struct session *s, uint64_t ino)
       if (cap >= 1u << 30) return false;
       cap *= 2;
     }
-    uint64_t *t = calloc(cap, sizeof *t);
+    struct imm *t = calloc(cap, sizeof *t);
     if (!t) return false;
     for (uint32_t j = 0; j < s->imm_cap; j++) {
-      uint64_t v = s->imm[j];
-      if (!v || v == IMM_GONE) continue;
-      uint32_t i = imm_slot(v, cap);
-      while (t[i]) i = (i + 1) & (cap - 1);
-      t[i] = v;
+      struct imm *e = &s->imm[j];
+      if (!e->ino || e->ino == IMM_GONE) continue;
+      uint32_t i = imm_slot(e->ino, cap);
+      while (t[i].ino) i = (i + 1) & (cap - 1);
+      t[i] = *e;
     }
     free(s->imm);
     s->imm = t;
@@ -400,35 +436,63 @@ static bool imm_add(struct session *s, uint64_t ino)
     s->imm_used = s->imm_n;
   }
   uint32_t i = imm_slot(ino, s->imm_cap);
-  while (s->imm[i] && s->imm[i] != IMM_GONE) i = (i + 1) & (s->imm_cap - 1);
-  if (!s->imm[i]) s->imm_used++;
-  s->imm[i] = ino;
+  while (s->imm[i].ino && s->imm[i].ino != IMM_GONE) i = (i + 1) & (s->imm_cap - 1);
+  if (!s->imm[i].ino) s->imm_used++;
+  s->imm[i] = (struct imm){ .ino = ino };
   s->imm_n++;
   return true;
 }
 
-/* Caller holds ilock. */
-static void imm_remove(struct session *s, uint64_t ino)
+/* Caller holds ilock. The backing id it had (0: none), for the caller to close. */
+static int32_t imm_remove(struct session *s, uint64_t ino)
 {
-  if (!s->imm_n) return;
-  for (uint32_t i = imm_slot(ino, s->imm_cap);; i = (i + 1) & (s->imm_cap - 1)) {
-    if (!s->imm[i]) return;
-    if (s->imm[i] == ino) {
-      s->imm[i] = IMM_GONE;
-      s->imm_n--;
-      return;
-    }
-  }
+  struct imm *e = imm_find(s, ino);
+  if (!e) return 0;
+  int32_t backing = e->backing;
+  *e = (struct imm){ .ino = IMM_GONE };
+  s->imm_n--;
+  return backing;
 }
 
 /* True (and counted) when `ino` is immutable: the caller answers the request itself. */
 static bool imm_take(struct session *s, uint64_t ino, uint64_t *counter)
 {
   pthread_mutex_lock(&s->ilock);
-  bool yes = imm_has(s, ino);
+  bool yes = imm_find(s, ino) != NULL;
   if (yes) (*counter)++;
   pthread_mutex_unlock(&s->ilock);
   return yes;
+}
+
+/* An open of immutable `ino` answered here: false if it is not immutable; else *backing is the
+ * backing id to answer with (0: the kernel's own page cache of the inode). */
+static bool imm_open(struct session *s, uint64_t ino, int32_t *backing)
+{
+  pthread_mutex_lock(&s->ilock);
+  struct imm *e = imm_find(s, ino);
+  if (e) {
+    s->fast_opens++;
+    /* The first open decides; later ones follow it while any is open (no mixing). */
+    if (!e->opens) e->passthrough = e->backing > 0 && s->passthrough_on;
+    e->opens++;
+    *backing = e->passthrough ? e->backing : 0;
+    if (*backing) s->passthrough_opens++;
+  }
+  pthread_mutex_unlock(&s->ilock);
+  return e != NULL;
+}
+
+/* The release of an open imm_open answered: false if `ino` is not immutable (any more). */
+static bool imm_release(struct session *s, uint64_t ino)
+{
+  pthread_mutex_lock(&s->ilock);
+  struct imm *e = imm_find(s, ino);
+  if (e) {
+    s->fast_releases++;
+    if (e->opens) e->opens--;
+  }
+  pthread_mutex_unlock(&s->ilock);
+  return e != NULL;
 }
 
 /* ---- queue to the JS thread --------------------------------------------------------------- */
@@ -636,13 +700,17 @@ static void ll_open_like(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   struct session *s = SESSION(req);
-  if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC) && imm_take(s, ino, &s->fast_opens)) {
+  int32_t backing = 0;
+  if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC) && imm_open(s, ino, &backing)) {
     fi->fh = IMMUTABLE_FH;
     fi->direct_io = 0;
-    fi->keep_cache = 1;
+    fi->keep_cache = !backing; /* the kernel allows passthrough with nothing but NOFLUSH */
     fi->noflush = 1;
     fi->nonseekable = 0;
-    fuse_reply_open(req, fi); /* an interrupted caller leaves nothing to undo: the handle holds nothing */
+    /* An interrupted caller leaves nothing to undo: the kernel releases what it was given. */
+    t_open_backing = backing;
+    fuse_reply_open(req, fi);
+    t_open_backing = 0;
     return;
   }
   ll_open_like(req, ino, fi, OP_OPEN);
@@ -712,7 +780,7 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   struct session *s = SESSION(req);
-  if (fi->fh == IMMUTABLE_FH && imm_take(s, ino, &s->fast_releases)) { fuse_reply_err(req, 0); return; }
+  if (fi->fh == IMMUTABLE_FH && imm_release(s, ino)) { fuse_reply_err(req, 0); return; }
   ll_fh_op(req, ino, fi, OP_RELEASE, 0);
 }
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ll_fh_op(req, ino, fi, OP_RELEASEDIR, 0); }
@@ -802,20 +870,48 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
   struct session *s = userdata;
-  if (s->patch_parallel) {
-    s->patch_parallel = false;
-    if (count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
-        ((struct fuse_out_header *)iov[0].iov_base)->error == 0 &&
-        iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t))
-      ((struct fuse_init_out *)iov[1].iov_base)->flags |= FUSE_PARALLEL_DIROPS;
+  bool ok_reply = count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+                  ((struct fuse_out_header *)iov[0].iov_base)->error == 0;
+  if (s->init_reply_pending) {
+    s->init_reply_pending = false;
+    char *out = ok_reply ? iov[1].iov_base : NULL;
+    if (out && s->patch_parallel && iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t))
+      ((struct fuse_init_out *)out)->flags |= FUSE_PARALLEL_DIROPS;
+    /* Passthrough needs the extended flags and a stack depth: ours is one above the backing
+     * files' filesystem (ext4 and the like, depth 0). Writeback caching excludes it. */
+    if (out && s->passthrough_wanted && s->passthrough_offered && !s->writeback &&
+        iov[1].iov_len >= SLINKY_INIT_OUT_MAX_STACK_DEPTH + sizeof(uint32_t)) {
+      uint32_t flags2, depth = 1;
+      ((struct fuse_init_out *)out)->flags |= SLINKY_FUSE_INIT_EXT;
+      memcpy(&flags2, out + SLINKY_INIT_OUT_FLAGS2, sizeof flags2);
+      flags2 |= SLINKY_FUSE_PASSTHROUGH_FLAGS2;
+      memcpy(out + SLINKY_INIT_OUT_FLAGS2, &flags2, sizeof flags2);
+      memcpy(out + SLINKY_INIT_OUT_MAX_STACK_DEPTH, &depth, sizeof depth);
+      s->passthrough_on = true;
+    }
+  } else if (t_open_backing && ok_reply && iov[1].iov_len >= SLINKY_OPEN_OUT_BACKING_ID + sizeof(int32_t)) {
+    char *out = iov[1].iov_base;
+    ((struct fuse_open_out *)out)->open_flags |= SLINKY_FOPEN_PASSTHROUGH;
+    memcpy(out + SLINKY_OPEN_OUT_BACKING_ID, &t_open_backing, sizeof t_open_backing);
   }
   return writev(fd, iov, count);
 }
 
+/* Notes whether the kernel's INIT offers passthrough (the first request read). */
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
-  (void)userdata;
-  return read(fd, buf, len);
+  struct session *s = userdata;
+  ssize_t n = read(fd, buf, len);
+  if (s->init_reply_pending && !s->init_seen && n >= (ssize_t)(sizeof(struct fuse_in_header) + 5 * sizeof(uint32_t))) {
+    const struct fuse_in_header *h = buf;
+    if (h->opcode == FUSE_INIT) {
+      s->init_seen = true;
+      uint32_t in[5]; /* major, minor, max_readahead, flags, flags2 */
+      memcpy(in, (const char *)buf + sizeof *h, sizeof in);
+      s->passthrough_offered = (in[3] & SLINKY_FUSE_INIT_EXT) && (in[4] & SLINKY_FUSE_PASSTHROUGH_FLAGS2);
+    }
+  }
+  return n;
 }
 
 static const struct fuse_custom_io device_io = { .writev = io_writev, .read = io_read };
@@ -856,6 +952,7 @@ static void *session_main(void *arg)
   g_add(s);
   s->conn_minor = find_conn_minor(s->mountpoint);
   int fd = fuse_session_fd(s->se);
+  s->init_reply_pending = true;
   /* Same descriptor, our read/writev (see io_writev). */
   if (fuse_session_custom_io(s->se, &device_io, fd) != 0) {
     g_unmount(s);
@@ -1630,6 +1727,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
   s->max_write = (unsigned)get_num_prop(env, argv[2], "maxWrite", 0);
   s->max_readahead = (unsigned)get_num_prop(env, argv[2], "maxReadahead", 0);
   s->writeback = get_bool_prop(env, argv[2], "writebackCache");
+  s->passthrough_wanted = get_bool_prop(env, argv[2], "passthrough");
   s->cache_symlinks = get_bool_prop(env, argv[2], "cacheSymlinks");
   s->no_parallel_dirops = get_bool_prop(env, argv[2], "noParallelDirops");
   s->main_loop = get_bool_prop(env, argv[2], "mainThreadLoop");
@@ -2079,24 +2177,63 @@ static napi_value js_set_immutable(napi_env env, napi_callback_info info)
   napi_get_value_bool(env, argv[2], &on);
   pthread_mutex_lock(&s->ilock);
   bool ok = true;
+  int32_t backing = 0;
   if (on) ok = imm_add(s, (uint64_t)d);
-  else imm_remove(s, (uint64_t)d);
+  else backing = imm_remove(s, (uint64_t)d);
   pthread_mutex_unlock(&s->ilock);
+  /* Files open on it keep their own reference to the backing file. */
+  if (backing > 0) ioctl(fuse_session_fd(s->se), SLINKY_DEV_IOC_BACKING_CLOSE, &(uint32_t){ (uint32_t)backing });
   return boolean(env, ok);
 }
 
-/* fastPath(handle) -> [opens, flushes, releases, immutable inodes]: requests answered here. */
+/* setBacking(handle, ino, fd) -> backing id > 0, or -errno: from now on opens of immutable `ino`
+ * pass through to the file open at `fd` (the caller has verified its bytes are the inode's, and
+ * may close `fd` afterwards: the kernel keeps its own reference). -ENOTSUP when the kernel did
+ * not grant passthrough, -ENOENT when `ino` is not immutable, -EEXIST when it already has one. */
+static napi_value js_set_backing(napi_env env, napi_callback_info info)
+{
+  ARGS(3);
+  struct session *s;
+  if (argc < 3 || !get_session(env, argv[0], &s)) return NULL;
+  double d = get_num(env, argv[1], 0);
+  if (!(d >= 1) || d > 9007199254740991.0 || d != floor(d)) return throw_msg(env, "inode must be a positive integer");
+  double f = get_num(env, argv[2], -1);
+  if (!(f >= 0) || f > INT32_MAX || f != floor(f)) return throw_msg(env, "fd must be a file descriptor");
+  if (!s->passthrough_on || s->ended) return num(env, -ENOTSUP);
+  pthread_mutex_lock(&s->ilock);
+  struct imm *e = imm_find(s, (uint64_t)d);
+  int err = !e ? ENOENT : e->backing ? EEXIST : 0;
+  pthread_mutex_unlock(&s->ilock);
+  if (err) return num(env, -err);
+  struct slinky_backing_map map = { .fd = (int32_t)f };
+  int id = ioctl(fuse_session_fd(s->se), SLINKY_DEV_IOC_BACKING_OPEN, &map);
+  if (id <= 0) return num(env, id < 0 ? -errno : -EIO);
+  pthread_mutex_lock(&s->ilock);
+  e = imm_find(s, (uint64_t)d); /* the table may have been rebuilt meanwhile */
+  if (e && !e->backing) e->backing = id;
+  else err = e ? EEXIST : ENOENT;
+  pthread_mutex_unlock(&s->ilock);
+  if (err) {
+    ioctl(fuse_session_fd(s->se), SLINKY_DEV_IOC_BACKING_CLOSE, &(uint32_t){ (uint32_t)id });
+    return num(env, -err);
+  }
+  return num(env, id);
+}
+
+/* fastPath(handle) -> [opens, flushes, releases, immutable inodes, passthrough opens,
+ * passthrough granted (0/1)]: requests answered here. */
 static napi_value js_fast_path(napi_env env, napi_callback_info info)
 {
   ARGS(1);
   struct session *s;
   if (argc < 1 || !get_session(env, argv[0], &s)) return NULL;
   pthread_mutex_lock(&s->ilock);
-  double v[4] = { (double)s->fast_opens, (double)s->fast_flushes, (double)s->fast_releases, (double)s->imm_n };
+  double v[6] = { (double)s->fast_opens, (double)s->fast_flushes, (double)s->fast_releases, (double)s->imm_n,
+                  (double)s->passthrough_opens, s->passthrough_on ? 1 : 0 };
   pthread_mutex_unlock(&s->ilock);
   napi_value out;
-  napi_create_array_with_length(env, 4, &out);
-  for (uint32_t i = 0; i < 4; i++) napi_set_element(env, out, i, num(env, v[i]));
+  napi_create_array_with_length(env, 6, &out);
+  for (uint32_t i = 0; i < 6; i++) napi_set_element(env, out, i, num(env, v[i]));
   return out;
 }
 
@@ -2129,6 +2266,7 @@ static napi_value init_module(napi_env env, napi_value exports)
     { "notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL },
     { "liveRequests", NULL, js_live, NULL, NULL, NULL, napi_default, NULL },
     { "setImmutable", NULL, js_set_immutable, NULL, NULL, NULL, napi_default, NULL },
+    { "setBacking", NULL, js_set_backing, NULL, NULL, NULL, napi_default, NULL },
     { "fastPath", NULL, js_fast_path, NULL, NULL, NULL, napi_default, NULL },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;

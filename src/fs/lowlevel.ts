@@ -26,6 +26,11 @@
 // the answer from C spares each open a turn of the JS thread. Other opens (for writing, O_TRUNC)
 // reach `open` as usual. `fastPath` counts what the addon answered.
 //
+// Passthrough: with `passthrough` set and a kernel that grants it (6.9+), `setBacking(ino, fd)`
+// gives an immutable inode a backing file: its opens are then answered with the kernel's
+// FOPEN_PASSTHROUGH, so reads and mmap go straight to that file's page cache and never reach
+// `read`. The caller must have verified that the file holds exactly the inode's bytes.
+//
 // Unanswered requests: the calling process waits (in D state) until its request is answered.
 // unmount() waits up to `unmountTimeoutMs` for handlers in flight, then answers what is left
 // with EIO and unmounts; a handler that settles later is ignored.
@@ -192,6 +197,8 @@ export interface LowLevelOptions {
   /** Let the kernel cache writes (off by default: every write reaches the handler at once). */
   writebackCache?: boolean;
   cacheSymlinks?: boolean;
+  /** Ask the kernel for FUSE passthrough (see the header; excluded by writebackCache). */
+  passthrough?: boolean;
   /** Read the FUSE device on a session thread that hands requests to JS through a threadsafe
    *  function, instead of on the JS thread through libuv (the default: one thread hand-off less
    *  per request, 2-5x the metadata rate; see bench/fuseBinding.ts). */
@@ -242,6 +249,12 @@ export interface LowLevelSession {
   notifyDelete(parent: number, child: number, name: string): Promise<void>;
   /** Mark (or unmark) an inode whose contents and attributes never change: see the header. */
   setImmutable(ino: number, immutable: boolean): void;
+  /**
+   * Opens of immutable `ino` pass through to the file open at `fd` (see the header; `fd` may be
+   * closed afterwards). The kernel's backing id, or a negative errno: ENOTSUP when the
+   * connection has no passthrough, ENOENT when `ino` is not immutable, EEXIST when it has one.
+   */
+  setBacking(ino: number, fd: number): number;
   readonly fastPath: FastPathCounters;
 }
 
@@ -251,6 +264,9 @@ export interface FastPathCounters {
   flushes: number;
   releases: number;
   immutable: number;
+  /** Opens answered with a passthrough backing file, and whether the kernel granted it. */
+  passthroughOpens: number;
+  passthrough: boolean;
 }
 
 export class LowLevelError extends Error {
@@ -281,7 +297,8 @@ interface FusellAddon {
   notify(h: Handle, kind: number, ino: number, a: number, b: number, name: string): Promise<number>;
   liveRequests(h: Handle): number;
   setImmutable(h: Handle, ino: number, on: boolean): boolean;
-  fastPath(h: Handle): [number, number, number, number];
+  setBacking(h: Handle, ino: number, fd: number): number;
+  fastPath(h: Handle): [number, number, number, number, number, number];
   opNames: string[];
   scratchLength: number;
   fuseVersion: string;
@@ -314,7 +331,7 @@ export function fusellAddon(): FusellAddon {
   } catch (e) {
     throw new LowLevelError(`${file} failed to load: ${(e as Error).message.split('\n')[0]} (needs libfuse3-3)`);
   }
-  if (a.opNames.join() !== OPS.join() || typeof a.setImmutable !== 'function') throw new LowLevelError(`${file} is out of date: rebuild with \`make build\``);
+  if (a.opNames.join() !== OPS.join() || typeof a.setBacking !== 'function') throw new LowLevelError(`${file} is out of date: rebuild with \`make build\``);
   return (addon = a);
 }
 
@@ -681,6 +698,7 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
     maxReadahead: options.maxReadahead ?? 0,
     writebackCache: options.writebackCache ?? false,
     cacheSymlinks: options.cacheSymlinks ?? false,
+    passthrough: options.passthrough ?? false,
     mainThreadLoop: !options.sessionThread,
     spinMicros: options.spinMicros ?? 0,
   };
@@ -718,9 +736,10 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
       // Out of memory in the addon: the inode stays with JS, which answers the same way.
       if (!a.setImmutable(handle, ino, immutable)) onError?.('setImmutable', new LowLevelError(`cannot mark inode ${ino} immutable: out of memory`));
     },
+    setBacking: (ino, fd) => a.setBacking(handle, ino, fd),
     get fastPath() {
-      const [opens, flushes, releases, immutable] = a.fastPath(handle);
-      return { opens, flushes, releases, immutable };
+      const [opens, flushes, releases, immutable, passthroughOpens, passthrough] = a.fastPath(handle);
+      return { opens, flushes, releases, immutable, passthroughOpens, passthrough: passthrough === 1 };
     },
   };
 

@@ -4,7 +4,7 @@
 // process: a synchronous call here (fs.*Sync, spawnSync) would block the thread that answers.
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mountLowLevel, ROOT_INO, type LowLevelOptions, type LowLevelSession } from '../../src/fs/lowlevel';
@@ -322,6 +322,100 @@ describe.each(MODES)('a mounted in-memory filesystem, %s', (_mode, modeOptions) 
     }
     expect(lengthInHandler).toBe(128 * 1024);
     expect(kept!.length).toBe(0);
+  });
+});
+
+describe('passthrough to a backing file (kernel 6.9+)', () => {
+  let fs: MemFs;
+  let s: LowLevelSession;
+  let mp: string;
+  let dir: string;
+  beforeAll(async () => {
+    ({ fs, s, mp } = await mountMem({ passthrough: true }));
+    dir = mkdtempSync(path.join(tmpdir(), 'lowlevel-backing-'));
+  });
+  afterAll(async () => {
+    if (s) await unmountMem({ s, mp });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** An immutable file of the mount holding `inMount`, and a file on ext4 holding `backing`. */
+  async function frozenWithBacking(name: string, inMount: string, backing: string): Promise<{ ino: number; fd: number }> {
+    await out(`printf '${inMount}' > ${mp}/${name}`);
+    const ino = Number(await out(`stat -c %i ${mp}/${name}`));
+    s.setImmutable(ino, true);
+    writeFileSync(path.join(dir, name), backing);
+    return { ino, fd: openSync(path.join(dir, name), 'r') };
+  }
+
+  test('the kernel grants it when asked, and only then', async () => {
+    expect(s.fastPath.passthrough).toBe(true);
+    const plain = await mountMem();
+    try {
+      expect(plain.s.fastPath.passthrough).toBe(false);
+      const ino = Number(await out(`printf x > ${plain.mp}/f && stat -c %i ${plain.mp}/f`));
+      plain.s.setImmutable(ino, true);
+      const fd = openSync(__filename, 'r');
+      expect(plain.s.setBacking(ino, fd)).toBe(-95); // ENOTSUP
+      closeSync(fd);
+    } finally {
+      await unmountMem(plain);
+    }
+  });
+
+  test('opens of a backed inode read the backing file, with no request for open or read', async () => {
+    // Different bytes on each side show which one a read returns (the caller vouches for them).
+    const { ino, fd } = await frozenWithBacking('backed', 'bytes in the mount', 'bytes on the disk');
+    const id = s.setBacking(ino, fd);
+    closeSync(fd); // the kernel keeps its own reference
+    expect(id).toBeGreaterThan(0);
+    const reads = fs.calls.get('read') ?? 0;
+    const opens = fs.calls.get('open') ?? 0;
+    const through = s.fastPath.passthroughOpens;
+    expect(await out(`cat ${mp}/backed; cat ${mp}/backed`)).toBe('bytes on the diskbytes on the disk');
+    expect([fs.calls.get('read') ?? 0, fs.calls.get('open') ?? 0]).toEqual([reads, opens]);
+    expect(s.fastPath.passthroughOpens).toBe(through + 2);
+  });
+
+  test('a mapping of a backed inode is the backing file: a program copied in runs from it', async () => {
+    await out(`cp /usr/bin/echo ${mp}/echo && chmod 755 ${mp}/echo`);
+    const ino = Number(await out(`stat -c %i ${mp}/echo`));
+    s.setImmutable(ino, true);
+    const fd = openSync('/usr/bin/echo', 'r');
+    expect(s.setBacking(ino, fd)).toBeGreaterThan(0);
+    closeSync(fd);
+    const reads = fs.calls.get('read') ?? 0;
+    expect(await out(`/lib64/ld-linux-x86-64.so.2 ${mp}/echo passed through`)).toBe('passed through');
+    expect(fs.calls.get('read') ?? 0).toBe(reads);
+  });
+
+  test('setBacking refuses an inode that is not immutable, and a second backing', async () => {
+    const { ino, fd } = await frozenWithBacking('twice', 'same', 'same');
+    expect(s.setBacking(ino, fd)).toBeGreaterThan(0);
+    expect(s.setBacking(ino, fd)).toBe(-17); // EEXIST
+    s.setImmutable(ino, false);
+    expect(s.setBacking(ino, fd)).toBe(-2); // ENOENT
+    closeSync(fd);
+  });
+
+  test('opens made before the backing keep the kernel cache until all are closed; later opens pass through', async () => {
+    const { ino, fd } = await frozenWithBacking('late', 'cached', 'backed');
+    // A reader holding the file open, cached: the kernel forbids mixing the two kinds of open.
+    const opensBefore = s.fastPath.opens;
+    const holder = spawn('bash', ['-c', `exec 3< ${mp}/late; read -r _; cat <&3`], { stdio: ['pipe', 'pipe', 'ignore'] });
+    let held = '';
+    holder.stdout.on('data', (d) => (held += d));
+    for (let i = 0; i < 250 && s.fastPath.opens === opensBefore; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(s.fastPath.opens).toBe(opensBefore + 1);
+    expect(s.setBacking(ino, fd)).toBeGreaterThan(0);
+    closeSync(fd);
+    expect(await out(`cat ${mp}/late`)).toBe('cached');
+    holder.stdin.end('\n');
+    await new Promise((r) => holder.once('exit', r));
+    expect(held).toBe('cached');
+    for (let i = 0; i < 100 && s.fastPath.releases < s.fastPath.opens; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(s.fastPath.releases).toBe(s.fastPath.opens);
+    expect(await out(`cat ${mp}/late`)).toBe('backed');
   });
 });
 
