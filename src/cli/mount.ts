@@ -28,6 +28,7 @@ interface Args {
   'spin-us': number;
   'readahead-kib': number;
   xattr: boolean;
+  passthrough: boolean;
   'ready-fd'?: number;
   peer?: string[];
   serve?: string;
@@ -66,6 +67,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       spinMicros: args['spin-us'],
       readaheadKib: args['readahead-kib'],
       xattr: args.xattr,
+      passthrough: args.passthrough,
       extraSources: args.peer?.length || args.serve ? (store, l, events) => peerSources(store, args, l, events) : undefined,
       log,
     });
@@ -97,6 +99,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   if (args.serve) childArgs.push('--serve', args.serve);
   if (!args.prefetch) childArgs.push('--no-prefetch');
   if (!args.xattr) childArgs.push('--no-xattr');
+  if (!args.passthrough) childArgs.push('--no-passthrough');
   fs.mkdirSync(storeDir, { recursive: true });
   const out = fs.openSync(path.join(storeDir, 'slinkyfs.log'), 'a');
   const child = spawn(process.execPath, childArgs, { detached: true, stdio: ['ignore', out, out, 'pipe'] });
@@ -148,6 +151,11 @@ const command: CommandModule<{}, Args> = {
         type: 'boolean',
         default: true,
         describe: 'serve extended attributes (--no-xattr: none; the kernel then skips a round trip it makes before every write)',
+      })
+      .option('passthrough', {
+        type: 'boolean',
+        default: true,
+        describe: 'let published objects identical to files of this machine (its libc.so.6) pass through to them, sharing their pages with dynamic programs (--no-passthrough: the daemon serves every object page)',
       })
       .option('ready-fd', { type: 'number', hidden: true })
       .check((a) => {

@@ -39,6 +39,10 @@ function pageRows(p: PageCacheStats): string[][] {
     ['processes mapping objects', String(p.processes)],
     ['published objects', `${p.published.objects} (${p.published.refused} refused, ${p.published.malformed} malformed manifests)`],
     ['object opens/closes answered in C', `${p.fastPath.opens}/${p.fastPath.releases}`],
+    [
+      'objects passing through to system files',
+      p.fastPath.passthrough ? `${p.twins.objects}${p.twins.pending ? ` (${p.twins.pending} being checked)` : ''}; ${p.fastPath.passthroughOpens} opens` : 'none (passthrough off or not offered by the kernel)',
+    ],
   ];
 }
 
@@ -104,8 +108,8 @@ const command: CommandModule<{}, Args> = {
         process.stdout.write('\n' + table(pageRows(pages)) + '\n');
         const mapped = pages.objects.filter((o) => o.mappings > 0);
         if (mapped.length) {
-          const head = ['object', 'size', 'processes', 'pages mapped', 'shared'];
-          const body = mapped.map((o) => [o.name.slice(0, 19), formatBytes(o.size), String(o.mappings), String(o.mappedPages), String(o.sharedPages)]);
+          const head = ['object', 'size', 'processes', 'pages mapped', 'shared', 'passes through to'];
+          const body = mapped.map((o) => [o.name.slice(0, 19), formatBytes(o.size), String(o.mappings), String(o.mappedPages), String(o.sharedPages), o.twin ?? '-']);
           process.stdout.write('\n' + table([head, ...body]) + '\n');
         }
       }

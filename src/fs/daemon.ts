@@ -35,6 +35,9 @@ export interface DaemonOptions {
   readaheadKib?: number;
   /** Serve extended attributes (fuseOps.ts FuseOpsOptions.xattr; default true). */
   xattr?: boolean;
+  /** Back published objects with identical system files through FUSE passthrough where the
+   *  kernel offers it (src/pagecache/twins.ts; default true). */
+  passthrough?: boolean;
   /** Extra chunk sources behind the local store (peers, seeds): set up by the caller. */
   extraSources?: (store: Store, log: (line: string) => void, events: SourceEvents) => Promise<ChunkSource | undefined>;
   log: (line: string) => void;
@@ -110,7 +113,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).
     // Slinked files committed here have their objects published for the shared page cache.
     const filesystem = new Filesystem(store, source, { log, compressLater: true, onContentCommitted: (ino) => pages.onContentCommitted(ino) });
-    const pages: PageCache = createPageCache({ store, source, filesystem, mountpoint, storeDir, log });
+    const pages: PageCache = createPageCache({ store, source, filesystem, mountpoint, storeDir, log, twins: opts.passthrough !== false });
     const compactor = new Compactor(store, { isIdle: () => Date.now() - filesystem.lastWriteMs > 500, log });
     let session: LowLevelSession | undefined;
     const ops = pages.wrapOps(makeLowLevelOps(filesystem, {
@@ -134,6 +137,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         // 1 MiB requests (the kernel's largest): an eighth of the requests for large reads and
         // writes, each one decode or chunking batch.
         maxWrite: 1 << 20,
+        passthrough: opts.passthrough !== false,
         spinMicros: opts.spinMicros ?? DEFAULT_SPIN_US,
         toErrno,
         onError: (op, err) => log(`${op}: ${(err as Error)?.message ?? String(err)}`),

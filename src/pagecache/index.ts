@@ -6,7 +6,9 @@
 // the digest-keyed page pool, the GDT (pool.ts), or from the store with every page verified
 // against the object's page table first (reader.ts). Which processes map which objects comes
 // from /proc (procMaps.ts); statistics go out over a socket (statsServer.ts); guard.ts is what
-// the FUSE operations need. docs/FORMAT.md ("Page cache") and README ("Shared page cache") say
+// the FUSE operations need. An object with a verified identical file on this machine (its
+// "twin", twins.ts: the system's own libc.so.6) is backed by that file through FUSE passthrough,
+// so slinked programs share the pages dynamic programs use. docs/FORMAT.md ("Page cache") and README ("Shared page cache") say
 // more.
 //
 // Integration (the daemon): create it, pass `onContentCommitted` to the Filesystem, wrap the
@@ -30,6 +32,7 @@ import { mapsDeviceOf, scanProcesses, type Mapping } from './procMaps';
 import { Publisher, TableBuilder, type PublishCounters } from './publish';
 import { PageVerificationError, VerifiedReader } from './reader';
 import { serveStats, socketPath } from './statsServer';
+import { TwinFinder } from './twins';
 import { algorithmOf } from '../chunking/digest';
 
 export { requestStats, NoDaemonError, socketPath } from './statsServer';
@@ -50,6 +53,8 @@ export interface PageCacheOptions {
   poolBytes?: number;
   /** Owner of published objects (default: the daemon's uid/gid; root when mounted by root). */
   owner?: Caller;
+  /** Back objects with identical system files when the mount has passthrough (default true). */
+  twins?: boolean;
 }
 
 export interface ObjectStats {
@@ -63,6 +68,9 @@ export interface ObjectStats {
   /** Distinct pages of it mapped by at least one process, and by at least two. */
   mappedPages: number;
   sharedPages: number;
+  /** The identical system file its opens pass through to, if any (then the kernel serves its
+   *  pages from that file and this daemon reads none of them). */
+  twin?: string;
 }
 
 export interface PageCacheStats {
@@ -78,6 +86,9 @@ export interface PageCacheStats {
   /** Opens, flushes and releases of object files answered by the FUSE binding without JS
    *  (zeros before `attach`). */
   fastPath: FastPathCounters;
+  /** Objects backed by an identical file of this machine (passthrough), and objects still to be
+   *  looked at for one. */
+  twins: { objects: number; pending: number };
   /** The daemon's own memory (process.memoryUsage()), bytes. */
   daemon: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
 }
@@ -97,7 +108,7 @@ export interface PageCache {
   start(): Promise<void>;
   /** The mount's session: every published object (now and later) is marked immutable there, so
    *  its opens and closes are answered in C (src/fs/lowlevel.ts, "Immutable inodes"). */
-  attach(session: Pick<LowLevelSession, 'setImmutable' | 'fastPath'>): void;
+  attach(session: AttachedSession): void;
   /** Look at every file of the store again (chunks of files mirrored from peers have arrived). */
   lookAgain(): void;
   /** Settles when every queued file has been looked at (tests, unmount). */
@@ -106,7 +117,13 @@ export interface PageCache {
   close(): Promise<void>;
 }
 
+/** What the page cache needs of the mount's session. */
+export type AttachedSession = Pick<LowLevelSession, 'setImmutable' | 'setBacking' | 'fastPath'>;
+
 const SCAN_INTERVAL_MS = 5000;
+/** setBacking errors that no other file would avoid: EPERM (no CAP_SYS_ADMIN), ELOOP (backing
+ *  filesystem too deeply stacked), ENOTSUP (no passthrough on this connection). */
+const MOUNT_WIDE_REFUSALS = new Set([1, 40, 95]);
 const PAGE = 4096;
 
 class SharedPageCache implements PageCache {
@@ -125,7 +142,12 @@ class SharedPageCache implements PageCache {
   private nextScan: Promise<void> | undefined;
   private closed = false;
   private existing: Promise<void> = Promise.resolve();
-  private session: Pick<LowLevelSession, 'setImmutable' | 'fastPath'> | undefined;
+  private session: AttachedSession | undefined;
+  private readonly twins = new TwinFinder();
+  private twinWork: Promise<void> = Promise.resolve();
+  private twinsPending = 0;
+  /** Why this mount cannot pass through at all (the first refusal that is not about one file). */
+  private twinsRefused: string | undefined;
 
   constructor(private readonly o: PageCacheOptions) {
     this.log = o.log;
@@ -245,9 +267,41 @@ class SharedPageCache implements PageCache {
     return full;
   }
 
-  attach(session: Pick<LowLevelSession, 'setImmutable' | 'fastPath'>): void {
+  attach(session: AttachedSession): void {
     this.session = session;
-    this.index.watch((ino, isObject) => session.setImmutable(ino, isObject));
+    const twins = this.o.twins !== false && session.fastPath.passthrough;
+    this.index.watch((ino, isObject) => {
+      session.setImmutable(ino, isObject);
+      // One at a time: each look may hash a large file.
+      if (!isObject || !twins) return;
+      this.twinsPending++;
+      this.twinWork = this.twinWork.then(() => this.backWithTwin(session, ino)).finally(() => this.twinsPending--);
+    });
+  }
+
+  /** Give object `ino` its twin as passthrough backing, if this machine has one. */
+  private async backWithTwin(session: AttachedSession, ino: number): Promise<void> {
+    const e = this.index.get(ino);
+    if (!e || e.twin || this.closed || this.twinsRefused) return;
+    try {
+      const twin = await this.twins.find(e.digest, e.size);
+      if (!twin) return;
+      try {
+        if (this.index.get(ino) !== e) return;
+        const id = session.setBacking(ino, twin.handle.fd);
+        if (id > 0) e.twin = twin.path;
+        else if (MOUNT_WIDE_REFUSALS.has(-id)) {
+          // Not root, or the system files sit on a stacked filesystem (overlayfs): no twin will
+          // do, so say it once and stop looking.
+          this.twinsRefused = `errno ${-id}`;
+          this.log(`page cache: the kernel refuses passthrough to files of this machine (errno ${-id}); objects are served by the daemon`);
+        } else this.log(`page cache: ${e.name} cannot pass through to ${twin.path} (errno ${-id})`);
+      } finally {
+        await twin.handle.close();
+      }
+    } catch (err) {
+      this.log(`page cache: looking for a twin of ${e.name} failed: ${(err as Error).message}`);
+    }
   }
 
   async start(): Promise<void> {
@@ -384,6 +438,7 @@ class SharedPageCache implements PageCache {
         mappings: o?.procs ?? 0,
         mappedPages: o?.pages.size ?? 0,
         sharedPages: shared,
+        ...(e.twin ? { twin: e.twin } : {}),
       });
     }
     objects.sort((a, b) => b.mappings - a.mappings || b.mappedPages - a.mappedPages || a.name.localeCompare(b.name));
@@ -394,7 +449,8 @@ class SharedPageCache implements PageCache {
       scannedAt: this.scannedAt ? new Date(this.scannedAt).toISOString() : null,
       published: { ...this.publisher.counters, objects: this.index.size },
       objects,
-      fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0 },
+      fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0, passthroughOpens: 0, passthrough: false },
+      twins: { objects: objects.filter((o) => o.twin).length, pending: this.twinsPending },
       daemon: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
   }
@@ -402,6 +458,7 @@ class SharedPageCache implements PageCache {
   async close(): Promise<void> {
     this.closed = true;
     await this.existing;
+    await this.twinWork;
     if (this.timer) clearTimeout(this.timer);
     await this.closeSocket();
     await this.publisher.stop();

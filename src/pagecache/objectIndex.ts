@@ -12,6 +12,8 @@ export interface ObjectEntry {
   loading?: Promise<PageTable>;
   /** Set when the object's bytes do not match its name: every read fails at once. */
   broken?: string;
+  /** The verified identical file its opens pass through to (twins.ts). */
+  twin?: string;
 }
 
 export class ObjectIndex {
