@@ -2,7 +2,10 @@
 // cost of static linking):
 //   - dynamic: the programs from /usr/bin, libraries shared through the kernel page cache;
 //   - mount: the same programs slinked, run from a slinkyfs mount: every embedded object is one
-//     file of the mount (/.slinky/objects), so its pages are shared like a library's;
+//     file of the mount (/.slinky/objects), so its pages are shared like a library's. Twice: by
+//     default, where objects identical to this machine's files (libc.so.6) pass through to them,
+//     so their pages are the very pages dynamic programs use; and with --no-passthrough, where
+//     the daemon serves (and verifies) every object page itself;
 //   - standalone: the same slinked files on ext4, each process with private memfd copies.
 // Each program is kept alive reading a pipe. Figures, summed over the ten processes:
 //   Pss      from /proc/PID/smaps_rollup (shared pages divided among the processes mapping them,
@@ -157,15 +160,23 @@ const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('run as root (pagemap frame numbers)');
   const m: BenchMount = await benchMount('memory');
+  const served: BenchMount = await benchMount('memory-served', ['--no-passthrough']);
   try {
-    await m.add(Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name])));
+    const programs = Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name]));
+    await m.add(programs);
+    await served.add(programs);
     m.remount();
+    served.remount();
+    await m.settled();
     const cold = await measure(m.bin, () => m.daemonPid());
     const hot = await measure(m.bin, () => m.daemonPid());
+    const servedCold = await measure(served.bin, () => served.daemonPid());
+    const servedHot = await measure(served.bin, () => served.daemonPid());
     await measure((n) => `/usr/bin/${n}`); // warm the dynamic programs' files alike
     const dynamic = await measure((n) => `/usr/bin/${n}`);
     const standalone = await measure(m.standalone);
     const s = await m.pageStats();
+    const ss = await served.pageStats();
     console.log(`ten programs at once (${PROGRAMS.map((p) => p.name).join(', ')}), ${machine()}`);
     const row = (label: string, x: Sample & { daemonGrowth: number }) => {
       const sum = x.pss + x.daemonGrowth;
@@ -173,14 +184,26 @@ async function main() {
     };
     printTable(
       ['variant', 'Pss MiB', '+daemon MiB', 'sum MiB', 'sum/dynamic', 'Pss among the ten MiB', '/dynamic', 'memfd MiB'],
-      [row('dynamic', dynamic), row('slinked, mount (hot)', hot), row('slinked, mount (cold)', cold), row('slinked, standalone', standalone)],
+      [
+        row('dynamic', dynamic),
+        row('slinked, mount (hot)', hot),
+        row('slinked, mount (cold)', cold),
+        row('slinked, mount, --no-passthrough (hot)', servedHot),
+        row('slinked, mount, --no-passthrough (cold)', servedCold),
+        row('slinked, standalone', standalone),
+      ],
     );
-    console.log(
-      `\ndaemon page cache: ${s.gdt.entries} GDT entries (${mib(s.gdt.bytes)} MiB, bound ${mib(s.gdt.limitBytes)} MiB), ${s.gdt.hits} hits, ${s.gdt.misses} misses, ` +
-        `${s.gdt.verificationFailures} verification failures, ${s.published.objects} objects published`,
-    );
+    const twins = s.objects.filter((o) => o.twin).length;
+    console.log(`\nmount: ${twins} of ${s.published.objects} objects pass through to identical files of this machine (${s.fastPath.passthroughOpens} opens)`);
+    for (const [label, x] of [['mount', s], ['--no-passthrough', ss]] as const) {
+      console.log(
+        `${label}: daemon page cache ${x.gdt.entries} GDT entries (${mib(x.gdt.bytes)} MiB, bound ${mib(x.gdt.limitBytes)} MiB), ${x.gdt.hits} hits, ${x.gdt.misses} misses, ` +
+          `${x.gdt.verificationFailures} verification failures, ${x.published.objects} objects published`,
+      );
+    }
   } finally {
     m.cleanup();
+    served.cleanup();
   }
 }
 

@@ -37,10 +37,13 @@ export interface BenchMount {
   add(programs: Record<string, string>): Promise<void>;
   /** Unmount and mount again: the kernel's page cache of the mount and the daemon start empty. */
   remount(): void;
+  /** Wait until the daemon has looked for every object's twin (it does so after each mount). */
+  settled(): Promise<void>;
   cleanup(): void;
 }
 
-export async function benchMount(tag: string): Promise<BenchMount> {
+/** `mountArgs`: more `slinkyfs mount` options, e.g. --no-passthrough (kept on remount). */
+export async function benchMount(tag: string, mountArgs: string[] = []): Promise<BenchMount> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pagecache-bench-${tag}-`));
   fs.chmodSync(dir, 0o755);
   const mountpoint = path.join(dir, 'mnt');
@@ -48,7 +51,7 @@ export async function benchMount(tag: string): Promise<BenchMount> {
   const plain = path.join(dir, 'standalone');
   fs.mkdirSync(mountpoint);
   fs.mkdirSync(plain);
-  slinkyfs('mount', mountpoint, '--store', store);
+  slinkyfs('mount', mountpoint, '--store', store, ...mountArgs);
   fs.mkdirSync(path.join(mountpoint, 'bin'), { recursive: true });
   const m: BenchMount = {
     dir,
@@ -65,10 +68,18 @@ export async function benchMount(tag: string): Promise<BenchMount> {
         run('cp', ['-p', m.standalone(name), m.bin(name)]);
         await waitPublished(mountpoint, m.standalone(name));
       }
+      await m.settled();
+    },
+    async settled() {
+      const deadline = Date.now() + 120000;
+      while ((await m.pageStats()).twins.pending > 0) {
+        if (Date.now() > deadline) throw new Error('the daemon did not finish looking for twins within 120 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
     },
     remount() {
       slinkyfs('umount', mountpoint);
-      slinkyfs('mount', mountpoint, '--store', store);
+      slinkyfs('mount', mountpoint, '--store', store, ...mountArgs);
     },
     cleanup() {
       spawnSync(process.execPath, [BIN, 'umount', mountpoint]);

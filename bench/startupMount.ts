@@ -1,6 +1,8 @@
 // Start-up of slinked programs run from a slinkyfs mount (objects shared through the page cache,
 // kernel caches hot) against the dynamic originals on ext4, side by side in one run: `true`,
-// `ls /` and `python3 -c pass`. Two more columns explain the difference:
+// `ls /` and `python3 -c pass`; from the mount twice: by default (objects identical to this
+// machine's files pass through to them) and with --no-passthrough (the daemon serves every
+// object page). Two more columns explain the difference:
 //   - "objects from mount": glibc's loader (the system's, on ext4: objects are not executable)
 //     run explicitly on the published object files, i.e. the same opens of the same files the
 //     stub hands over, without the stub and without running a file of the mount: what loading
@@ -44,8 +46,10 @@ async function main() {
   const runs = Number(process.argv[2] ?? 1000);
   const rounds = Number(process.argv[3] ?? 5);
   const m = await benchMount('startup-mount');
+  const served = await benchMount('startup-served', ['--no-passthrough']);
   try {
     await m.add(Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name])));
+    await served.add(Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name])));
     const rows: string[][] = [];
     for (const p of PROGRAMS) {
       const file = await openSlinked(m.standalone(p.name));
@@ -56,6 +60,7 @@ async function main() {
       const variants: Record<string, string[]> = {
         dynamic: [path.join('/usr/bin', p.name), ...p.args],
         mount: [m.bin(p.name), ...p.args],
+        served: [served.bin(p.name), ...p.args],
         explicit: ['/lib64/ld-linux-x86-64.so.2', ...(libs.length ? ['--preload', libs.join(':')] : []), prog, ...p.args],
         standalone: [m.standalone(p.name), ...p.args],
       };
@@ -68,6 +73,8 @@ async function main() {
         med.dynamic.toFixed(3),
         med.mount.toFixed(3),
         `${(med.mount / med.dynamic).toFixed(2)}x`,
+        med.served.toFixed(3),
+        `${(med.served / med.dynamic).toFixed(2)}x`,
         med.explicit.toFixed(3),
         `${(med.explicit / med.dynamic).toFixed(2)}x`,
         med.standalone.toFixed(3),
@@ -76,7 +83,7 @@ async function main() {
       ]);
     }
     console.log(`start-up from a slinkyfs mount (hot), median of ${Math.ceil(runs / rounds) * rounds} runs each (hyperfine -N), ${machine()}`);
-    printTable(['program', 'dynamic ms', 'mount ms', 'mount/dyn', 'objects from mount ms', 'objects/dyn', 'standalone ms', 'standalone/dyn', 'objects'], rows);
+    printTable(['program', 'dynamic ms', 'mount ms', 'mount/dyn', '--no-passthrough ms', '/dyn', 'objects from mount ms', 'objects/dyn', 'standalone ms', 'standalone/dyn', 'objects'], rows);
     console.log(
       [
         '',
@@ -84,14 +91,19 @@ async function main() {
         '(cached lookups), maps the loader from its object file and hands the object files to it. Every open of a',
         'file on the mount is a FUSE round trip to the daemon (OPEN; objects answer without touching the store), so',
         'a program costs (objects + 2) round trips more than on ext4; the page contents come from the kernel page',
-        'cache shared with every other process. objects from mount: the system loader run on the object files of',
+        'cache shared with every other process (by default the page cache of the identical system file, e.g.',
+        "libc.so.6, through FUSE passthrough; with --no-passthrough the mount's own, filled by the daemon).",
+        'objects from mount: the system loader run on the object files of',
         'the mount, without the stub. standalone: memfd copies (bench/startup.ts explains that cost).',
       ].join('\n'),
     );
-    const s = await m.pageStats();
-    console.log(`daemon page cache after the run: ${s.gdt.hits} GDT hits, ${s.gdt.misses} misses, ${s.gdt.verificationFailures} verification failures`);
+    for (const [label, x] of [['mount', m], ['--no-passthrough', served]] as const) {
+      const s = await x.pageStats();
+      console.log(`${label}: ${s.twins.objects} objects pass through; daemon page cache after the run: ${s.gdt.hits} GDT hits, ${s.gdt.misses} misses, ${s.gdt.verificationFailures} verification failures`);
+    }
   } finally {
     m.cleanup();
+    served.cleanup();
   }
 }
 
