@@ -9,6 +9,9 @@
 // zero pages or copies on write. The slinked sequence runs twice: cold (freshly mounted, nothing
 // of the mount in the kernel page cache, the pool empty) and hot. The dynamic sequence runs after
 // a warming run, its files being in the page cache of a machine that uses them all the time.
+// The table is of a mount with --no-passthrough, where the daemon serves every object page; a
+// last line gives the same hot sequence on a default mount, whose objects pass through to this
+// machine's identical files (README, "Twins"): the daemon then serves none of them.
 //
 //   make build && node dist/bench/pagefaults.js
 import fs from 'node:fs';
@@ -63,19 +66,24 @@ async function sequence(file: (p: string) => string, dir: string, m?: BenchMount
 }
 
 async function main() {
-  const m = await benchMount('pagefaults');
+  const m = await benchMount('pagefaults', ['--no-passthrough']);
+  const twins = await benchMount('pagefaults-twins');
   const dir = path.join(m.dir, 'work');
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'hello.c'), '#include <stdio.h>\nint main(void) { printf("hello\\n"); return 0; }\n');
   // make runs a recipe through the shell: the same tiny work in both sequences.
   fs.writeFileSync(path.join(dir, 'Makefile'), 'all: stamp\nstamp: hello.c\n\t@echo built > stamp\n\t@rm -f stamp\n.PHONY: all\n');
   try {
-    await m.add({ ls: 'ls', cat: 'cat', gcc: fs.realpathSync('/usr/bin/gcc'), make: 'make', as: fs.realpathSync('/usr/bin/as') });
+    const programs = { ls: 'ls', cat: 'cat', gcc: fs.realpathSync('/usr/bin/gcc'), make: 'make', as: fs.realpathSync('/usr/bin/as') };
+    await m.add(programs);
+    await twins.add(programs);
     m.remount();
     const cold = await sequence(m.bin, dir, m);
     const hot = await sequence(m.bin, dir, m);
     await sequence((p) => `/usr/bin/${p}`, dir);
     const dynamic = await sequence((p) => `/usr/bin/${p}`, dir);
+    await sequence(twins.bin, dir, twins);
+    const twinsHot = await sequence(twins.bin, dir, twins);
     console.log(`page faults per program, run in sequence (${machine()})`);
     console.log('faults = minor + major of the program and its waited-for children; hits/misses = pages the daemon served\n');
     const f = (x: Faults) => `${x.minor + x.major} (${x.major})`;
@@ -104,8 +112,14 @@ async function main() {
         'except as, which is slinked on the mount in the mount sequence).',
       ].join('\n'),
     );
+    const t = await twins.pageStats();
+    console.log(
+      `\ndefault mount (${t.twins.objects} of ${t.published.objects} objects pass through to identical files), hot: ` +
+        STEPS.map((s, i) => `${s.label} ${f(twinsHot[i].faults)} faults, ${twinsHot[i].hits + twinsHot[i].misses} pages from the daemon`).join('; '),
+    );
   } finally {
     m.cleanup();
+    twins.cleanup();
   }
 }
 
