@@ -146,6 +146,7 @@ class SharedPageCache implements PageCache {
   private readonly twins = new TwinFinder();
   private twinWork: Promise<void> = Promise.resolve();
   private twinsPending = 0;
+  private twinsNew = 0;
   /** Why this mount cannot pass through at all (the first refusal that is not about one file). */
   private twinsRefused: string | undefined;
 
@@ -275,7 +276,12 @@ class SharedPageCache implements PageCache {
       // One at a time: each look may hash a large file.
       if (!isObject || !twins) return;
       this.twinsPending++;
-      this.twinWork = this.twinWork.then(() => this.backWithTwin(session, ino)).finally(() => this.twinsPending--);
+      this.twinWork = this.twinWork.then(() => this.backWithTwin(session, ino)).finally(() => {
+        if (--this.twinsPending === 0 && this.twinsNew > 0) {
+          this.log(`page cache: ${this.twinsNew} more objects pass through to identical files of this machine (${this.index.twinCount()} of ${this.index.size})`);
+          this.twinsNew = 0;
+        }
+      });
     });
   }
 
@@ -289,7 +295,7 @@ class SharedPageCache implements PageCache {
       try {
         if (this.index.get(ino) !== e) return;
         const id = session.setBacking(ino, twin.handle.fd);
-        if (id > 0) e.twin = twin.path;
+        if (id > 0) (e.twin = twin.path), this.twinsNew++;
         else if (MOUNT_WIDE_REFUSALS.has(-id)) {
           // Not root, or the system files sit on a stacked filesystem (overlayfs): no twin will
           // do, so say it once and stop looking.
@@ -450,7 +456,7 @@ class SharedPageCache implements PageCache {
       published: { ...this.publisher.counters, objects: this.index.size },
       objects,
       fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0, passthroughOpens: 0, passthrough: false },
-      twins: { objects: objects.filter((o) => o.twin).length, pending: this.twinsPending },
+      twins: { objects: this.index.twinCount(), pending: this.twinsPending },
       daemon: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
   }

@@ -51,6 +51,13 @@ export class ObjectIndex {
     return this.byName.get(name);
   }
 
+  /** Objects that pass through to a twin. */
+  twinCount(): number {
+    let n = 0;
+    for (const e of this.byIno.values()) if (e.twin) n++;
+    return n;
+  }
+
   isObject(ino: number): boolean {
     return this.byIno.has(ino);
   }
