@@ -2164,25 +2164,39 @@ static napi_value js_notify(napi_env env, napi_callback_info info)
   return promise;
 }
 
+/* An inode number argument: a positive integer that a double holds exactly. */
+static bool get_ino(napi_env env, napi_value v, uint64_t *ino)
+{
+  double d = get_num(env, v, 0);
+  if (!(d >= 1) || d > 9007199254740991.0 || d != floor(d)) return false;
+  *ino = (uint64_t)d;
+  return true;
+}
+
+static void backing_close(struct session *s, int32_t id)
+{
+  ioctl(fuse_session_fd(s->se), SLINKY_DEV_IOC_BACKING_CLOSE, &(uint32_t){ (uint32_t)id });
+}
+
 /* setImmutable(handle, ino, on): answer read-only opens, flushes and releases of `ino` here (see
  * the header); false when out of memory (JS keeps answering them then). */
 static napi_value js_set_immutable(napi_env env, napi_callback_info info)
 {
   ARGS(3);
   struct session *s;
+  uint64_t ino;
   if (argc < 3 || !get_session(env, argv[0], &s)) return NULL;
-  double d = get_num(env, argv[1], 0);
-  if (!(d >= 1) || d > 9007199254740991.0 || d != floor(d)) return throw_msg(env, "inode must be a positive integer");
+  if (!get_ino(env, argv[1], &ino)) return throw_msg(env, "inode must be a positive integer");
   bool on = false;
   napi_get_value_bool(env, argv[2], &on);
   pthread_mutex_lock(&s->ilock);
   bool ok = true;
   int32_t backing = 0;
-  if (on) ok = imm_add(s, (uint64_t)d);
-  else backing = imm_remove(s, (uint64_t)d);
+  if (on) ok = imm_add(s, ino);
+  else backing = imm_remove(s, ino);
   pthread_mutex_unlock(&s->ilock);
   /* Files open on it keep their own reference to the backing file. */
-  if (backing > 0) ioctl(fuse_session_fd(s->se), SLINKY_DEV_IOC_BACKING_CLOSE, &(uint32_t){ (uint32_t)backing });
+  if (backing > 0) backing_close(s, backing);
   return boolean(env, ok);
 }
 
@@ -2194,14 +2208,14 @@ static napi_value js_set_backing(napi_env env, napi_callback_info info)
 {
   ARGS(3);
   struct session *s;
+  uint64_t ino;
   if (argc < 3 || !get_session(env, argv[0], &s)) return NULL;
-  double d = get_num(env, argv[1], 0);
-  if (!(d >= 1) || d > 9007199254740991.0 || d != floor(d)) return throw_msg(env, "inode must be a positive integer");
+  if (!get_ino(env, argv[1], &ino)) return throw_msg(env, "inode must be a positive integer");
   double f = get_num(env, argv[2], -1);
   if (!(f >= 0) || f > INT32_MAX || f != floor(f)) return throw_msg(env, "fd must be a file descriptor");
   if (!s->passthrough_on || s->ended) return num(env, -ENOTSUP);
   pthread_mutex_lock(&s->ilock);
-  struct imm *e = imm_find(s, (uint64_t)d);
+  struct imm *e = imm_find(s, ino);
   int err = !e ? ENOENT : e->backing ? EEXIST : 0;
   pthread_mutex_unlock(&s->ilock);
   if (err) return num(env, -err);
@@ -2209,12 +2223,12 @@ static napi_value js_set_backing(napi_env env, napi_callback_info info)
   int id = ioctl(fuse_session_fd(s->se), SLINKY_DEV_IOC_BACKING_OPEN, &map);
   if (id <= 0) return num(env, id < 0 ? -errno : -EIO);
   pthread_mutex_lock(&s->ilock);
-  e = imm_find(s, (uint64_t)d); /* the table may have been rebuilt meanwhile */
+  e = imm_find(s, ino); /* the table may have been rebuilt meanwhile */
   if (e && !e->backing) e->backing = id;
   else err = e ? EEXIST : ENOENT;
   pthread_mutex_unlock(&s->ilock);
   if (err) {
-    ioctl(fuse_session_fd(s->se), SLINKY_DEV_IOC_BACKING_CLOSE, &(uint32_t){ (uint32_t)id });
+    backing_close(s, id);
     return num(env, -err);
   }
   return num(env, id);
