@@ -16,6 +16,7 @@
 // files are then opened and closed by the FUSE binding in C, without JS) and `close()` before the
 // store closes.
 import fs from 'node:fs';
+import path from 'node:path';
 import { readCommitted } from '../store/fileContent';
 import { NotFoundError } from '../store/errors';
 import type { ChunkSource } from '../store/chunkSource';
@@ -121,6 +122,8 @@ export interface PageCache {
 export type AttachedSession = Pick<LowLevelSession, 'setImmutable' | 'setBacking' | 'fastPath'>;
 
 const SCAN_INTERVAL_MS = 5000;
+/** In the store directory: the twins verified so far (twins.ts), so a new daemon hashes none. */
+const TWINS_FILE = 'twins.json';
 /** setBacking errors that no other file would avoid: EPERM (no CAP_SYS_ADMIN), ELOOP (backing
  *  filesystem too deeply stacked), ENOTSUP (no passthrough on this connection). */
 const MOUNT_WIDE_REFUSALS = new Set([1, 40, 95]);
@@ -143,7 +146,7 @@ class SharedPageCache implements PageCache {
   private closed = false;
   private existing: Promise<void> = Promise.resolve();
   private session: AttachedSession | undefined;
-  private readonly twins = new TwinFinder();
+  private readonly twins: TwinFinder;
   private twinWork: Promise<void> = Promise.resolve();
   private twinsPending = 0;
   private twinsNew = 0;
@@ -154,6 +157,7 @@ class SharedPageCache implements PageCache {
     this.log = o.log;
     this.pool = new PagePool(o.poolBytes ?? DEFAULT_POOL_BYTES);
     this.key = storeTableKey(o.store.dir);
+    this.twins = new TwinFinder({ cacheFile: o.storeDir ? path.join(o.storeDir, TWINS_FILE) : undefined });
     const raw = (ino: number, offset: number, target: Buffer) => readCommitted(o.store, o.source, ino, offset, target);
     this.reader = new VerifiedReader(this.pool, raw, (name, page) => this.log(`page cache: REFUSED page ${page} of ${name}: bytes do not match its digest`));
     this.publisher = new Publisher({
@@ -465,6 +469,7 @@ class SharedPageCache implements PageCache {
     this.closed = true;
     await this.existing;
     await this.twinWork;
+    await this.twins.idle();
     if (this.timer) clearTimeout(this.timer);
     await this.closeSocket();
     await this.publisher.stop();

@@ -7,7 +7,10 @@
 // descriptor that is then handed to the kernel, and only if nobody but root can change it
 // (owned by root, not writable by group or others): the same rule the stub applies to the
 // objects directory. Candidates are found by size among the regular files of the library and
-// program directories, so a lookup hashes almost only the file that matches.
+// program directories, so a lookup hashes almost only the file that matches. A file verified
+// once is not hashed again while its inode, size, mtime and ctime stay the same (a write in
+// place changes the ctime, which nobody can set back): the results are kept in a small JSON
+// file, so a daemon that mounts again reads no twin at all.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,7 +28,19 @@ export interface TwinFinderOptions {
   dirs?: string[];
   /** The owner a twin must have (default root). */
   uid?: number;
+  /** Where verified twins are remembered across daemons (default: nowhere). */
+  cacheFile?: string;
 }
+
+/** What was verified of one file: its identity and state then, and the digest of its bytes. */
+interface Verified {
+  size: string;
+  mtimeNs: string;
+  ctimeNs: string;
+  digest: string;
+}
+
+const CACHE_VERSION = 1;
 
 /** An open twin: hand `fd` to the kernel, then close it. */
 export interface Twin {
@@ -40,14 +55,33 @@ export class TwinFinder {
   /** Lookups run one at a time, through one read buffer. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly buf = Buffer.allocUnsafe(READ_STEP);
+  /** Verified files by `dev:ino`; loaded from cacheFile on first use. */
+  private verified: Map<string, Verified> | undefined;
+  private verifiedChanged = false;
+  /** Keys looked at by this process: only those are written back, so files gone are forgotten. */
+  private readonly seen = new Set<string>();
+  private pending = 0;
+  /** Bytes hashed so far (what the cache spares shows here). */
+  hashedBytes = 0;
 
   constructor(private readonly options: TwinFinderOptions = {}) {}
 
   /** An open file holding exactly the object's bytes, or undefined. */
   find(digest: Digest, size: number): Promise<Twin | undefined> {
+    this.pending++;
     const run = this.queue.then(() => this.findNow(digest, size));
-    this.queue = run.catch(() => undefined);
+    this.queue = run
+      .catch(() => undefined)
+      .then(async () => {
+        // Write what was learnt once the lookups queued so far are done.
+        if (--this.pending === 0 && this.verifiedChanged) await this.saveVerified();
+      });
     return run;
+  }
+
+  /** Settles when every lookup asked for so far is done and what it learnt is written. */
+  async idle(): Promise<void> {
+    await this.queue;
   }
 
   private async findNow(digest: Digest, size: number): Promise<Twin | undefined> {
@@ -73,8 +107,17 @@ export class TwinFinder {
   private async open(file: string, digest: Digest, size: number): Promise<Twin | undefined> {
     const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
-      const st = await handle.stat();
-      if (!st.isFile() || st.uid !== (this.options.uid ?? 0) || st.mode & 0o022 || st.size !== size) throw new Error('not a candidate');
+      const st = await handle.stat({ bigint: true });
+      if (!st.isFile() || st.uid !== BigInt(this.options.uid ?? 0) || st.mode & 0o022n || st.size !== BigInt(size)) throw new Error('not a candidate');
+      const verified = await this.verifiedFiles();
+      const key = `${st.dev}:${st.ino}`;
+      const state = { size: String(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
+      this.seen.add(key);
+      const known = verified.get(key);
+      if (known && known.size === state.size && known.mtimeNs === state.mtimeNs && known.ctimeNs === state.ctimeNs) {
+        if (known.digest === digest.toString('hex')) return { path: file, handle };
+        throw new Error('different bytes');
+      }
       const hash = createHash(algorithmOf(digest));
       const buf = this.buf;
       for (let at = 0; at < size; ) {
@@ -82,12 +125,52 @@ export class TwinFinder {
         if (bytesRead === 0) throw new Error('file shrank');
         hash.update(buf.subarray(0, bytesRead));
         at += bytesRead;
+        this.hashedBytes += bytesRead;
       }
-      if (!hash.digest().equals(digest.subarray(1))) throw new Error('different bytes');
+      const got = Buffer.concat([digest.subarray(0, 1), hash.digest()]);
+      // Remembered either way: a file that differs is not read again either.
+      verified.set(key, { ...state, digest: got.toString('hex') });
+      this.verifiedChanged = true;
+      if (!got.equals(digest)) throw new Error('different bytes');
       return { path: file, handle };
     } catch (err) {
       await handle.close();
       throw err;
+    }
+  }
+
+  private async verifiedFiles(): Promise<Map<string, Verified>> {
+    if (this.verified) return this.verified;
+    const map = new Map<string, Verified>();
+    const file = this.options.cacheFile;
+    if (file) {
+      try {
+        const parsed = JSON.parse(await fs.promises.readFile(file, 'utf8')) as { version?: number; files?: Record<string, Verified> };
+        if (parsed.version === CACHE_VERSION && parsed.files && typeof parsed.files === 'object') {
+          for (const [k, v] of Object.entries(parsed.files)) {
+            if (v && typeof v.size === 'string' && typeof v.mtimeNs === 'string' && typeof v.ctimeNs === 'string' && typeof v.digest === 'string') map.set(k, v);
+          }
+        }
+      } catch {
+        /* none yet, or unreadable: everything is hashed again */
+      }
+    }
+    return (this.verified ??= map);
+  }
+
+  /** Written whole to a temporary file and renamed over the old one (never half a file). */
+  private async saveVerified(): Promise<void> {
+    const file = this.options.cacheFile;
+    if (!file || !this.verified) return;
+    this.verifiedChanged = false;
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      const files = Object.fromEntries([...this.verified].filter(([k]) => this.seen.has(k)));
+      await fs.promises.writeFile(tmp, JSON.stringify({ version: CACHE_VERSION, files }));
+      await fs.promises.rename(tmp, file);
+    } catch {
+      await fs.promises.rm(tmp, { force: true });
+      // Not remembered: the next daemon hashes again, nothing worse.
     }
   }
 

@@ -84,3 +84,55 @@ test('a missing directory is no error', async () => {
   put('libsame.so', bytes);
   expect(await found(new TwinFinder({ dirs: [path.join(dir, 'missing'), dir], uid }))).toBe(path.join(dir, 'libsame.so'));
 });
+
+describe('remembering verified files (cacheFile)', () => {
+  const cacheFile = () => path.join(dir, '..', `${path.basename(dir)}-twins.json`);
+  afterEach(() => fs.rmSync(cacheFile(), { force: true }));
+  const finder = () => new TwinFinder({ dirs: [dir], uid, cacheFile: cacheFile() });
+
+  test('a file verified by one finder is found by the next without being read', async () => {
+    const file = put('libsame.so', bytes);
+    const first = finder();
+    expect(await found(first)).toBe(file);
+    expect(first.hashedBytes).toBe(bytes.length);
+    await first.idle(); // written once the lookups are done
+    const second = finder();
+    expect(await found(second)).toBe(file);
+    expect(second.hashedBytes).toBe(0);
+  });
+
+  test('a file written in place since is hashed again, and no longer a twin if its bytes changed', async () => {
+    const file = put('libsame.so', bytes);
+    const first = finder();
+    expect(await found(first)).toBe(file);
+    await first.idle();
+    const changed = Buffer.from(bytes);
+    changed[100] ^= 1;
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, changed, 0, changed.length, 0); // same inode, same size: only ctime tells
+    fs.closeSync(fd);
+    const again = finder();
+    expect(await found(again)).toBeUndefined();
+    expect(again.hashedBytes).toBe(bytes.length);
+  });
+
+  test('a file that differed is remembered as different: not read again', async () => {
+    const other = Buffer.from(bytes);
+    other[0] ^= 1;
+    put('libother.so', other);
+    const first = finder();
+    expect(await found(first)).toBeUndefined();
+    await first.idle();
+    const again = finder();
+    expect(await found(again)).toBeUndefined();
+    expect(again.hashedBytes).toBe(0);
+  });
+
+  test('an unreadable cache file is no cache: every candidate is hashed', async () => {
+    fs.writeFileSync(cacheFile(), '{ not json');
+    const file = put('libsame.so', bytes);
+    const f = finder();
+    expect(await found(f)).toBe(file);
+    expect(f.hashedBytes).toBe(bytes.length);
+  });
+});
