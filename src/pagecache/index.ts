@@ -7,9 +7,9 @@
 // against the object's page table first (reader.ts). Which processes map which objects comes
 // from /proc (procMaps.ts); statistics go out over a socket (statsServer.ts); guard.ts is what
 // the FUSE operations need. An object with a verified identical file on this machine (its
-// "twin", twins.ts: the system's own libc.so.6) is backed by that file through FUSE passthrough,
-// so slinked programs share the pages dynamic programs use. docs/FORMAT.md ("Page cache") and README ("Shared page cache") say
-// more.
+// "twin", twins.ts: the system's own libc.so.6) is backed by that file through FUSE passthrough
+// (backing.ts), so slinked programs share the pages dynamic programs use. docs/FORMAT.md ("Page
+// cache") and README ("Shared page cache") say more.
 //
 // Integration (the daemon): create it, pass `onContentCommitted` to the Filesystem, wrap the
 // low-level ops with `wrapOps`, `start()` before mounting, `attach(session)` once mounted (object
@@ -34,6 +34,7 @@ import { Publisher, TableBuilder, type PublishCounters } from './publish';
 import { PageVerificationError, VerifiedReader } from './reader';
 import { serveStats, socketPath } from './statsServer';
 import { TwinFinder } from './twins';
+import { TwinBacking } from './backing';
 import { algorithmOf } from '../chunking/digest';
 
 export { requestStats, NoDaemonError, socketPath } from './statsServer';
@@ -124,9 +125,6 @@ export type AttachedSession = Pick<LowLevelSession, 'setImmutable' | 'setBacking
 const SCAN_INTERVAL_MS = 5000;
 /** In the store directory: the twins verified so far (twins.ts), so a new daemon hashes none. */
 const TWINS_FILE = 'twins.json';
-/** setBacking errors that no other file would avoid: EPERM (no CAP_SYS_ADMIN), ELOOP (backing
- *  filesystem too deeply stacked), ENOTSUP (no passthrough on this connection). */
-const MOUNT_WIDE_REFUSALS = new Set([1, 40, 95]);
 const PAGE = 4096;
 
 class SharedPageCache implements PageCache {
@@ -147,11 +145,7 @@ class SharedPageCache implements PageCache {
   private existing: Promise<void> = Promise.resolve();
   private session: AttachedSession | undefined;
   private readonly twins: TwinFinder;
-  private twinWork: Promise<void> = Promise.resolve();
-  private twinsPending = 0;
-  private twinsNew = 0;
-  /** Why this mount cannot pass through at all (the first refusal that is not about one file). */
-  private twinsRefused: string | undefined;
+  private backing: TwinBacking | undefined;
 
   constructor(private readonly o: PageCacheOptions) {
     this.log = o.log;
@@ -274,44 +268,11 @@ class SharedPageCache implements PageCache {
 
   attach(session: AttachedSession): void {
     this.session = session;
-    const twins = this.o.twins !== false && session.fastPath.passthrough;
+    if (this.o.twins !== false && session.fastPath.passthrough) this.backing = new TwinBacking(session, this.index, this.twins, this.log);
     this.index.watch((ino, isObject) => {
       session.setImmutable(ino, isObject);
-      // One at a time: each look may hash a large file.
-      if (!isObject || !twins) return;
-      this.twinsPending++;
-      this.twinWork = this.twinWork.then(() => this.backWithTwin(session, ino)).finally(() => {
-        if (--this.twinsPending === 0 && this.twinsNew > 0) {
-          this.log(`page cache: ${this.twinsNew} more objects pass through to identical files of this machine (${this.index.twinCount()} of ${this.index.size})`);
-          this.twinsNew = 0;
-        }
-      });
+      if (isObject) this.backing?.add(ino);
     });
-  }
-
-  /** Give object `ino` its twin as passthrough backing, if this machine has one. */
-  private async backWithTwin(session: AttachedSession, ino: number): Promise<void> {
-    const e = this.index.get(ino);
-    if (!e || e.twin || this.closed || this.twinsRefused) return;
-    try {
-      const twin = await this.twins.find(e.digest, e.size);
-      if (!twin) return;
-      try {
-        if (this.index.get(ino) !== e) return;
-        const id = session.setBacking(ino, twin.handle.fd);
-        if (id > 0) (e.twin = twin.path), this.twinsNew++;
-        else if (MOUNT_WIDE_REFUSALS.has(-id)) {
-          // Not root, or the system files sit on a stacked filesystem (overlayfs): no twin will
-          // do, so say it once and stop looking.
-          this.twinsRefused = `errno ${-id}`;
-          this.log(`page cache: the kernel refuses passthrough to files of this machine (errno ${-id}); objects are served by the daemon`);
-        } else this.log(`page cache: ${e.name} cannot pass through to ${twin.path} (errno ${-id})`);
-      } finally {
-        await twin.handle.close();
-      }
-    } catch (err) {
-      this.log(`page cache: looking for a twin of ${e.name} failed: ${(err as Error).message}`);
-    }
   }
 
   async start(): Promise<void> {
@@ -460,7 +421,7 @@ class SharedPageCache implements PageCache {
       published: { ...this.publisher.counters, objects: this.index.size },
       objects,
       fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0, passthroughOpens: 0, passthrough: false },
-      twins: { objects: this.index.twinCount(), pending: this.twinsPending },
+      twins: { objects: this.index.twinCount(), pending: this.backing?.pending ?? 0 },
       daemon: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
   }
@@ -468,8 +429,7 @@ class SharedPageCache implements PageCache {
   async close(): Promise<void> {
     this.closed = true;
     await this.existing;
-    await this.twinWork;
-    await this.twins.idle();
+    await this.backing?.close();
     if (this.timer) clearTimeout(this.timer);
     await this.closeSocket();
     await this.publisher.stop();
