@@ -16,7 +16,7 @@ import { Filesystem } from './filesystem';
 import { createPageCache, type PageCache } from '../pagecache';
 import { Compactor } from '../store/compactor';
 import { makeLowLevelOps } from './fuseOps';
-import { mountLowLevel, type LowLevelSession } from './lowlevel';
+import { LowLevelError, mountLowLevel, type LowLevelSession } from './lowlevel';
 import { toErrno } from './errno';
 import { findSlinkyMount, isMountpoint } from './mountTable';
 
@@ -143,7 +143,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         onError: (op, err) => log(`${op}: ${(err as Error)?.message ?? String(err)}`),
       });
     } catch (err) {
-      throw new MountError(`cannot mount ${mountpoint}: ${(err as Error).message}`);
+      // The binding's errors already say what could not be mounted.
+      throw new MountError(err instanceof LowLevelError ? err.message : `cannot mount ${mountpoint}: ${(err as Error).message}`);
     }
     pages.attach(session);
     log(`mounted ${storeDir} at ${mountpoint} (pid ${process.pid})`);
