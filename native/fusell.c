@@ -25,7 +25,8 @@
  * their releases (and flushes) of that handle are answered here too. A program start opens
  * several such files, and each answer from JS cost a turn of the JS thread (napi call, handler,
  * promise) while the caller waits. Reads still go to JS, with fh IMMUTABLE_FH; any other open
- * of those inodes (for writing, O_TRUNC) goes to JS as before, which decides.
+ * of those inodes (for writing, O_TRUNC) goes to JS as before, which decides. Their GETATTRs are
+ * answered here too once JS has answered one (imm_learn): the attributes never change.
  *
  * Passthrough (kernel 6.9+, FUSE_PASSTHROUGH). JS may give an immutable inode a backing file
  * whose bytes it has verified to be the inode's (setBacking: a system library identical to an
@@ -122,6 +123,9 @@ struct imm {
   int32_t backing;
   uint32_t opens; /* opens answered here and not yet released */
   bool passthrough; /* how those opens were answered */
+  bool has_attr; /* `st` is what JS last answered for it (see imm_learn) */
+  double attr_timeout;
+  struct stat st;
 };
 
 /* Passthrough's kernel ABI (linux/fuse.h of 6.9+; Debian 12's headers are 6.1). */
@@ -239,7 +243,7 @@ struct session {
   pthread_mutex_t ilock;
   struct imm *imm;
   uint32_t imm_cap, imm_n, imm_used; /* slots, members, members + removed */
-  uint64_t fast_opens, fast_flushes, fast_releases, passthrough_opens;
+  uint64_t fast_opens, fast_flushes, fast_releases, passthrough_opens, fast_getattrs;
 
   /* passthrough: offered by the kernel (seen in INIT), then granted by our INIT reply */
   bool passthrough_wanted, passthrough_offered, passthrough_on;
@@ -482,6 +486,37 @@ static bool imm_open(struct session *s, uint64_t ino, int32_t *backing)
   return e != NULL;
 }
 
+/* Attributes JS just answered for `st->st_ino` (a GETATTR or LOOKUP reply): kept if the inode is
+ * immutable, whose attributes never change, so that its next GETATTRs are answered here. They
+ * come often with passthrough: every passthrough read or mmap makes the kernel drop the cached
+ * atime, so the loader's fstat after reading an object would otherwise wake JS each time. */
+static void imm_learn(struct session *s, const struct stat *st, double timeout)
+{
+  pthread_mutex_lock(&s->ilock);
+  struct imm *e = imm_find(s, (uint64_t)st->st_ino);
+  if (e) {
+    e->st = *st;
+    e->attr_timeout = timeout;
+    e->has_attr = true;
+  }
+  pthread_mutex_unlock(&s->ilock);
+}
+
+/* The attributes of immutable `ino` if JS has answered them once (counted). */
+static bool imm_attr(struct session *s, uint64_t ino, struct stat *st, double *timeout)
+{
+  pthread_mutex_lock(&s->ilock);
+  struct imm *e = imm_find(s, ino);
+  bool yes = e && e->has_attr;
+  if (yes) {
+    *st = e->st;
+    *timeout = e->attr_timeout;
+    s->fast_getattrs++;
+  }
+  pthread_mutex_unlock(&s->ilock);
+  return yes;
+}
+
 /* The release of an open imm_open answered: false if `ino` is not immutable (any more). */
 static bool imm_release(struct session *s, uint64_t ino)
 {
@@ -605,6 +640,12 @@ static void set_fh(struct rq *r, struct fuse_file_info *fi)
 
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+  struct stat st;
+  double timeout;
+  if (imm_attr(SESSION(req), ino, &st, &timeout)) {
+    fuse_reply_attr(req, &st, timeout);
+    return;
+  }
   struct rq *r = rq_new(OP_GETATTR, req, NULL, NULL);
   if (r) { r->ino = ino; set_fh(r, fi); }
   POST_OR_FAIL(SESSION(req), r, req);
@@ -1931,6 +1972,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info)
   if (!r) return result(env, STALE);
   struct fuse_entry_param e;
   scratch_entry(s->scratch, &e);
+  if (e.ino) imm_learn(s, &e.attr, e.attr_timeout);
   int res = fuse_reply_entry(r->req, &e);
   rq_free(env, s, r);
   return result(env, res);
@@ -1959,6 +2001,7 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info)
   if (!r) return result(env, STALE);
   struct stat st;
   scratch_stat(s->scratch, &st);
+  imm_learn(s, &st, s->scratch[SC_ATTR_TIMEOUT]);
   int res = fuse_reply_attr(r->req, &st, s->scratch[SC_ATTR_TIMEOUT]);
   rq_free(env, s, r);
   return result(env, res);
@@ -2235,19 +2278,19 @@ static napi_value js_set_backing(napi_env env, napi_callback_info info)
 }
 
 /* fastPath(handle) -> [opens, flushes, releases, immutable inodes, passthrough opens,
- * passthrough granted (0/1)]: requests answered here. */
+ * passthrough granted (0/1), getattrs]: requests answered here. */
 static napi_value js_fast_path(napi_env env, napi_callback_info info)
 {
   ARGS(1);
   struct session *s;
   if (argc < 1 || !get_session(env, argv[0], &s)) return NULL;
   pthread_mutex_lock(&s->ilock);
-  double v[6] = { (double)s->fast_opens, (double)s->fast_flushes, (double)s->fast_releases, (double)s->imm_n,
-                  (double)s->passthrough_opens, s->passthrough_on ? 1 : 0 };
+  double v[7] = { (double)s->fast_opens, (double)s->fast_flushes, (double)s->fast_releases, (double)s->imm_n,
+                  (double)s->passthrough_opens, s->passthrough_on ? 1 : 0, (double)s->fast_getattrs };
   pthread_mutex_unlock(&s->ilock);
   napi_value out;
-  napi_create_array_with_length(env, 6, &out);
-  for (uint32_t i = 0; i < 6; i++) napi_set_element(env, out, i, num(env, v[i]));
+  napi_create_array_with_length(env, 7, &out);
+  for (uint32_t i = 0; i < 7; i++) napi_set_element(env, out, i, num(env, v[i]));
   return out;
 }
 

@@ -24,7 +24,9 @@
 // and flushes of fh 0 without calling `release`/`flush`; `read` is still called, with fh 0. For
 // inodes whose contents and attributes never change; a program start opens several of them, and
 // the answer from C spares each open a turn of the JS thread. Other opens (for writing, O_TRUNC)
-// reach `open` as usual. `fastPath` counts what the addon answered.
+// reach `open` as usual. Once `getattr` (or `lookup`) has answered for such an inode, its
+// GETATTRs are answered by the addon with those attributes. `fastPath` counts what the addon
+// answered.
 //
 // Passthrough: with `passthrough` set and a kernel that grants it (6.9+), `setBacking(ino, fd)`
 // gives an immutable inode a backing file: its opens are then answered with the kernel's
@@ -267,6 +269,8 @@ export interface FastPathCounters {
   /** Opens answered with a passthrough backing file, and whether the kernel granted it. */
   passthroughOpens: number;
   passthrough: boolean;
+  /** GETATTRs answered from the attributes the filesystem gave for the inode before. */
+  getattrs: number;
 }
 
 export class LowLevelError extends Error {
@@ -298,7 +302,7 @@ interface FusellAddon {
   liveRequests(h: Handle): number;
   setImmutable(h: Handle, ino: number, on: boolean): boolean;
   setBacking(h: Handle, ino: number, fd: number): number;
-  fastPath(h: Handle): [number, number, number, number, number, number];
+  fastPath(h: Handle): [number, number, number, number, number, number, number];
   opNames: string[];
   scratchLength: number;
   fuseVersion: string;
@@ -738,8 +742,8 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
     },
     setBacking: (ino, fd) => a.setBacking(handle, ino, fd),
     get fastPath() {
-      const [opens, flushes, releases, immutable, passthroughOpens, passthrough] = a.fastPath(handle);
-      return { opens, flushes, releases, immutable, passthroughOpens, passthrough: passthrough === 1 };
+      const [opens, flushes, releases, immutable, passthroughOpens, passthrough, getattrs] = a.fastPath(handle);
+      return { opens, flushes, releases, immutable, passthroughOpens, passthrough: passthrough === 1, getattrs };
     },
   };
 

@@ -420,7 +420,7 @@ class SharedPageCache implements PageCache {
       scannedAt: this.scannedAt ? new Date(this.scannedAt).toISOString() : null,
       published: { ...this.publisher.counters, objects: this.index.size },
       objects,
-      fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0, passthroughOpens: 0, passthrough: false },
+      fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0, passthroughOpens: 0, passthrough: false, getattrs: 0 },
       twins: { objects: this.index.twinCount(), pending: this.backing?.pending ?? 0 },
       daemon: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };

@@ -239,6 +239,27 @@ describe.each(MODES)('a mounted in-memory filesystem, %s', (_mode, modeOptions) 
     s.setImmutable(ino, false);
   });
 
+  test('GETATTRs of an immutable inode are answered by the binding once the filesystem has answered one', async () => {
+    await out(`printf 'fixed' > ${mp}/still`);
+    const ino = Number(await out(`stat -c %i ${mp}/still`));
+    s.setImmutable(ino, true);
+    const getattrs = () => fs.calls.get('getattr') ?? 0;
+    const statNow = async () => {
+      await s.invalidateInode(ino, -1); // the kernel forgets the attributes: the next stat asks
+      return out(`stat -c '%s %a %Y' ${mp}/still`);
+    };
+    const first = await statNow();
+    const asked = getattrs();
+    const fast = s.fastPath.getattrs;
+    expect(await statNow()).toBe(first);
+    expect(await statNow()).toBe(first);
+    expect(getattrs()).toBe(asked);
+    expect(s.fastPath.getattrs).toBe(fast + 2);
+    s.setImmutable(ino, false);
+    expect(await statNow()).toBe(first);
+    expect(getattrs()).toBe(asked + 1);
+  });
+
   test('an open for writing of an immutable inode reaches the filesystem, and unmarking hands read-only opens back to it', async () => {
     await out(`printf 'v1' > ${mp}/thawed`);
     const ino = Number(await out(`stat -c %i ${mp}/thawed`));
