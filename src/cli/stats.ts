@@ -41,7 +41,9 @@ function pageRows(p: PageCacheStats): string[][] {
     ['object opens/closes answered in C', `${p.fastPath.opens}/${p.fastPath.releases}`],
     [
       'objects passing through to system files',
-      p.fastPath.passthrough ? `${p.twins.objects}${p.twins.pending ? ` (${p.twins.pending} being checked)` : ''}; ${p.fastPath.passthroughOpens} opens` : 'none (passthrough off or not offered by the kernel)',
+      p.fastPath.passthrough
+        ? `${p.twins.objects}${p.twins.pending ? ` (${p.twins.pending} being checked)` : ''}; ${p.twins.unused} whose twin no process maps; ${p.fastPath.passthroughOpens} opens`
+        : 'none (passthrough off or not offered by the kernel)',
     ],
   ];
 }

@@ -1,15 +1,23 @@
 // Published objects backed by their twins (twins.ts) through the mount's FUSE passthrough: for
 // each object the index announces, look for a twin and hand it to the session. One object at a
 // time, in the background: each look may hash a large file.
+//
+// Only a twin that some process has mapped is used: then its pages are in memory anyway and
+// sharing them saves a copy (libc.so.6 and the loader, which every dynamic program maps, the
+// daemon included). A twin nobody maps would save nothing, and passthrough costs every program
+// start a little (README, "Twins"): such an object stays served by the daemon.
 import type { LowLevelSession } from '../fs/lowlevel';
 import type { ObjectIndex } from './objectIndex';
 import type { TwinFinder } from './twins';
+import { mappedFiles, mapsDevice } from './procMaps';
 
 type BackingSession = Pick<LowLevelSession, 'setBacking'>;
 
 /** setBacking errors that no other file would avoid: EPERM (no CAP_SYS_ADMIN), ELOOP (backing
  *  filesystem too deeply stacked), ENOTSUP (no passthrough on this connection). */
 const MOUNT_WIDE_REFUSALS = new Set([1, 40, 95]);
+/** How long one look at every process's mappings answers for (a round of lookups). */
+const IN_USE_MS = 2000;
 
 export class TwinBacking {
   private work: Promise<void> = Promise.resolve();
@@ -20,6 +28,9 @@ export class TwinBacking {
   /** Set once the kernel refuses passthrough for a reason no other file would avoid. */
   private refused = false;
   private closed = false;
+  private inUse: { at: number; files: Promise<Set<string>> } | undefined;
+  /** Objects whose twin nobody mapped when they were looked at. */
+  unused = 0;
 
   constructor(
     private readonly session: BackingSession,
@@ -47,6 +58,11 @@ export class TwinBacking {
       if (!twin) return;
       try {
         if (this.index.get(ino) !== e) return; // unpublished meanwhile
+        const st = await twin.handle.stat();
+        if (!(await this.mappedNow()).has(`${mapsDevice(st.dev)}:${st.ino}`)) {
+          this.unused++;
+          return;
+        }
         const id = this.session.setBacking(ino, twin.handle.fd);
         if (id > 0) {
           e.twin = twin.path;
@@ -62,6 +78,18 @@ export class TwinBacking {
     } catch (err) {
       this.log(`page cache: looking for a twin of ${e.name} failed: ${(err as Error).message}`);
     }
+  }
+
+  /** Every file mapped by some process, looked at most once per IN_USE_MS. */
+  private mappedNow(): Promise<Set<string>> {
+    const now = Date.now();
+    if (!this.inUse || now - this.inUse.at > IN_USE_MS) this.inUse = { at: now, files: mappedFiles() };
+    return this.inUse.files;
+  }
+
+  /** Settles when every object queued so far has been looked at. */
+  async idle(): Promise<void> {
+    await this.work;
   }
 
   /** Stop looking; settles once the look under way and what the finder learnt are done. */

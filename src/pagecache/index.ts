@@ -88,9 +88,9 @@ export interface PageCacheStats {
   /** Opens, flushes and releases of object files answered by the FUSE binding without JS
    *  (zeros before `attach`). */
   fastPath: FastPathCounters;
-  /** Objects backed by an identical file of this machine (passthrough), and objects still to be
-   *  looked at for one. */
-  twins: { objects: number; pending: number };
+  /** Objects backed by an identical file of this machine (passthrough), objects still to be
+   *  looked at for one, and objects whose twin no process mapped (left to the daemon). */
+  twins: { objects: number; pending: number; unused: number };
   /** The daemon's own memory (process.memoryUsage()), bytes. */
   daemon: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
 }
@@ -421,7 +421,7 @@ class SharedPageCache implements PageCache {
       published: { ...this.publisher.counters, objects: this.index.size },
       objects,
       fastPath: this.session?.fastPath ?? { opens: 0, flushes: 0, releases: 0, immutable: 0, passthroughOpens: 0, passthrough: false, getattrs: 0 },
-      twins: { objects: this.index.twinCount(), pending: this.backing?.pending ?? 0 },
+      twins: { objects: this.index.twinCount(), pending: this.backing?.pending ?? 0, unused: this.backing?.unused ?? 0 },
       daemon: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
   }

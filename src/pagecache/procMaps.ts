@@ -56,6 +56,39 @@ export function mapsDeviceOf(mountinfo: string, mountpoint: string): string | un
   return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
 }
 
+/** A device number (stat's st_dev) as /proc/PID/maps prints it ("fe:00"). */
+export function mapsDevice(stDev: number | bigint): string {
+  const d = BigInt(stDev);
+  // Linux's encoding: 12 bits of major at bit 8, minor in bits 0-7 and 20-31.
+  const major = Number((d >> 8n) & 0xfffn);
+  const minor = Number((d & 0xffn) | ((d >> 12n) & 0xfff00n));
+  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
+}
+
+/** Every file some process maps (this one included), as "dev:ino" keys in maps' notation. */
+export async function mappedFiles(): Promise<Set<string>> {
+  const out = new Set<string>();
+  const pids = (await fs.promises.readdir('/proc')).filter((n) => /^\d+$/.test(n));
+  let next = 0;
+  const worker = async () => {
+    while (next < pids.length) {
+      const pid = pids[next++];
+      let text: string;
+      try {
+        text = await fs.promises.readFile(`/proc/${pid}/maps`, 'latin1');
+      } catch {
+        continue; // exited meanwhile, or not ours to read
+      }
+      for (const line of text.split('\n')) {
+        const m = parseLine(line);
+        if (m && m.ino !== 0) out.add(`${m.dev}:${m.ino}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return out;
+}
+
 /** Every process's mappings of wanted inodes on `dev` (the scanning process excluded). */
 export async function scanProcesses(dev: string, wanted: (ino: number) => boolean): Promise<Map<number, Mapping[]>> {
   const out = new Map<number, Mapping[]>();
