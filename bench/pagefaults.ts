@@ -10,8 +10,9 @@
 // of the mount in the kernel page cache, the pool empty) and hot. The dynamic sequence runs after
 // a warming run, its files being in the page cache of a machine that uses them all the time.
 // The table is of a mount with --no-passthrough, where the daemon serves every object page; a
-// last line gives the same hot sequence on a default mount, whose objects pass through to this
-// machine's identical files (README, "Twins"): the daemon then serves none of them.
+// last line gives the same sequences on a default mount, whose objects pass through to this
+// machine's identical files where some process maps them (README, "Twins"): the daemon then
+// serves none of their pages.
 //
 //   make build && node dist/bench/pagefaults.js
 import fs from 'node:fs';
@@ -82,7 +83,9 @@ async function main() {
     const hot = await sequence(m.bin, dir, m);
     await sequence((p) => `/usr/bin/${p}`, dir);
     const dynamic = await sequence((p) => `/usr/bin/${p}`, dir);
-    await sequence(twins.bin, dir, twins);
+    twins.remount();
+    await twins.settled();
+    const twinsCold = await sequence(twins.bin, dir, twins);
     const twinsHot = await sequence(twins.bin, dir, twins);
     console.log(`page faults per program, run in sequence (${machine()})`);
     console.log('faults = minor + major of the program and its waited-for children; hits/misses = pages the daemon served\n');
@@ -113,9 +116,10 @@ async function main() {
       ].join('\n'),
     );
     const t = await twins.pageStats();
+    const served = (r: Row) => r.hits + r.misses;
     console.log(
-      `\ndefault mount (${t.twins.objects} of ${t.published.objects} objects pass through to identical files), hot: ` +
-        STEPS.map((s, i) => `${s.label} ${f(twinsHot[i].faults)} faults, ${twinsHot[i].hits + twinsHot[i].misses} pages from the daemon`).join('; '),
+      `\ndefault mount (${t.twins.objects} of ${t.published.objects} objects pass through to identical files in use): ` +
+        STEPS.map((s, i) => `${s.label} cold ${f(twinsCold[i].faults)} faults, ${served(twinsCold[i])} pages from the daemon, hot ${f(twinsHot[i].faults)}, ${served(twinsHot[i])}`).join('; '),
     );
   } finally {
     m.cleanup();
