@@ -32,7 +32,7 @@
  * whose bytes it has verified to be the inode's (setBacking: a system library identical to an
  * embedded object). Its opens are then answered with FOPEN_PASSTHROUGH: reads and mmap go to
  * the backing file's page cache without a request, so a slinked program shares libc's pages
- * with every dynamic program and maps them as cheaply as from ext4. The kernel refuses to mix
+ * with every dynamic program. The kernel refuses to mix
  * passthrough and cached opens of one inode, so the mode is decided by the first open and kept
  * while any open counted here lasts. libfuse 3.14 knows none of this: io_read sees whether the
  * kernel offers it, io_writev adds it to the INIT reply and the backing id to OPEN replies.
