@@ -1,7 +1,7 @@
 // System files identical to published objects ("twins"): the libc.so.6 of this machine is
 // byte for byte the libc object a slinked program embeds when it was slinked here. Backing the
 // object with its twin (FUSE passthrough, src/fs/lowlevel.ts) lets slinked programs share the
-// very pages dynamic programs use, and map them as cheaply as from ext4.
+// very pages dynamic programs use.
 //
 // A twin is believed only after its bytes hash to the object's digest, read through the same
 // descriptor that is then handed to the kernel, and only if nobody but root can change it
