@@ -155,7 +155,7 @@ const command: CommandModule<{}, Args> = {
       .option('passthrough', {
         type: 'boolean',
         default: true,
-        describe: 'let published objects identical to files of this machine (its libc.so.6) pass through to them, sharing their pages with dynamic programs (--no-passthrough: the daemon serves every object page)',
+        describe: 'let published objects identical to files of this machine that some process maps (its libc.so.6) pass through to them, sharing their pages with dynamic programs (--no-passthrough: the daemon serves every object page)',
       })
       .option('ready-fd', { type: 'number', hidden: true })
       .check((a) => {
