@@ -54,15 +54,21 @@ export class TwinBacking {
     const e = this.index.get(ino);
     if (!e || e.twin || this.closed || this.refused) return;
     try {
-      const twin = await this.finder.find(e.digest, e.size);
-      if (!twin) return;
+      // Decided before any candidate is read: hashing a twin nobody maps would be wasted.
+      const mapped = await this.mappedNow();
+      let unmapped = false;
+      const inUse = (dev: bigint, ino: bigint) => {
+        if (mapped.has(`${mapsDevice(dev)}:${ino}`)) return true;
+        unmapped = true;
+        return false;
+      };
+      const twin = await this.finder.find(e.digest, e.size, inUse);
+      if (!twin) {
+        if (unmapped) this.unused++;
+        return;
+      }
       try {
         if (this.index.get(ino) !== e) return; // unpublished meanwhile
-        const st = await twin.handle.stat();
-        if (!(await this.mappedNow()).has(`${mapsDevice(st.dev)}:${st.ino}`)) {
-          this.unused++;
-          return;
-        }
         const id = this.session.setBacking(ino, twin.handle.fd);
         if (id > 0) {
           e.twin = twin.path;

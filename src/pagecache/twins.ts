@@ -42,6 +42,9 @@ interface Verified {
 
 const CACHE_VERSION = 1;
 
+/** Whether a candidate (device and inode, from fstat) is worth hashing at all. */
+export type CandidateFilter = (dev: bigint, ino: bigint) => boolean;
+
 /** An open twin: hand `fd` to the kernel, then close it. */
 export interface Twin {
   path: string;
@@ -66,10 +69,11 @@ export class TwinFinder {
 
   constructor(private readonly options: TwinFinderOptions = {}) {}
 
-  /** An open file holding exactly the object's bytes, or undefined. */
-  find(digest: Digest, size: number): Promise<Twin | undefined> {
+  /** An open file holding exactly the object's bytes, or undefined; candidates `wanted` refuses
+   *  are not read. */
+  find(digest: Digest, size: number, wanted: CandidateFilter = () => true): Promise<Twin | undefined> {
     this.pending++;
-    const run = this.queue.then(() => this.findNow(digest, size));
+    const run = this.queue.then(() => this.findNow(digest, size, wanted));
     this.queue = run
       .catch(() => undefined)
       .then(async () => {
@@ -84,31 +88,32 @@ export class TwinFinder {
     await this.queue;
   }
 
-  private async findNow(digest: Digest, size: number): Promise<Twin | undefined> {
+  private async findNow(digest: Digest, size: number, wanted: CandidateFilter): Promise<Twin | undefined> {
     let index = await this.index();
-    let twin = await this.findIn(index, digest, size);
+    let twin = await this.findIn(index, digest, size, wanted);
     if (!twin && Date.now() - this.indexedAt > REINDEX_MS) {
       this.bySize = undefined;
       index = await this.index();
-      twin = await this.findIn(index, digest, size);
+      twin = await this.findIn(index, digest, size, wanted);
     }
     return twin;
   }
 
-  private async findIn(index: Map<number, string[]>, digest: Digest, size: number): Promise<Twin | undefined> {
+  private async findIn(index: Map<number, string[]>, digest: Digest, size: number, wanted: CandidateFilter): Promise<Twin | undefined> {
     for (const candidate of index.get(size) ?? []) {
-      const twin = await this.open(candidate, digest, size).catch(() => undefined);
+      const twin = await this.open(candidate, digest, size, wanted).catch(() => undefined);
       if (twin) return twin;
     }
     return undefined;
   }
 
-  /** `file` opened and checked: owner, mode, size, then every byte against the digest. */
-  private async open(file: string, digest: Digest, size: number): Promise<Twin | undefined> {
+  /** `file` opened and checked: owner, mode, size, `wanted`, then every byte against the digest. */
+  private async open(file: string, digest: Digest, size: number, wanted: CandidateFilter): Promise<Twin | undefined> {
     const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
       const st = await handle.stat({ bigint: true });
       if (!st.isFile() || st.uid !== BigInt(this.options.uid ?? 0) || st.mode & 0o022n || st.size !== BigInt(size)) throw new Error('not a candidate');
+      if (!wanted(st.dev, st.ino)) throw new Error('not wanted');
       const verified = await this.verifiedFiles();
       const key = `${st.dev}:${st.ino}`;
       const state = { size: String(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
@@ -194,7 +199,7 @@ export class TwinFinder {
   private async build(): Promise<Map<number, string[]>> {
     const dirs = new Set(this.options.dirs ?? (await defaultDirs()));
     const bySize = new Map<number, string[]>();
-    const seen = new Set<string>();
+    const inodes = new Set<string>();
     for (const dir of dirs) {
       const names = await fs.promises.readdir(dir).catch(() => [] as string[]);
       for (const name of names) {
@@ -202,8 +207,8 @@ export class TwinFinder {
         const st = await fs.promises.lstat(file).catch(() => undefined);
         if (!st || !st.isFile()) continue;
         const id = `${st.dev}:${st.ino}`; // /bin and /usr/bin may be one directory
-        if (seen.has(id)) continue;
-        seen.add(id);
+        if (inodes.has(id)) continue;
+        inodes.add(id);
         const list = bySize.get(st.size);
         if (list) list.push(file);
         else bySize.set(st.size, [file]);

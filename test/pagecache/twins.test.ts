@@ -81,6 +81,17 @@ test('a symbolic link is not followed', async () => {
   }
 });
 
+test('a candidate the caller does not want is not read', async () => {
+  const file = put('libsame.so', bytes);
+  const finder = new TwinFinder({ dirs: [dir], uid });
+  const asked: string[] = [];
+  const twin = await finder.find(digest, bytes.length, (dev, ino) => (asked.push(`${dev}:${ino}`), false));
+  expect(twin).toBeUndefined();
+  const st = fs.statSync(file, { bigint: true });
+  expect(asked).toEqual([`${st.dev}:${st.ino}`]);
+  expect(finder.hashedBytes).toBe(0);
+});
+
 test('a missing directory is no error', async () => {
   put('libsame.so', bytes);
   expect(await found(new TwinFinder({ dirs: [path.join(dir, 'missing'), dir], uid }))).toBe(path.join(dir, 'libsame.so'));
