@@ -49,66 +49,65 @@ export function parseLine(line: string): MapsLine | undefined {
   return { start: parseInt(m[1], 16), end: parseInt(m[2], 16), offset: parseInt(m[3], 16), dev: m[4], ino: Number(m[5]) };
 }
 
+/** A device as /proc/PID/maps prints it ("fe:00"). */
+function mapsNotation(major: number, minor: number): string {
+  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
+}
+
 /** The device of the filesystem mounted at `mountpoint`, formatted as /proc/PID/maps prints it. */
 export function mapsDeviceOf(mountinfo: string, mountpoint: string): string | undefined {
   const [major, minor] = (deviceAt(mountinfo, mountpoint) ?? '').split(':').map(Number);
   if (!Number.isInteger(major) || !Number.isInteger(minor)) return undefined;
-  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
+  return mapsNotation(major, minor);
 }
 
-/** A device number (stat's st_dev) as /proc/PID/maps prints it ("fe:00"). */
+/** A device number (stat's st_dev) as /proc/PID/maps prints it. */
 export function mapsDevice(stDev: number | bigint): string {
   const d = BigInt(stDev);
   // Linux's encoding: 12 bits of major at bit 8, minor in bits 0-7 and 20-31.
-  const major = Number((d >> 8n) & 0xfffn);
-  const minor = Number((d & 0xffn) | ((d >> 12n) & 0xfff00n));
-  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
+  return mapsNotation(Number((d >> 8n) & 0xfffn), Number((d & 0xffn) | ((d >> 12n) & 0xfff00n)));
 }
 
-/** Every file some process maps (this one included), as "dev:ino" keys in maps' notation. */
-export async function mappedFiles(): Promise<Set<string>> {
-  const out = new Set<string>();
-  const pids = (await fs.promises.readdir('/proc')).filter((n) => /^\d+$/.test(n));
+/** Calls `each` with the maps text of every process but this one, eight reads at a time. */
+async function eachProcessMaps(each: (pid: number, text: string) => void): Promise<void> {
+  const pids = (await fs.promises.readdir('/proc')).filter((n) => /^\d+$/.test(n)).map(Number);
   let next = 0;
   const worker = async () => {
     while (next < pids.length) {
       const pid = pids[next++];
+      if (pid === process.pid) continue;
       let text: string;
       try {
         text = await fs.promises.readFile(`/proc/${pid}/maps`, 'latin1');
       } catch {
         continue; // exited meanwhile, or not ours to read
       }
-      for (const line of text.split('\n')) {
-        const m = parseLine(line);
-        if (m && m.ino !== 0) out.add(`${m.dev}:${m.ino}`);
-      }
+      each(pid, text);
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+/** Every file some process maps, as "dev:ino" keys in maps' notation: this process's too. */
+export async function mappedFiles(): Promise<Set<string>> {
+  const out = new Set<string>();
+  const add = (text: string) => {
+    for (const line of text.split('\n')) {
+      const m = parseLine(line);
+      if (m && m.ino !== 0) out.add(`${m.dev}:${m.ino}`);
+    }
+  };
+  add(await fs.promises.readFile('/proc/self/maps', 'latin1'));
+  await eachProcessMaps((_pid, text) => add(text));
   return out;
 }
 
 /** Every process's mappings of wanted inodes on `dev` (the scanning process excluded). */
 export async function scanProcesses(dev: string, wanted: (ino: number) => boolean): Promise<Map<number, Mapping[]>> {
   const out = new Map<number, Mapping[]>();
-  const pids = (await fs.promises.readdir('/proc')).filter((n) => /^\d+$/.test(n)).map(Number);
-  const self = process.pid;
-  let next = 0;
-  const worker = async () => {
-    while (next < pids.length) {
-      const pid = pids[next++];
-      if (pid === self) continue;
-      let text: string;
-      try {
-        text = await fs.promises.readFile(`/proc/${pid}/maps`, 'latin1');
-      } catch {
-        continue; // exited meanwhile, or not ours to read
-      }
-      const maps = mappingsOnDevice(text, dev, wanted);
-      if (maps.length) out.set(pid, maps);
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
+  await eachProcessMaps((pid, text) => {
+    const maps = mappingsOnDevice(text, dev, wanted);
+    if (maps.length) out.set(pid, maps);
+  });
   return out;
 }
