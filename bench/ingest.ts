@@ -11,6 +11,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { machine } from './slinkedMount';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'slinkyfs');
@@ -177,7 +178,7 @@ function main(): void {
   ]);
   const all = [head, ...body];
   const widths = head.map((_, i) => Math.max(...all.map((row) => row[i].length)));
-  console.log(`ingest benchmark, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(2)}`);
+  console.log(`ingest benchmark, ${machine()}`);
   for (const row of all) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
 }
 
