@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what slinkyfs needs on a Debian 12 machine, and nothing when it is already there:
-# system packages (FUSE 2 for fuse-native, FUSE 3 tools and headers, zstd headers for the addon,
-# the benchmark peers) and the npm dependencies from package-lock.json.
+# system packages (FUSE 3 tools and headers for our binding, FUSE 2 for the fuse-native baseline
+# of bench/fuseBinding.ts, zstd headers for the addon, the benchmark peers) and the npm
+# dependencies from package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  libfuse2 fuse3 libfuse3-dev pkg-config   # mounting (fuse-native needs libfuse.so.2; fusermount)
+  libfuse2 fuse3 libfuse3-dev pkg-config   # mounting (native/fusell.c, fusermount3); libfuse.so.2 for fuse-native
   libzstd-dev gcc make                       # the native addon and the loader stub
   liblzma-dev                                # xz for chunk batches on the wire (native/netxz.c)
   bindfs casync hyperfine zstd               # benchmark peers (bench/)

@@ -1,7 +1,7 @@
-// The mount daemon: opens the store, mounts it with fuse-native and serves until SIGINT/SIGTERM
-// or an external unmount, then commits what is pending and closes the store. Runs in its own
-// process (the CLI forks it): a synchronous fs call on the mount from this process would
-// deadlock the event loop that has to answer it.
+// The mount daemon: opens the store, mounts it through our libfuse 3 low-level binding
+// (lowlevel.ts) and serves until SIGINT/SIGTERM or an external unmount, then commits what is
+// pending and closes the store. Runs in its own process (the CLI forks it): a synchronous fs
+// call on the mount from this process would deadlock the event loop that has to answer it.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
