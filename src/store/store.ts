@@ -224,6 +224,19 @@ export class Store {
    */
   async txn<T>(fn: () => T, newBytes = 0): Promise<T> {
     if (this.options.readOnly) throw new StoreError('store is open read-only');
+    this.inflight++;
+    try {
+      return await this.commitChange(fn, newBytes);
+    } finally {
+      if (--this.inflight === 0) for (const wake of this.drained.splice(0)) wake();
+    }
+  }
+
+  /** txn() calls not yet answered, and close() calls waiting for there to be none. */
+  private inflight = 0;
+  private drained: Array<() => void> = [];
+
+  private async commitChange<T>(fn: () => T, newBytes: number): Promise<T> {
     this.checkSpace(newBytes);
     await this.checkDiskSpace(newBytes);
     try {
@@ -405,8 +418,8 @@ export class Store {
   }
 
   async close(): Promise<void> {
-    // The batch of this turn commits in an immediate queued before this one.
-    if (this.batch.length) await new Promise((resolve) => setImmediate(resolve));
+    // A change already asked for is committed (or refused) before the environment closes.
+    while (this.inflight > 0) await new Promise<void>((resolve) => this.drained.push(resolve));
     if (!this.options.readOnly) await this.flushed().catch(() => undefined);
     await this.dataFile?.close().catch(() => undefined);
     await this.env.close();

@@ -41,3 +41,13 @@ test('a change that fails inside a shared transaction leaves the others committe
   const names = Array.from(t.store.entries(1), (e) => e.name).sort();
   expect(names).toEqual(['a', 'd', 'taken']);
 });
+
+test('changes asked for just before close are committed before the store closes', async () => {
+  const fsys = new Filesystem(t.store, new LocalChunkSource(t.store));
+  // Not awaited: close() is called while the creates are still on their way to a commit.
+  const creates = ['x', 'y', 'z'].map((n) => fsys.mknod(`/${n}`, 0o100644, ROOT));
+  await t.store.close();
+  await Promise.all(creates);
+  t.store = await Store.open(t.dir);
+  expect(Array.from(t.store.entries(1), (e) => e.name).sort()).toEqual(['x', 'y', 'z']);
+});
