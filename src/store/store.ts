@@ -76,6 +76,7 @@ class CommitError extends Error {
     super((failure as Error)?.message ?? String(failure));
   }
 }
+
 /** Free disk space kept back so metadata-only changes (unlink, rename) still commit on a full disk. */
 const DISK_RESERVE = 2 << 20;
 
@@ -216,11 +217,11 @@ export class Store {
    * is dispatched in one turn) joins one LMDB transaction, each in its own child transaction,
    * committed at the end of the turn. By default that commit runs right here, synchronously:
    * LMDB opened without sync writes its pages into the operating system's page cache and waits
-   * for no disk (Store flushes to disk right behind, off this thread; see flushed()). Handing it
-   * to lmdb-js's writer thread instead cost two thread wake-ups per commit, 200-400 us on these
-   * virtual machines against 5-120 us for the commit itself (bench/commitLatency.ts); every
-   * acknowledged create and close waited for them. With syncEveryCommit the commit waits for the
-   * disk, so it stays on lmdb-js's writer thread.
+   * for no disk (Store flushes to disk right behind, off this thread; see flushed()): 9 us when
+   * nothing was written, 67 us for one new chunk. Handed to lmdb-js's writer thread instead, the
+   * same commits took 111 and 248 us on these virtual machines, two thread wake-ups more
+   * (bench/commitLatency.ts), and every acknowledged create and close waited for them. With
+   * syncEveryCommit the commit waits for the disk, so it stays on lmdb-js's writer thread.
    */
   async txn<T>(fn: () => T, newBytes = 0): Promise<T> {
     if (this.options.readOnly) throw new StoreError('store is open read-only');
