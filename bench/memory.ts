@@ -25,6 +25,8 @@
 //   make build && node dist/bench/memory.js   (as root: pagemap needs CAP_SYS_ADMIN for PFNs)
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { benchMount, machine, printTable, type BenchMount } from './slinkedMount';
 
 interface Program {
@@ -114,36 +116,45 @@ interface Sample {
 async function runTen(file: (name: string) => string): Promise<{ sample: Sample; stop: () => Promise<void> }> {
   const children: ChildProcess[] = [];
   const errors: string[] = [];
+  // The programs are killed at the end, so what they leave in TMPDIR (make -f - keeps its
+  // standard input in a temporary file) goes in a directory of ours, removed with them.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memory-bench-'));
   PROGRAMS.forEach((p, i) => {
-    const c = spawn(file(p.name), p.args, { stdio: ['pipe', 'ignore', 'pipe'], cwd: '/tmp' });
+    const c = spawn(file(p.name), p.args, { stdio: ['pipe', 'ignore', 'pipe'], cwd: tmp, env: { ...process.env, TMPDIR: tmp } });
     errors[i] = '';
     c.stderr!.on('data', (d) => (errors[i] += d));
     children.push(c);
   });
-  for (let i = 0; i < children.length; i++) {
-    if (!children[i].pid) throw new Error(`${PROGRAMS[i].name} did not start`);
-    await settled(children[i], PROGRAMS[i].name, () => errors[i]);
-  }
-  const pfns = new Set<number>();
-  let total = 0;
-  let memfd = 0;
-  for (const c of children) {
-    total += pss(c.pid!);
-    frames(c.pid!, pfns);
-    memfd += memfdBytes(c.pid!);
-  }
   const stop = async () => {
     await Promise.all(
       children.map(
         (c) =>
           new Promise<void>((resolve) => {
-            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            if (!c.pid || c.exitCode !== null || c.signalCode !== null) return resolve();
             c.once('exit', () => resolve());
             c.kill('SIGKILL');
           }),
       ),
     );
+    fs.rmSync(tmp, { recursive: true, force: true });
   };
+  const pfns = new Set<number>();
+  let total = 0;
+  let memfd = 0;
+  try {
+    for (let i = 0; i < children.length; i++) {
+      if (!children[i].pid) throw new Error(`${PROGRAMS[i].name} did not start`);
+      await settled(children[i], PROGRAMS[i].name, () => errors[i]);
+    }
+    for (const c of children) {
+      total += pss(c.pid!);
+      frames(c.pid!, pfns);
+      memfd += memfdBytes(c.pid!);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   return { sample: { pss: total, distinct: pfns.size * PAGE, memfd }, stop };
 }
 
