@@ -459,7 +459,8 @@ export class Store {
   removeInode(ino: Ino): void {
     this.inodes.remove(inoKey(ino));
     this.orphans.remove(inoKey(ino));
-    for (const name of this.xattrNames(ino)) this.removeXattr(ino, name);
+    // Its attributes go by key: their names need no decoding.
+    if (this.xattrs) for (const key of this.xattrs.getKeys({ start: inoKey(ino), end: inoKey(ino + 1) })) this.xattrs.remove(key);
   }
 
   // ---- extended attributes ------------------------------------------------------------------
@@ -535,10 +536,6 @@ export class Store {
     }
   }
 
-  /**
-   * The directory holding directory `dirIno`. Directories have one name, so this is unique. It
-   * scans the entries: only rename's "into itself" check needs it, and that is rare.
-   */
   /**
    * The directory holding directory `dirIno` (directories have exactly one name). The index
    * answers with two reads; a record that does not check out against the entry it names (a
