@@ -62,7 +62,7 @@ test('the compactor waits while the filesystem is busy', async () => {
   expect(computeStats(t.store).pendingCompression).toBeGreaterThan(0);
 });
 
-test('slinkyfs gc compresses what waits and shrinks the database file, and the t.store verifies', async () => {
+test('slinkyfs gc compresses what waits and shrinks the database file, and the store verifies', async () => {
   const fsys = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true });
   for (const p of ['ls', 'cat', 'sort', 'grep']) await writeFile(fsys, `/${p}`, fs.readFileSync(`/usr/bin/${p}`));
   await t.store.close();

@@ -5,9 +5,8 @@
 import { Filesystem } from '../../src/fs/filesystem';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
-import { useOpenStore } from '../helpers/store';
+import { ROOT, useOpenStore } from '../helpers/store';
 
-const ROOT = { uid: 0, gid: 0 };
 const t = useOpenStore('group');
 
 test('200 concurrent creates take far fewer than 200 LMDB transactions, and each is there once answered', async () => {
