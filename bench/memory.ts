@@ -27,7 +27,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchMount, machine, printTable, type BenchMount } from './slinkedMount';
+import { benchMounts, machine, printTable, type BenchMount } from './slinkedMount';
 
 interface Program {
   name: string;
@@ -170,8 +170,7 @@ const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('run as root (pagemap frame numbers)');
-  const m: BenchMount = await benchMount('memory');
-  const served: BenchMount = await benchMount('memory-served', ['--no-passthrough']);
+  const [m, served] = await benchMounts([['memory'], ['memory-served', ['--no-passthrough']]]);
   try {
     const programs = Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name]));
     await m.add(programs);

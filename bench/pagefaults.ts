@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { benchMount, machine, printTable, type BenchMount } from './slinkedMount';
+import { benchMounts, machine, printTable, type BenchMount } from './slinkedMount';
 
 interface Step {
   label: string;
@@ -67,8 +67,7 @@ async function sequence(file: (p: string) => string, dir: string, m?: BenchMount
 }
 
 async function main() {
-  const m = await benchMount('pagefaults', ['--no-passthrough']);
-  const twins = await benchMount('pagefaults-twins');
+  const [m, twins] = await benchMounts([['pagefaults', ['--no-passthrough']], ['pagefaults-twins']]);
   const dir = path.join(m.dir, 'work');
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'hello.c'), '#include <stdio.h>\nint main(void) { printf("hello\\n"); return 0; }\n');

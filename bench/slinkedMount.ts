@@ -101,6 +101,18 @@ async function waitPublished(mountpoint: string, slinkedFile: string): Promise<v
   }
 }
 
+/** Several mounts side by side: if one cannot be made, those already made are unmounted. */
+export async function benchMounts(specs: ReadonlyArray<readonly [tag: string, mountArgs?: string[]]>): Promise<BenchMount[]> {
+  const made: BenchMount[] = [];
+  try {
+    for (const [tag, mountArgs] of specs) made.push(await benchMount(tag, mountArgs));
+    return made;
+  } catch (err) {
+    for (const m of made) m.cleanup();
+    throw err;
+  }
+}
+
 export const median = (xs: readonly number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { openSlinked } from '../src/elf/slinkedFile';
 import { digestToString } from '../src/chunking/digest';
-import { benchMount, machine, median, printTable } from './slinkedMount';
+import { benchMounts, machine, median, printTable } from './slinkedMount';
 
 interface Program {
   readonly label: string;
@@ -45,8 +45,7 @@ async function main() {
   if (spawnSync('hyperfine', ['--version']).status !== 0) throw new Error('needs hyperfine (apt-get install hyperfine)');
   const runs = Number(process.argv[2] ?? 1000);
   const rounds = Number(process.argv[3] ?? 5);
-  const m = await benchMount('startup-mount');
-  const served = await benchMount('startup-served', ['--no-passthrough']);
+  const [m, served] = await benchMounts([['startup-mount'], ['startup-served', ['--no-passthrough']]]);
   try {
     await m.add(Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name])));
     await served.add(Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name])));
