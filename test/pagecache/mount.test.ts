@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { startMount, type TestMount } from '../helpers/mount';
 import { sh, slinkyfs } from '../helpers/cli';
 import { slinkPrograms, CLEAN_ENV } from '../elf/slinkHelpers';
-import { fileMappings, objectsOf, startAndWait, stopChild, waitPublished, type ObjectRef } from './mountHelpers';
+import { fileMappings, objectsOf, pageStats, startAndWait, stopChild, waitPublished, type ObjectRef } from './mountHelpers';
 import { tempDir } from './helpers';
 
 const PROGRAMS = ['sleep', 'cat', 'ls', 'true'];
@@ -43,11 +43,6 @@ async function waitUntilSleeping(pid: number, timeoutMs = 10000): Promise<void> 
 
 const bin = (name: string) => path.join(m.mountpoint, 'bin', name);
 const objectsDir = () => path.join(m.mountpoint, '.slinky', 'objects');
-const pageStats = () => {
-  const r = slinkyfs(['stats', '--store', m.store, '--pages', '--json']);
-  if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout).pages;
-};
 
 test('a slinked program on the mount maps every object from /.slinky/objects and nothing from memfds', async () => {
   const child = await startAndWait([bin('sleep'), '30'], (maps) => maps.some((e) => e.path.includes('.slinky/objects/')) && maps.length > 5);
@@ -88,8 +83,8 @@ test('two different slinked programs map the same libc inode, and stats count bo
     const inodeOf = (pid: number) => fileMappings(pid).find(isLibc)!;
     expect(inodeOf(a.pid!).ino).toBe(inodeOf(b.pid!).ino);
     expect(inodeOf(a.pid!).dev).toBe(inodeOf(b.pid!).dev);
-    const s = pageStats();
-    const entry = s.objects.find((o: { name: string }) => o.name === libc.file);
+    const s = pageStats(m.store);
+    const entry = s.objects.find((o) => o.name === libc.file)!;
     expect(entry.mappings).toBe(2);
     expect(entry.sharedPages).toBeGreaterThan(0);
     expect(s.bytesShared).toBeGreaterThanOrEqual(entry.sharedPages * 4096);
@@ -98,22 +93,22 @@ test('two different slinked programs map the same libc inode, and stats count bo
     await stopChild(a);
     await stopChild(b);
   }
-  const after = pageStats();
-  expect(after.objects.find((o: { name: string }) => o.name === libc.file).mappings).toBe(0);
+  const after = pageStats(m.store);
+  expect(after.objects.find((o) => o.name === libc.file)!.mappings).toBe(0);
   expect(after.processes).toBe(0);
   expect(after.gdt.referencedEntries).toBe(0);
 });
 
 test('a slinked program started from the mount has its object files opened and closed by the FUSE binding, without the daemon\'s JavaScript', () => {
-  const before = pageStats().fastPath;
+  const before = pageStats(m.store).fastPath;
   expect(before.immutable).toBeGreaterThanOrEqual(new Set([...objects.values()].flat().map((o) => o.file)).size);
   expect(spawnSync(bin('true'), [], { env: CLEAN_ENV }).status).toBe(0);
   const n = objects.get('true')!.length; // the loader (opened by the stub), the program and libc (by the loader)
-  let after = pageStats().fastPath;
+  let after = pageStats(m.store).fastPath;
   const deadline = Date.now() + 5000; // RELEASE reaches the daemon after the process has gone
   while (after.releases < before.releases + n && Date.now() < deadline) {
     spawnSync('sleep', ['0.05']);
-    after = pageStats().fastPath;
+    after = pageStats(m.store).fastPath;
   }
   expect([after.opens - before.opens, after.flushes - before.flushes, after.releases - before.releases]).toEqual([n, 0, n]);
 });
@@ -166,11 +161,11 @@ test('published objects are read-only files owned by root, and nothing under /.s
 });
 
 test('a slinky trailer on garbage is counted as malformed and the daemon keeps serving', () => {
-  const before = pageStats().published.malformed;
+  const before = pageStats(m.store).published.malformed;
   fs.writeFileSync(path.join(m.mountpoint, 'fake'), Buffer.concat([Buffer.alloc(5000, 1), Buffer.from('SLINKYTR'), Buffer.alloc(24, 0xff)]));
   const deadline = Date.now() + 10000;
-  while (pageStats().published.malformed === before && Date.now() < deadline) spawnSync('sleep', ['0.1']);
-  expect(pageStats().published.malformed).toBe(before + 1);
+  while (pageStats(m.store).published.malformed === before && Date.now() < deadline) spawnSync('sleep', ['0.1']);
+  expect(pageStats(m.store).published.malformed).toBe(before + 1);
   expect(spawnSync(bin('true')).status).toBe(0);
 });
 

@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { openSlinked } from '../../src/elf/slinkedFile';
 import { digestToString } from '../../src/chunking/digest';
+import type { PageCacheStats } from '../../src/pagecache';
+import { slinkyfs } from '../helpers/cli';
 
 export interface ObjectRef {
   name: string; // soname or file name
@@ -23,6 +25,13 @@ export function waitPublished(mountpoint: string, objects: readonly ObjectRef[],
       spawnSync('sleep', ['0.05']);
     }
   }
+}
+
+/** The page cache statistics of the daemon serving `store` (`slinkyfs stats --pages --json`). */
+export function pageStats(store: string): PageCacheStats {
+  const r = slinkyfs(['stats', '--store', store, '--pages', '--json']);
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout).pages;
 }
 
 export interface MapsEntry {

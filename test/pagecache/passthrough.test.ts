@@ -10,7 +10,7 @@ import type { ManifestObject } from '../../src/elf/manifest';
 import { startMount, type TestMount } from '../helpers/mount';
 import { sh, slinkyfs } from '../helpers/cli';
 import { slinkPrograms } from '../elf/slinkHelpers';
-import { startAndWait, stopChild, waitPublished } from './mountHelpers';
+import { pageStats, startAndWait, stopChild, waitPublished } from './mountHelpers';
 import { tempDir } from './helpers';
 
 const PAGE = 4096;
@@ -19,15 +19,9 @@ let objects: readonly ManifestObject[];
 let through: TestMount;
 let served: TestMount;
 
-const pageStats = (m: TestMount) => {
-  const r = slinkyfs(['stats', '--store', m.store, '--pages', '--json']);
-  if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout).pages;
-};
-
 async function twinsSettled(m: TestMount): Promise<void> {
   const deadline = Date.now() + 30000;
-  while (pageStats(m).twins.pending > 0) {
+  while (pageStats(m.store).twins.pending > 0) {
     if (Date.now() > deadline) throw new Error('the daemon did not finish looking for twins');
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -104,9 +98,9 @@ async function libcFramesShared(mountpoint: string): Promise<{ both: number; sam
 }
 
 test('libc and the loader, which every dynamic process maps, pass through to the files the program was slinked with', () => {
-  const stats = pageStats(through);
+  const stats = pageStats(through.store);
   expect(stats.fastPath.passthrough).toBe(true);
-  const twinOf = new Map<string, string | undefined>(stats.objects.map((o: { name: string; twin?: string }) => [o.name, o.twin]));
+  const twinOf = new Map(stats.objects.map((o) => [o.name, o.twin]));
   const sameFile = (a: string | undefined, b: string) => !!a && fs.realpathSync(a) === fs.realpathSync(b);
   for (const name of ['libc.so.6', 'ld-linux-x86-64.so.2']) {
     const o = objects.find((x) => x.name === name)!;
@@ -127,20 +121,20 @@ test('the slinked program runs from the mount and maps the same physical libc pa
   expect(both).toBeGreaterThan(50);
   expect(same).toBe(both);
   // The daemon read no page of an object that passes through: at most the pages of the others.
-  const stats = pageStats(through);
+  const stats = pageStats(through.store);
   const servedPages = stats.objects.filter((o: { twin?: string }) => !o.twin).reduce((n: number, o: { pages: number }) => n + o.pages, 0);
   expect(stats.gdt.misses).toBeLessThanOrEqual(servedPages);
 });
 
 test('with --no-passthrough no object passes through, and the daemon serves the pages: none is the dynamic one', async () => {
   expect(sh(`echo served | '${served.mountpoint}/cat'`).stdout).toBe('served\n');
-  const stats = pageStats(served);
+  const stats = pageStats(served.store);
   expect(stats.twins).toEqual({ objects: 0, pending: 0, unused: 0 });
   expect(stats.fastPath.passthroughOpens).toBe(0);
   const { both, same } = await libcFramesShared(served.mountpoint);
   expect(both).toBeGreaterThan(50);
   expect(same).toBe(0);
-  expect(pageStats(served).gdt.misses).toBeGreaterThan(0);
+  expect(pageStats(served.store).gdt.misses).toBeGreaterThan(0);
 });
 
 test('stats --pages names the file an object passes through to', async () => {

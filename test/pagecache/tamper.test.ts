@@ -9,9 +9,9 @@ import { Store } from '../../src/store/store';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { openSlinked } from '../../src/elf/slinkedFile';
 import { startMount, type TestMount } from '../helpers/mount';
-import { sh, slinkyfs } from '../helpers/cli';
+import { sh } from '../helpers/cli';
 import { slinkPrograms } from '../elf/slinkHelpers';
-import { objectsOf, waitPublished, type ObjectRef } from './mountHelpers';
+import { objectsOf, pageStats, waitPublished, type ObjectRef } from './mountHelpers';
 import { tamperRecipe, tempDir } from './helpers';
 
 let m: TestMount;
@@ -53,7 +53,7 @@ afterAll(() => {
   fs.rmSync(progDir, { recursive: true, force: true });
 });
 
-const failures = () => JSON.parse(slinkyfs(['stats', '--store', m.store, '--pages', '--json']).stdout).pages.gdt.verificationFailures as number;
+const failures = () => pageStats(m.store).gdt.verificationFailures;
 const objectFile = (name: string) => path.join(m.mountpoint, '.slinky', 'objects', objects.find((o) => o.name === name)!.file);
 
 test('reading a tampered code page fails with an I/O error and is counted', () => {
