@@ -10,7 +10,7 @@ import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
 import { parseSize } from './units';
 import { parseListen } from './serve';
-import type { Store } from '../store/store';
+import { DEFAULT_FLUSH_DELAY_MS, type Store } from '../store/store';
 
 /** Chunk sources for --peer/--serve: loaded only when asked for. */
 async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
@@ -25,6 +25,7 @@ interface Args {
   foreground: boolean;
   'max-size'?: string;
   'sync-every-commit'?: boolean;
+  'flush-delay-ms': number;
   'spin-us': number;
   'readahead-kib': number;
   xattr: boolean;
@@ -64,6 +65,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       storeDir,
       maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
       syncEveryCommit: args['sync-every-commit'],
+      flushDelayMs: args['flush-delay-ms'],
       spinMicros: args['spin-us'],
       readaheadKib: args['readahead-kib'],
       xattr: args.xattr,
@@ -94,6 +96,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   const childArgs = [process.argv[1], 'mount', args.mountpoint, '--store', storeDir, '--foreground', '--ready-fd', '3'];
   if (args['max-size']) childArgs.push('--max-size', args['max-size']);
   if (args['sync-every-commit']) childArgs.push('--sync-every-commit');
+  childArgs.push('--flush-delay-ms', String(args['flush-delay-ms']));
   childArgs.push('--spin-us', String(args['spin-us']), '--readahead-kib', String(args['readahead-kib']));
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
   if (args.serve) childArgs.push('--serve', args.serve);
@@ -137,6 +140,11 @@ const command: CommandModule<{}, Args> = {
         default: false,
         describe: 'flush every change to disk before acknowledging it (survives a power cut at any instant; slower)',
       })
+      .option('flush-delay-ms', {
+        type: 'number',
+        default: DEFAULT_FLUSH_DELAY_MS,
+        describe: 'start flushing acknowledged changes to disk this long after they commit (a power cut loses at most this much; kill -9 loses nothing; 0: flush right behind each commit)',
+      })
       .option('spin-us', {
         type: 'number',
         default: DEFAULT_SPIN_US,
@@ -162,6 +170,9 @@ const command: CommandModule<{}, Args> = {
         if (a.serve) parseListen(a.serve);
         if (!Number.isInteger(a['readahead-kib']) || a['readahead-kib'] < 4 || a['readahead-kib'] > 65536) {
           throw new UserError(`--readahead-kib wants a whole number of KiB from 4 to 65536, not ${a['readahead-kib']}`);
+        }
+        if (!Number.isInteger(a['flush-delay-ms']) || a['flush-delay-ms'] < 0 || a['flush-delay-ms'] > 60000) {
+          throw new UserError(`--flush-delay-ms wants a whole number of milliseconds from 0 to 60000, not ${a['flush-delay-ms']}`);
         }
         if (!Number.isInteger(a['spin-us']) || a['spin-us'] < 0 || a['spin-us'] > 100000) {
           throw new UserError(`--spin-us wants a whole number of microseconds from 0 to 100000, not ${a['spin-us']}`);

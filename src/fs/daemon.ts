@@ -29,6 +29,8 @@ export interface DaemonOptions {
   maxBytes?: number;
   /** LMDB flushes every commit itself (see StoreOptions.syncEveryCommit). */
   syncEveryCommit?: boolean;
+  /** Delay of the background flush after a commit (see StoreOptions.flushDelayMs). */
+  flushDelayMs?: number;
   /** Microseconds the FUSE loop keeps polling after a request (lowlevel.ts spinMicros). */
   spinMicros?: number;
   /** The kernel's read-ahead for the mount, KiB (readahead.ts; root only). */
@@ -101,7 +103,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   let store: Store | undefined;
   try {
     await clearStaleMount(mountpoint, log);
-    store = await Store.open(storeDir, { maxBytes: opts.maxBytes, syncEveryCommit: opts.syncEveryCommit });
+    store = await Store.open(storeDir, { maxBytes: opts.maxBytes, syncEveryCommit: opts.syncEveryCommit, flushDelayMs: opts.flushDelayMs });
     const recovered = await recoverStore(store);
     if (recovered.orphans || recovered.hidden) log(`recovered ${recovered.orphans} orphaned and ${recovered.hidden} hidden files`);
     const local = new LocalChunkSource(store, (d, why) => log(`corrupt chunk in store: ${why}`));

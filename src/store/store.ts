@@ -42,10 +42,27 @@ export interface StoreOptions {
   maxBytes?: number;
   /**
    * Let LMDB flush every commit to disk itself (safe across a power cut at any instant, slower)
-   * instead of acknowledging on write and flushing right behind (the default).
+   * instead of acknowledging on write and flushing shortly behind (the default).
    */
   syncEveryCommit?: boolean;
+  /**
+   * How long the background flush waits after a commit before it starts (default
+   * DEFAULT_FLUSH_DELAY_MS; 0: at once). An acknowledged change reaches the disk within this
+   * delay plus one flush; fsync(2) never waits for it.
+   */
+  flushDelayMs?: number;
 }
+
+/**
+ * The background flush's delay after a commit. Flushing right behind every commit kept an
+ * fdatasync running during a whole copy, and each one wrote back B-tree pages that the next
+ * commits dirtied again: `cp -a /usr/bin` into a fresh mount took 3.39-3.53 s and 466-493 CPU
+ * ticks with it, 2.69-3.25 s and 348-425 ticks with this delay (four alternating rounds). A
+ * power cut can lose at most the last fifth of a second of acknowledged changes, as with
+ * PostgreSQL's asynchronous commit (wal_writer_delay, 200 ms); `kill -9` of the daemon still
+ * loses nothing, and --sync-every-commit still loses nothing at all.
+ */
+export const DEFAULT_FLUSH_DELAY_MS = 200;
 
 export interface StoreFormat {
   format: number;
@@ -344,7 +361,15 @@ export class Store {
   private commits = 0;
   private flushedCommits = 0;
   private flushing: Promise<void> | undefined;
+  /** The background flush waiting out its delay. */
+  private flushTimer: NodeJS.Timeout | undefined;
+  private closing = false;
   private dataFile: fs.promises.FileHandle | undefined;
+
+  /** Commits made, and how many of them are known to be on stable storage. */
+  durability(): { commits: number; flushed: number } {
+    return { commits: this.commits, flushed: this.flushedCommits };
+  }
 
   /** fdatasync the database file; concurrent callers share one flush. */
   private flushNow(): Promise<void> {
@@ -357,19 +382,24 @@ export class Store {
       } finally {
         this.flushing = undefined;
         // commits that landed during this flush get the next one
-        if (this.commits > this.flushedCommits && !this.options.syncEveryCommit) {
-          setImmediate(() => void this.flushNow().catch(() => undefined));
-        }
+        if (this.commits > this.flushedCommits) this.flushLater();
       }
     })();
     return this.flushing;
   }
 
-  /** After a commit: flush right behind it, off the event loop, coalescing bursts. */
+  /** After a commit: flush shortly behind it, off the event loop, coalescing bursts. */
   private committed(): void {
     this.commits++;
-    if (this.options.syncEveryCommit || this.flushing) return;
-    setImmediate(() => void this.flushNow().catch(() => undefined));
+    this.flushLater();
+  }
+
+  private flushLater(): void {
+    if (this.options.syncEveryCommit || this.flushing || this.flushTimer || this.closing) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      if (this.commits > this.flushedCommits) void this.flushNow().catch(() => undefined);
+    }, this.options.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS);
   }
 
   /**
@@ -421,6 +451,9 @@ export class Store {
   async close(): Promise<void> {
     // A change already asked for is committed (or refused) before the environment closes.
     while (this.inflight > 0) await new Promise<void>((resolve) => this.drained.push(resolve));
+    this.closing = true;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     if (!this.options.readOnly) await this.flushed().catch(() => undefined);
     await this.dataFile?.close().catch(() => undefined);
     await this.env.close();

@@ -30,6 +30,12 @@ test('mount with a negative --spin-us is one line and exit 2', () => {
   expect(r.stderr.trim()).toBe('slinkyfs: --spin-us wants a whole number of microseconds from 0 to 100000, not -1');
 });
 
+test('mount with a fractional --flush-delay-ms is one line and exit 2', () => {
+  const r = slinkyfs(['mount', os.tmpdir(), '--flush-delay-ms', '2.5']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --flush-delay-ms wants a whole number of milliseconds from 0 to 60000, not 2.5');
+});
+
 test('mount on a missing mountpoint is one line and non-zero', () => {
   const r = slinkyfs(['mount', '/nonexistent/slinky-mnt', '--store', os.tmpdir() + '/x-never']);
   expect(r.status).not.toBe(0);
