@@ -57,10 +57,11 @@ export interface StoreOptions {
  * The background flush's delay after a commit. Flushing right behind every commit kept an
  * fdatasync running during a whole copy, and each one wrote back B-tree pages that the next
  * commits dirtied again: `cp -a /usr/bin` into a fresh mount took 3.39-3.53 s and 466-493 CPU
- * ticks with it, 2.69-3.25 s and 348-425 ticks with this delay (four alternating rounds). A
- * power cut can lose at most the last fifth of a second of acknowledged changes, as with
- * PostgreSQL's asynchronous commit (wal_writer_delay, 200 ms); `kill -9` of the daemon still
- * loses nothing, and --sync-every-commit still loses nothing at all.
+ * ticks with it, 2.69-3.25 s and 348-425 ticks with this delay (four alternating rounds;
+ * README, "Durability", has five more). The price: a power cut may lose the changes of the last
+ * fifth of a second or so (and, unsynced as before, may damage the store: verify tells), as
+ * with PostgreSQL's asynchronous commit (wal_writer_delay, 200 ms). `kill -9` of the daemon
+ * still loses nothing, and --sync-every-commit nothing at all.
  */
 export const DEFAULT_FLUSH_DELAY_MS = 200;
 
