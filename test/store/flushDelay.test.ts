@@ -16,42 +16,37 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
-test('commits are flushed to disk in the background once the delay has passed', async () => {
-  const store = await Store.open(t.dir, { flushDelayMs: 50 });
+/** A store whose background flush waits `delayMs`, and a filesystem over it, for `fn`. */
+async function withStore(delayMs: number, fn: (store: Store, fsys: Filesystem) => Promise<void>): Promise<void> {
+  const store = await Store.open(t.dir, { flushDelayMs: delayMs });
   try {
-    const fsys = new Filesystem(store, new LocalChunkSource(store));
+    await fn(store, new Filesystem(store, new LocalChunkSource(store)));
+  } finally {
+    await store.close();
+  }
+}
+
+test('commits are flushed to disk in the background once the delay has passed', () =>
+  withStore(50, async (store, fsys) => {
     for (let i = 0; i < 20; i++) await fsys.mknod(`/f${i}`, 0o100644, ROOT);
     const { commits } = store.durability();
     expect(commits).toBeGreaterThanOrEqual(20);
     expect(await until(() => store.durability().flushed === commits, 10_000)).toBe(true);
-  } finally {
-    await store.close();
-  }
-});
+  }));
 
-test('a commit is not flushed before the delay, so a burst of commits shares one flush', async () => {
-  const store = await Store.open(t.dir, { flushDelayMs: 60_000 });
-  try {
-    const fsys = new Filesystem(store, new LocalChunkSource(store));
+test('a commit is not flushed before the delay, so a burst of commits shares one flush', () =>
+  withStore(60_000, async (store, fsys) => {
     for (let i = 0; i < 5; i++) await fsys.mknod(`/f${i}`, 0o100644, ROOT);
     await new Promise((r) => setTimeout(r, 200));
     expect(store.durability().flushed).toBe(0);
-  } finally {
-    await store.close();
-  }
-});
+  }));
 
-test('fsync (Store.flushed) flushes at once instead of waiting for the delay', async () => {
-  const store = await Store.open(t.dir, { flushDelayMs: 60_000 });
-  try {
-    const fsys = new Filesystem(store, new LocalChunkSource(store));
+test('fsync (Store.flushed) flushes at once instead of waiting for the delay', () =>
+  withStore(60_000, async (store, fsys) => {
     await fsys.mknod('/f', 0o100644, ROOT);
     await store.flushed(); // with the delay honoured, this would outlast the test's timeout
     expect(store.durability().flushed).toBe(store.durability().commits);
-  } finally {
-    await store.close();
-  }
-});
+  }));
 
 test('closing the store flushes what the delay still held back', async () => {
   const store = await Store.open(t.dir, { flushDelayMs: 60_000 });
