@@ -136,8 +136,9 @@ export class Store {
         cache: false,
         // Durability policy (see the README): by default a commit is acknowledged once written
         // to the operating system (it survives the daemon being killed) and Store flushes the
-        // file to disk right behind it; fsync(2) waits for that flush. LMDB's own per-commit sync
-        // costs 1-3 ms per acknowledged change on these machines, against ~0.3 ms without it.
+        // file to disk shortly behind it (flushLater); fsync(2) flushes at once and waits.
+        // LMDB's own per-commit sync costs 1-3 ms per acknowledged change on these machines,
+        // against ~0.3 ms without it.
         ...(options.syncEveryCommit ? { separateFlushed: true } : { noSync: true }),
       });
     } catch (err) {
@@ -235,7 +236,7 @@ export class Store {
    * is dispatched in one turn) joins one LMDB transaction, each in its own child transaction,
    * committed at the end of the turn. By default that commit runs right here, synchronously:
    * LMDB opened without sync writes its pages into the operating system's page cache and waits
-   * for no disk (Store flushes to disk right behind, off this thread; see flushed()): 9 us when
+   * for no disk (Store flushes to disk shortly behind, off this thread; see flushLater()): 9 us when
    * nothing was written, 67 us for one new chunk. Handed to lmdb-js's writer thread instead, the
    * same commits took 111 and 248 us on these virtual machines, two thread wake-ups more
    * (bench/commitLatency.ts), and every acknowledged create and close waited for them. With
