@@ -61,6 +61,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uchar.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,27 +317,86 @@ static void on_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
   else if (level <= FUSE_LOG_ERR) fprintf(stderr, "slinky_fusell: %s\n", line);
 }
 
-static bool valid_utf8(const char *s)
+/* Length of the valid UTF-8 sequence at p (its code point in *cp), or 0 if p does not start one. */
+static int utf8_seq(const unsigned char *p, unsigned *cp)
 {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    unsigned c = *p++;
-    int n;
-    if (c < 0x80) continue;
-    else if (c >= 0xc2 && c <= 0xdf) n = 1;
-    else if (c >= 0xe0 && c <= 0xef) n = 2;
-    else if (c >= 0xf0 && c <= 0xf4) n = 3;
-    else return false;
-    unsigned cp = c & (0x3f >> n);
-    for (int i = 0; i < n; i++) {
-      if ((p[i] & 0xc0) != 0x80) return false;
-      cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-      return false;
-    p += n;
+  unsigned c = p[0];
+  if (c < 0x80) { *cp = c; return 1; }
+  int n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+  if (!n) return 0;
+  unsigned v = c & (0x3f >> n);
+  for (int i = 1; i <= n; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0; /* also stops at the terminating NUL */
+    v = v << 6 | (p[i] & 0x3f);
   }
-  return true;
+  if ((n == 2 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (n == 3 && (v < 0x10000 || v > 0x10ffff))) return 0;
+  *cp = v;
+  return n + 1;
+}
+
+/* Names are bytes and JavaScript strings UTF-16 (src/store/names.ts has the same mapping): a
+ * name that is valid UTF-8 crosses as its text, and each byte of one that is not valid UTF-8
+ * crosses as the lone surrogate U+DC00 + byte ("surrogateescape"), so every name survives. */
+static napi_value name_value(napi_env env, const char *name)
+{
+  const unsigned char *p = (const unsigned char *)name;
+  unsigned cp;
+  int k;
+  while (*p && (k = utf8_seq(p, &cp)) > 0) p += k;
+  napi_value out = NULL;
+  if (!*p) { /* valid UTF-8: nearly every name */
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &out);
+    return out;
+  }
+  p = (const unsigned char *)name;
+  size_t len = strlen(name);
+  char16_t *u = malloc((len + 1) * sizeof *u);
+  if (!u) return NULL;
+  size_t n = 0;
+  while (*p) {
+    k = utf8_seq(p, &cp);
+    if (!k) { u[n++] = (char16_t)(0xdc00 + *p++); continue; }
+    p += k;
+    if (cp >= 0x10000) {
+      u[n++] = (char16_t)(0xd800 + ((cp - 0x10000) >> 10));
+      u[n++] = (char16_t)(0xdc00 + ((cp - 0x10000) & 0x3ff));
+    } else {
+      u[n++] = (char16_t)cp;
+    }
+  }
+  napi_create_string_utf16(env, u, n, &out);
+  free(u);
+  return out;
+}
+
+/* The bytes of a name string (the inverse of name_value), NUL-terminated, in malloc'd memory;
+ * NULL if `v` is not a string or memory ran out. */
+static char *get_name(napi_env env, napi_value v, size_t *len_out)
+{
+  size_t n;
+  if (napi_get_value_string_utf16(env, v, NULL, 0, &n) != napi_ok) return NULL;
+  char16_t *u = malloc((n + 1) * sizeof *u);
+  char *out = malloc(3 * n + 1);
+  if (!u || !out) { free(u); free(out); return NULL; }
+  napi_get_value_string_utf16(env, v, u, n + 1, &n);
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned c = u[i];
+    if (c >= 0xdc80 && c <= 0xdcff) { out[o++] = (char)(c - 0xdc00); continue; }
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (u[i + 1] & 0xfc00) == 0xdc00) {
+      c = 0x10000 + ((c - 0xd800) << 10) + (u[++i] - 0xdc00);
+    } else if (c >= 0xd800 && c <= 0xdfff) {
+      c = 0xfffd;
+    }
+    if (c < 0x80) out[o++] = (char)c;
+    else if (c < 0x800) { out[o++] = (char)(0xc0 | c >> 6); out[o++] = (char)(0x80 | (c & 0x3f)); }
+    else if (c < 0x10000) { out[o++] = (char)(0xe0 | c >> 12); out[o++] = (char)(0x80 | ((c >> 6) & 0x3f)); out[o++] = (char)(0x80 | (c & 0x3f)); }
+    else { out[o++] = (char)(0xf0 | c >> 18); out[o++] = (char)(0x80 | ((c >> 12) & 0x3f)); out[o++] = (char)(0x80 | ((c >> 6) & 0x3f)); out[o++] = (char)(0x80 | (c & 0x3f)); }
+  }
+  out[o] = 0;
+  free(u);
+  if (len_out) *len_out = o;
+  return out;
 }
 
 static double ts_ms(const struct timespec *t)
@@ -599,7 +659,6 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-  if (!valid_utf8(name)) { fuse_reply_err(req, ENOENT); return; }
   struct rq *r = rq_new(OP_LOOKUP, req, name, NULL);
   if (r) r->ino = parent;
   POST_OR_FAIL(SESSION(req), r, req);
@@ -680,7 +739,6 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-  if (!valid_utf8(name)) { fuse_reply_err(req, EINVAL); return; }
   struct rq *r = rq_new(OP_MKNOD, req, name, NULL);
   if (r) { r->ino = parent; r->mode = mode; r->rdev = rdev; }
   POST_OR_FAIL(SESSION(req), r, req);
@@ -688,7 +746,6 @@ static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-  if (!valid_utf8(name)) { fuse_reply_err(req, EINVAL); return; }
   struct rq *r = rq_new(OP_MKDIR, req, name, NULL);
   /* The kernel passes mkdir's mode without S_IFDIR. */
   if (r) { r->ino = parent; r->mode = (mode & ~S_IFMT) | S_IFDIR; }
@@ -697,7 +754,6 @@ static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void ll_unlink_or_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name, int op)
 {
-  if (!valid_utf8(name)) { fuse_reply_err(req, ENOENT); return; }
   struct rq *r = rq_new(op, req, name, NULL);
   if (r) r->ino = parent;
   POST_OR_FAIL(SESSION(req), r, req);
@@ -708,7 +764,6 @@ static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) { ll_u
 
 static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-  if (!valid_utf8(name) || !valid_utf8(link)) { fuse_reply_err(req, EINVAL); return; }
   struct rq *r = rq_new(OP_SYMLINK, req, name, link);
   if (r) r->ino = parent;
   POST_OR_FAIL(SESSION(req), r, req);
@@ -716,8 +771,6 @@ static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-  if (!valid_utf8(name)) { fuse_reply_err(req, ENOENT); return; }
-  if (!valid_utf8(newname)) { fuse_reply_err(req, EINVAL); return; }
   struct rq *r = rq_new(OP_RENAME, req, name, newname);
   if (r) { r->ino = parent; r->ino2 = newparent; r->flags = (int)flags; }
   POST_OR_FAIL(SESSION(req), r, req);
@@ -725,7 +778,6 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-  if (!valid_utf8(newname)) { fuse_reply_err(req, EINVAL); return; }
   struct rq *r = rq_new(OP_LINK, req, newname, NULL);
   if (r) { r->ino = ino; r->ino2 = newparent; }
   POST_OR_FAIL(SESSION(req), r, req);
@@ -895,7 +947,6 @@ static void ll_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
-  if (!valid_utf8(name)) { fuse_reply_err(req, EINVAL); return; }
   struct rq *r = rq_new(OP_CREATE, req, name, NULL);
   if (r) { r->ino = parent; r->mode = mode; r->flags = fi->flags; }
   POST_OR_FAIL(SESSION(req), r, req);
@@ -1247,7 +1298,7 @@ static void dispatch(napi_env env, struct session *s, napi_value fn, struct rq *
   argv[6] = num(env, r->umask);
 #define A(v) (argv[argc++] = (v))
   switch (r->op) {
-  case OP_LOOKUP: case OP_UNLINK: case OP_RMDIR: A(str(env, r->name)); break;
+  case OP_LOOKUP: case OP_UNLINK: case OP_RMDIR: A(name_value(env, r->name)); break;
   case OP_FORGET: A(num(env, (double)r->size)); break;
   case OP_GETATTR: A(fh_value(env, r)); break;
   case OP_SETATTR:
@@ -1256,11 +1307,11 @@ static void dispatch(napi_env env, struct session *s, napi_value fn, struct rq *
     A(num(env, r->ctime));
     break;
   case OP_READLINK: case OP_STATFS: break;
-  case OP_MKNOD: A(str(env, r->name)); A(num(env, r->mode)); A(num(env, (double)r->rdev)); break;
-  case OP_MKDIR: A(str(env, r->name)); A(num(env, r->mode)); break;
-  case OP_SYMLINK: A(str(env, r->name)); A(str(env, r->name2)); break;
-  case OP_RENAME: A(str(env, r->name)); A(num(env, (double)r->ino2)); A(str(env, r->name2)); A(num(env, r->flags)); break;
-  case OP_LINK: A(num(env, (double)r->ino2)); A(str(env, r->name)); break;
+  case OP_MKNOD: A(name_value(env, r->name)); A(num(env, r->mode)); A(num(env, (double)r->rdev)); break;
+  case OP_MKDIR: A(name_value(env, r->name)); A(num(env, r->mode)); break;
+  case OP_SYMLINK: A(name_value(env, r->name)); A(name_value(env, r->name2)); break;
+  case OP_RENAME: A(name_value(env, r->name)); A(num(env, (double)r->ino2)); A(name_value(env, r->name2)); A(num(env, r->flags)); break;
+  case OP_LINK: A(num(env, (double)r->ino2)); A(name_value(env, r->name)); break;
   case OP_OPEN: case OP_OPENDIR: A(num(env, r->flags)); break;
   case OP_READ: case OP_READDIR: case OP_READDIRPLUS:
     A(fh_value(env, r)); A(num(env, (double)r->off)); A(num(env, (double)r->size)); break;
@@ -1276,15 +1327,15 @@ static void dispatch(napi_env env, struct session *s, napi_value fn, struct rq *
   case OP_SETXATTR: {
     napi_value data = write_payload(env, r);
     if (!data) { slot_take(s, slot_id(s, slot)); fail_queued(env, s, r, ENOMEM); return; }
-    A(str(env, r->name)); A(data); A(num(env, r->flags));
+    A(name_value(env, r->name)); A(data); A(num(env, r->flags));
     break;
   }
-  case OP_GETXATTR: A(str(env, r->name)); A(num(env, (double)r->size)); break;
+  case OP_GETXATTR: A(name_value(env, r->name)); A(num(env, (double)r->size)); break;
   case OP_LISTXATTR: A(num(env, (double)r->size)); break;
-  case OP_REMOVEXATTR: A(str(env, r->name)); break;
+  case OP_REMOVEXATTR: A(name_value(env, r->name)); break;
   case OP_FALLOCATE: A(fh_value(env, r)); A(num(env, r->flags)); A(num(env, (double)r->off)); A(num(env, (double)r->size)); break;
   case OP_ACCESS: A(num(env, r->mask)); break;
-  case OP_CREATE: A(str(env, r->name)); A(num(env, r->mode)); A(num(env, r->flags)); break;
+  case OP_CREATE: A(name_value(env, r->name)); A(num(env, r->mode)); A(num(env, r->flags)); break;
   case OP_INIT:
     A(num(env, (double)r->ino2)); A(num(env, (double)r->size)); A(num(env, r->mode)); A(num(env, r->mask));
     A(num(env, (double)r->off));
@@ -2051,7 +2102,7 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info)
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
   if (t == napi_string) {
-    char *v = get_string(env, argv[2]);
+    char *v = get_name(env, argv[2], NULL);
     res = v ? fuse_reply_readlink(r->req, v) : fuse_reply_err(r->req, ENOMEM);
     free(v);
   } else {
@@ -2089,7 +2140,6 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info)
   size_t per = plus ? 2 + SC_COUNT : 4;
   size_t pos = 0;
   int count = 0;
-  char name[1024];
   if (!buf) {
     fuse_reply_err(r->req, ENOMEM);
     rq_free(env, s, r);
@@ -2099,7 +2149,8 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info)
     napi_value v;
     size_t len = 0;
     napi_get_element(env, argv[2], i, &v);
-    if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok || len >= sizeof name - 1) break;
+    char *name = get_name(env, v, &len);
+    if (!name || len > 1023) { free(name); break; }
     size_t used;
     if (plus) {
       double d[SC_COUNT];
@@ -2123,6 +2174,7 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info)
       off_t next = (off_t)get_num(env, v, 0);
       used = fuse_add_direntry(r->req, buf + pos, cap - pos, name, &st, next);
     }
+    free(name);
     if (used > cap - pos) break;
     pos += used;
     count++;
@@ -2167,7 +2219,7 @@ static napi_value js_notify(napi_env env, napi_callback_info info)
   if (argc < 6 || !get_session(env, argv[0], &s)) return NULL;
   int kind = (int)get_num(env, argv[1], -1);
   if (kind < 0 || kind > 2) return throw_msg(env, "bad notify kind");
-  char *name = kind ? get_string(env, argv[5]) : NULL;
+  char *name = kind ? get_name(env, argv[5], NULL) : NULL;
   if (kind && !name) return throw_msg(env, "name must be a string");
   size_t nl = name ? strlen(name) : 0;
   struct notify *n = calloc(1, sizeof *n + nl + 1);

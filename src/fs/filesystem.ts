@@ -36,6 +36,7 @@ import {
   isSymlink,
 } from '../store/records';
 import type { Store } from '../store/store';
+import { nameByteLength } from '../store/names';
 import { E, ErrnoError } from './errno';
 import { RwLock } from './rwLock';
 
@@ -58,7 +59,7 @@ const XATTR_SIZE_MAX = 65536;
 const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
 
 function checkXattrName(name: string): void {
-  const bytes = Buffer.byteLength(name);
+  const bytes = nameByteLength(name);
   if (bytes === 0 || bytes > XATTR_NAME_MAX) throw new ErrnoError(E.ERANGE, `bad attribute name length: ${bytes}`);
   if (!XATTR_NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length)) {
     throw new ErrnoError(E.ENOTSUP, `attribute ${name} is not supported (only the user, trusted and security namespaces)`);
@@ -239,7 +240,7 @@ export class Filesystem {
     const parts = this.components(p);
     const name = parts.pop();
     if (name === undefined) throw new InvalidError('the root has no parent');
-    if (Buffer.byteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
+    if (nameByteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
     const parent = this.resolve('/' + parts.join('/'));
     if (!isDir(parent)) throw new NotDirError(p);
     return { parent, name };
@@ -316,7 +317,7 @@ export class Filesystem {
   /** A directory inode that may receive `name` (checks that need no transaction). */
   private dirFor(parent: Ino, name: string): InodeRecord {
     if (name.length === 0 || name === '.' || name === '..' || name.includes('/')) throw new InvalidError(`bad name: ${name}`);
-    if (Buffer.byteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
+    if (nameByteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
     const dir = this.inode(parent);
     if (!isDir(dir)) throw new NotDirError(`inode ${parent}`);
     return dir;
@@ -402,7 +403,7 @@ export class Filesystem {
 
   async symlinkAt(parent: Ino, name: string, target: string, caller: Caller): Promise<Attr> {
     return this.attrOf(
-      await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFLNK | 0o777, caller, { target, size: Buffer.byteLength(target) })),
+      await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFLNK | 0o777, caller, { target, size: nameByteLength(target) })),
     );
   }
 

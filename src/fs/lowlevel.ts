@@ -33,14 +33,20 @@
 // FOPEN_PASSTHROUGH, so reads and mmap go straight to that file's page cache and never reach
 // `read`. The caller must have verified that the file holds exactly the inode's bytes.
 //
+// Names: a name or symlink target arrives as a string and is answered as one; a name that is
+// not valid UTF-8 carries each of its invalid bytes as a lone surrogate (src/store/names.ts),
+// which the addon turns back into that byte in replies (readdir, readlink, notify).
+//
 // Unanswered requests: the calling process waits (in D state) until its request is answered.
 // unmount() waits up to `unmountTimeoutMs` for handlers in flight, then answers what is left
 // with EIO and unmounts; a handler that settles later is ignored.
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { constants as osConstants } from 'node:os';
+import { encodeName } from '../store/names';
 
 export const ROOT_INO = 1;
+const NUL = Buffer.from([0]);
 
 /** Who asked: the calling thread's ids as the kernel saw them. */
 export interface RequestContext {
@@ -601,7 +607,7 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
         return run(id, 'getxattr', () => ops.getxattr!(req, ino, a0), (v) => replyXattr(id, v, a1));
       case OP.listxattr:
         return run(id, 'listxattr', () => ops.listxattr!(req, ino), (names) => {
-          const parts = names.map((n) => Buffer.from(`${n}\0`));
+          const parts = names.flatMap((n) => [encodeName(n), NUL]);
           replyXattr(id, Buffer.concat(parts), a0);
         });
       case OP.removexattr:

@@ -7,6 +7,7 @@ import { dropContent } from '../store/fileContent';
 import { ExistsError, NotDirError } from '../store/errors';
 import { type InodeRecord, type Ino, ROOT_INO, S_IFDIR, S_IFLNK, S_IFREG, isDir } from '../store/records';
 import type { Store } from '../store/store';
+import { nameByteLength } from '../store/names';
 import type { Recipe, TreeEntry } from './protocol';
 
 export interface Owner {
@@ -60,7 +61,7 @@ export function addNode(store: Store, parent: Ino, name: string, e: TreeEntry, r
   }
   if (e.type === 'symlink') {
     const target = e.target ?? '';
-    store.putInode({ ...base, mode: S_IFLNK | 0o777, size: Buffer.byteLength(target), target });
+    store.putInode({ ...base, mode: S_IFLNK | 0o777, size: nameByteLength(target), target });
   } else {
     if (!recipe) throw new Error(`no recipe for ${name}`);
     store.putInode({ ...base, mode: S_IFREG | (e.mode & PEER_MODE_MASK), size: recipe.size });

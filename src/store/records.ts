@@ -2,6 +2,7 @@
 // docs/FORMAT.md) rather than msgpack: every byte is specified, so the store can be read by
 // another implementation and a record's size is known without parsing.
 import { asDigest, digestLengthForId, type Digest } from '../chunking/digest';
+import { decodeName, encodeName } from './names';
 
 export type Ino = number;
 export const ROOT_INO: Ino = 1;
@@ -39,7 +40,7 @@ const INODE_VERSION = 1;
 const INODE_FIXED = 1 + 4 * 4 + 8 + 8 * 3; // version, mode, uid, gid, nlink, size, times
 
 export function encodeInode(rec: InodeRecord): Buffer {
-  const target = Buffer.from(rec.target, 'utf8');
+  const target = encodeName(rec.target);
   const b = Buffer.allocUnsafe(INODE_FIXED + target.length);
   let o = b.writeUInt8(INODE_VERSION, 0);
   o = b.writeUInt32LE(rec.mode >>> 0, o);
@@ -67,7 +68,7 @@ export function decodeInode(ino: Ino, b: Uint8Array): InodeRecord {
     atimeMs: buf.readDoubleLE(25),
     mtimeMs: buf.readDoubleLE(33),
     ctimeMs: buf.readDoubleLE(41),
-    target: buf.toString('utf8', INODE_FIXED),
+    target: decodeName(buf, INODE_FIXED),
   };
 }
 
@@ -85,9 +86,9 @@ export function readIno(b: Uint8Array, offset = 0): Ino {
   return Number(Buffer.from(b.buffer, b.byteOffset, b.length).readBigUInt64BE(offset));
 }
 
-/** Directory entry key: parent inode (8 bytes BE) followed by the entry name in UTF-8. */
+/** Directory entry key: parent inode (8 bytes BE) followed by the entry name's bytes (names.ts). */
 export function direntKey(parent: Ino, name: string): Buffer {
-  const n = Buffer.from(name, 'utf8');
+  const n = encodeName(name);
   const k = Buffer.allocUnsafe(8 + n.length);
   k.writeBigUInt64BE(BigInt(parent));
   n.copy(k, 8);

@@ -31,6 +31,7 @@ import {
   readIno,
 } from './records';
 import { CorruptStoreError, InvalidError, StoreError, StoreFullError, isSpaceError } from './errors';
+import { decodeName } from './names';
 
 export const STORE_FORMAT_VERSION = 1;
 /** `meta` key set once the directory parent index (`dirparents`) covers every directory. */
@@ -522,7 +523,7 @@ export class Store {
   xattrNames(ino: Ino): string[] {
     if (!this.xattrs) return [];
     const out: string[] = [];
-    for (const key of this.xattrs.getKeys({ start: inoKey(ino), end: inoKey(ino + 1) })) out.push(Buffer.from(key).subarray(8).toString('utf8'));
+    for (const key of this.xattrs.getKeys({ start: inoKey(ino), end: inoKey(ino + 1) })) out.push(decodeName(key, 8));
     return out;
   }
 
@@ -567,7 +568,7 @@ export class Store {
     const start = inoKey(parent);
     const end = inoKey(parent + 1);
     for (const { key, value } of this.dirents.getRange({ start, end })) {
-      yield { name: Buffer.from(key).toString('utf8', 8), ino: readIno(value) };
+      yield { name: decodeName(key, 8), ino: readIno(value) };
     }
   }
 

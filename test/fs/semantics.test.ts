@@ -326,3 +326,48 @@ test('the kernel enforces modes for other users', () => {
 test('statfs answers', () => {
   expect(sh(`stat -f -c '%b' '${mp}'`).status).toBe(0);
 });
+
+describe('names are bytes', () => {
+  // A Latin-1 "café", a lone 0xff, an encoded surrogate, and valid UTF-8 next to an invalid byte.
+  const NAMES = [Buffer.from('caf\xe9', 'latin1'), Buffer.from([0xff]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xc3, 0xa9, 0xfe])];
+  const at = (...parts: Buffer[]) => Buffer.concat([Buffer.from(mp), ...parts.flatMap((p) => [Buffer.from('/'), p])]);
+  const listing = (...parts: Buffer[]) => (fs.readdirSync(at(...parts), { encoding: 'buffer' }) as Buffer[]).map((b) => b.toString('hex')).sort();
+  const dir = Buffer.from('bytes-\x80', 'latin1');
+
+  beforeAll(() => {
+    fs.mkdirSync(at(dir));
+    for (const n of NAMES) fs.writeFileSync(at(dir, n), n);
+  });
+
+  test('files whose names are not UTF-8 are created, listed and read under exactly those bytes', () => {
+    expect(listing(dir)).toEqual(NAMES.map((n) => n.toString('hex')).sort());
+    for (const n of NAMES) expect(fs.readFileSync(at(dir, n)).equals(n)).toBe(true);
+  });
+
+  test('rename, link and unlink take such names', () => {
+    const from = Buffer.from('mv-\xfa', 'latin1');
+    const to = Buffer.from('mv-\xfb', 'latin1');
+    fs.writeFileSync(at(dir, from), 'moved');
+    fs.renameSync(at(dir, from), at(dir, to));
+    fs.linkSync(at(dir, to), at(dir, Buffer.from('ln-\xfc', 'latin1')));
+    expect(fs.statSync(at(dir, to)).nlink).toBe(2);
+    fs.unlinkSync(at(dir, to));
+    expect(fs.readFileSync(at(dir, Buffer.from('ln-\xfc', 'latin1')), 'utf8')).toBe('moved');
+    expect(fs.existsSync(at(dir, from))).toBe(false);
+  });
+
+  test('a symlink keeps a target that is not UTF-8, and its size counts bytes', () => {
+    const target = Buffer.from('/nowhere/\xfe\xfd', 'latin1');
+    fs.symlinkSync(target, at(dir, Buffer.from('sym')));
+    expect((fs.readlinkSync(at(dir, Buffer.from('sym')), { encoding: 'buffer' }) as Buffer).equals(target)).toBe(true);
+    expect(fs.lstatSync(at(dir, Buffer.from('sym'))).size).toBe(target.length);
+  });
+
+  test('the names are the same after the store is unmounted and mounted again', () => {
+    const before = listing(dir);
+    m.unmount();
+    m.remount();
+    expect(listing(dir)).toEqual(before);
+    for (const n of NAMES) expect(fs.readFileSync(at(dir, n)).equals(n)).toBe(true);
+  });
+});
