@@ -33,6 +33,7 @@ import {
   decodeRecipe,
   fileDigest,
   maxEncoded,
+  queryName,
 } from './protocol';
 
 /** The peer could not be reached, stopped answering, or went away mid-reply. */
@@ -310,7 +311,7 @@ export class PeerClient {
 
   /** What `path` is on the peer. The entry's name is the path's base name ("" for the root). */
   async stat(path: string): Promise<TreeEntry> {
-    const v = (await this.getJson(`/stat?path=${encodeURIComponent(path)}`)) as Record<string, unknown>;
+    const v = (await this.getJson(`/stat?path=${queryName(path)}`)) as Record<string, unknown>;
     const e = checkEntry({ ...v, name: 'x' });
     const base = path.split('/').filter(Boolean).pop() ?? '';
     return { ...e, name: base };
@@ -321,7 +322,7 @@ export class PeerClient {
     const checker = new TreeChecker(this.opts.maxTreeEntries);
     let after: string | undefined;
     for (;;) {
-      const q = `/tree?z=1&path=${encodeURIComponent(path)}${after ? `&after=${encodeURIComponent(after)}` : ''}`;
+      const q = `/tree?z=1&path=${queryName(path)}${after ? `&after=${queryName(after)}` : ''}`;
       const page = this.parseJson(await this.packedReply(q, undefined, LIMITS.jsonBytes, 1 << 20)) as { entries?: unknown; next?: unknown };
       if (!page || !Array.isArray(page.entries)) throw new PeerProtocolError(`${this.name} sent a malformed listing`);
       if (page.entries.length > LIMITS.treePage) throw new PeerProtocolError(`${this.name} sent a listing page of ${page.entries.length} entries`);

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { verifyDigest, type Digest } from '../chunking/digest';
 import type { ChunkSource } from '../store/chunkSource';
+import { encodeName } from '../store/names';
 import type { ChunkWanted } from './client';
 import type { TreeEntry } from './protocol';
 import { PEER_MODE_MASK } from './storeTree';
@@ -65,10 +66,10 @@ export class FileSink {
       await fs.promises.mkdir(this.staging, { recursive: true, mode: 0o700 });
       for (const e of this.plan.entries) {
         const p = this.target(e);
-        const cur = await fs.promises.lstat(p).catch(() => undefined);
+        const cur = await fs.promises.lstat(fsPath(p)).catch(() => undefined);
         // Anything of the wrong kind (a symlink above all) goes before we write below it.
-        if (cur && (e.type !== 'dir' || !cur.isDirectory()) && (e.type !== 'file' || !cur.isFile())) await fs.promises.rm(p, { recursive: true, force: true });
-        if (e.type === 'dir') await fs.promises.mkdir(p, { recursive: false, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+        if (cur && (e.type !== 'dir' || !cur.isDirectory()) && (e.type !== 'file' || !cur.isFile())) await fs.promises.rm(fsPath(p), { recursive: true, force: true });
+        if (e.type === 'dir') await fs.promises.mkdir(fsPath(p), { recursive: false, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'EEXIST') throw err;
         });
       }
@@ -97,9 +98,9 @@ export class FileSink {
       const file = this.target(this.plan.kind === 'file' ? undefined : f);
       let fh: fs.promises.FileHandle;
       try {
-        const st = await fs.promises.lstat(file);
+        const st = await fs.promises.lstat(fsPath(file));
         if (!st.isFile()) continue;
-        fh = await fs.promises.open(file, 'r');
+        fh = await fs.promises.open(fsPath(file), 'r');
       } catch {
         continue;
       }
@@ -133,8 +134,8 @@ export class FileSink {
       for (const e of this.plan.entries) {
         if (e.type !== 'symlink') continue;
         const p = this.target(e);
-        await fs.promises.rm(p, { force: true });
-        await fs.promises.symlink(e.target!, p);
+        await fs.promises.rm(fsPath(p), { force: true });
+        await fs.promises.symlink(fsPath(e.target!), fsPath(p));
       }
       // Deepest first, so a directory's own mtime is set after everything inside it.
       const dirs = this.plan.entries.filter((e) => e.type === 'dir').reverse();
@@ -147,7 +148,7 @@ export class FileSink {
   private async writeFile(f: TreeEntry, fetch: Fetch): Promise<void> {
     const file = this.target(this.plan.kind === 'file' ? undefined : f);
     const recipe = this.plan.recipes.get(f.digest!)!;
-    const fh = await fs.promises.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+    const fh = await fs.promises.open(fsPath(file), fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
     try {
       let offset = 0;
       let i = 0;
@@ -218,7 +219,7 @@ function placeKey(d: Digest, file: string, offset: number): string {
 async function readPlace(p: Place): Promise<Buffer | undefined> {
   let fh: fs.promises.FileHandle | undefined;
   try {
-    fh = await fs.promises.open(p.file, 'r');
+    fh = await fs.promises.open(fsPath(p.file), 'r');
     const b = Buffer.allocUnsafe(p.length);
     const { bytesRead } = await fh.read(b, 0, p.length, p.offset);
     return bytesRead === p.length ? b : undefined;
@@ -229,14 +230,22 @@ async function readPlace(p: Place): Promise<Buffer | undefined> {
   }
 }
 
+/**
+ * A path for node:fs. Names from a peer are byte strings held as text (src/store/names.ts): given
+ * a string, node:fs would write a name that is not UTF-8 as U+FFFD, so it gets the bytes.
+ */
+function fsPath(p: string): Buffer {
+  return encodeName(p);
+}
+
 async function setAttrs(p: string, e: TreeEntry): Promise<void> {
-  await fs.promises.chmod(p, e.mode & PEER_MODE_MASK);
+  await fs.promises.chmod(fsPath(p), e.mode & PEER_MODE_MASK);
   const t = e.mtime / 1000;
-  await fs.promises.utimes(p, t, t);
+  await fs.promises.utimes(fsPath(p), t, t);
 }
 
 async function exists(p: string): Promise<boolean> {
-  return fs.promises.lstat(p).then(
+  return fs.promises.lstat(fsPath(p)).then(
     () => true,
     () => false,
   );

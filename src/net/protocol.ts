@@ -4,6 +4,7 @@
 // validate with the same code, and everything a peer sends is checked here before use.
 import { asDigest, digestLengthForId, digestOf, type Digest } from '../chunking/digest';
 import { LBFS_PARAMS } from '../chunking/chunker';
+import { decodeName, encodeName, nameByteLength } from '../store/names';
 
 export const API = '/slinkyfs/1';
 export const PROTOCOL_VERSION = 1;
@@ -47,20 +48,57 @@ export class PeerProtocolError extends Error {
 // ---- paths -----------------------------------------------------------------------------------
 
 /**
+ * A name (or path) as a query parameter value: its bytes (src/store/names.ts), percent-encoded.
+ * For a UTF-8 name this is what encodeURIComponent gives; encodeURIComponent would throw on the
+ * lone surrogates that stand for the bytes of a name that is not UTF-8.
+ */
+export function queryName(name: string): string {
+  let out = '';
+  for (const b of encodeName(name)) {
+    out += /[A-Za-z0-9\-_.!~*'()]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * The name in query parameter `key` of `url` (null if absent): percent-decoded to bytes, then
+ * to a name. URLSearchParams would decode the bytes as UTF-8 and replace those that are not.
+ */
+export function nameParam(url: URL, key: string): string | null {
+  for (const pair of url.search.replace(/^\?/, '').split('&')) {
+    const eq = pair.indexOf('=');
+    if ((eq < 0 ? pair : pair.slice(0, eq)) !== key) continue;
+    const raw = eq < 0 ? '' : pair.slice(eq + 1);
+    const bytes: number[] = [];
+    for (let i = 0; i < raw.length; i++) {
+      const hex = raw[i] === '%' ? raw.slice(i + 1, i + 3) : '';
+      if (/^[0-9a-fA-F]{2}$/.test(hex)) {
+        bytes.push(parseInt(hex, 16));
+        i += 2;
+      } else {
+        bytes.push(...Buffer.from(raw[i] === '+' ? ' ' : raw[i], 'utf8'));
+      }
+    }
+    return decodeName(Buffer.from(bytes));
+  }
+  return null;
+}
+
+/**
  * Components of a relative name from the wire ("bin/ls"), or an error message. Rejected: empty
  * names or components, ".", "..", absolute names, NUL, over-long names. Nothing a peer names can
  * leave the directory it is placed in.
  */
 export function nameComponents(name: string): string[] | string {
   if (typeof name !== 'string' || name.length === 0) return 'empty name';
-  if (Buffer.byteLength(name) > LIMITS.pathBytes) return 'name too long';
+  if (nameByteLength(name) > LIMITS.pathBytes) return 'name too long';
   if (name.startsWith('/')) return `absolute name ${JSON.stringify(name)}`;
   if (name.includes('\0')) return 'name contains NUL';
   const parts = name.split('/');
   for (const p of parts) {
     if (p === '') return `empty component in ${JSON.stringify(name)}`;
     if (p === '.' || p === '..') return `"${p}" in ${JSON.stringify(name)}`;
-    if (Buffer.byteLength(p) > LIMITS.nameBytes) return `component too long in ${JSON.stringify(name)}`;
+    if (nameByteLength(p) > LIMITS.nameBytes) return `component too long in ${JSON.stringify(name)}`;
   }
   return parts;
 }
@@ -191,7 +229,7 @@ export function checkEntry(e: unknown): TreeEntry {
     out.digest = x.digest;
   }
   if (x.type === 'symlink') {
-    if (typeof x.target !== 'string' || x.target.length === 0 || x.target.includes('\0') || Buffer.byteLength(x.target) > LIMITS.pathBytes) {
+    if (typeof x.target !== 'string' || x.target.length === 0 || x.target.includes('\0') || nameByteLength(x.target) > LIMITS.pathBytes) {
       throw bad(`target of ${x.name}`);
     }
     out.target = x.target;

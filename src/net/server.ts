@@ -31,6 +31,7 @@ import {
   decodeRanges,
   encodeBlockHeader,
   nameComponents,
+  nameParam,
   requestPathComponents,
 } from './protocol';
 import { NotServedError, StoreView } from './storeView';
@@ -186,7 +187,7 @@ export class PeerServer {
   }
 
   private path(url: URL): string[] {
-    const p = url.searchParams.get('path') ?? '/';
+    const p = nameParam(url, 'path') ?? '/';
     const parts = requestPathComponents(p);
     if (typeof parts === 'string') throw new HttpError(400, `refused path ${JSON.stringify(p)}: ${parts}`);
     return parts;
@@ -212,7 +213,7 @@ export class PeerServer {
     const parts = this.path(url);
     const dir = this.view.resolve(parts);
     if (!isDir(dir)) throw new HttpError(409, 'not a directory');
-    const afterText = url.searchParams.get('after');
+    const afterText = nameParam(url, 'after');
     let after: string[] = [];
     if (afterText) {
       const a = nameComponents(afterText);

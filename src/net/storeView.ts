@@ -4,6 +4,7 @@
 import { digestToString, type Digest } from '../chunking/digest';
 import { type InodeRecord, type Ino, ROOT_INO, isDir, isReg, isSymlink } from '../store/records';
 import type { Store } from '../store/store';
+import { encodeName } from '../store/names';
 import { SLINKY_NAME } from '../pagecache/layout';
 import { type Recipe, type TreeEntry, encodeRecipe, fileDigest } from './protocol';
 
@@ -111,12 +112,12 @@ export class StoreView {
    */
   *walk(dir: Ino, prefix: string, after: readonly string[]): Generator<{ name: string; rec: InodeRecord }> {
     const first = after[0];
-    const firstBytes = first === undefined ? undefined : Buffer.from(first, 'utf8');
+    const firstBytes = first === undefined ? undefined : encodeName(first);
     for (const e of this.store.entries(dir)) {
       if (hidden(dir, e.name)) continue;
       const name = prefix ? `${prefix}/${e.name}` : e.name;
       if (firstBytes) {
-        const c = Buffer.compare(Buffer.from(e.name, 'utf8'), firstBytes);
+        const c = Buffer.compare(encodeName(e.name), firstBytes);
         if (c < 0) continue;
         if (c === 0) {
           // The cursor is this entry (already sent) or lies inside it.

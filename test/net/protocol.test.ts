@@ -9,9 +9,12 @@ import {
   encodeRecipe,
   fileDigest,
   nameComponents,
+  nameParam,
+  queryName,
   requestPathComponents,
   type Recipe,
 } from '../../src/net/protocol';
+import { decodeName, encodeName } from '../../src/store/names';
 
 const a = Buffer.alloc(5000, 1);
 const b = Buffer.alloc(3000, 2);
@@ -87,4 +90,18 @@ test('a listing must name each directory before its contents, never below a syml
   const small = new TreeChecker(1);
   small.add(e('a', 'file'));
   expect(() => small.add(e('b', 'file'))).toThrow('tree has more than 1 entries');
+});
+
+describe('names in query parameters', () => {
+  test('a UTF-8 name is encoded as encodeURIComponent encodes it', () => {
+    expect(queryName('bin/caf\u00e9 x+y')).toBe(encodeURIComponent('bin/caf\u00e9 x+y'));
+  });
+
+  test('the bytes of a name that is not UTF-8 come back exactly', () => {
+    const name = decodeName(Buffer.from([0x62, 0x2f, 0xff, 0xc3, 0xa9, 0xe9]));
+    const url = new URL(`http://peer/tree?z=1&path=${queryName(name)}&after=x`);
+    expect(encodeName(nameParam(url, 'path')!)).toEqual(Buffer.from([0x62, 0x2f, 0xff, 0xc3, 0xa9, 0xe9]));
+    expect(nameParam(url, 'after')).toBe('x');
+    expect(nameParam(url, 'limit')).toBeNull();
+  });
 });
