@@ -32,7 +32,16 @@ function packageVersion(): string {
   return 'unknown';
 }
 
+/** Exit status of a program whose reader went away (128 + SIGPIPE), as `ls | head` leaves ls. */
+const EXIT_BROKEN_PIPE = 141;
+
 export async function main(argv: string[]): Promise<void> {
+  // Node ignores SIGPIPE, so `slinkyfs stats | head` would die of an unhandled EPIPE with a
+  // stack trace; stop quietly instead, as a program killed by SIGPIPE does.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT_BROKEN_PIPE);
+    throw err;
+  });
   const version = packageVersion();
   let parser = yargs(argv)
     .scriptName('slinkyfs')

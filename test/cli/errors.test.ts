@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { slinkyfs } from '../helpers/cli';
+import { BIN, sh, slinkyfs } from '../helpers/cli';
 import { startMount } from '../helpers/mount';
 
 const oneLine = (s: string) => s.trim().split('\n').length === 1 && !/\n\s+at /.test(s);
@@ -91,6 +91,19 @@ test('stats prints the documented JSON keys', () => {
     const s = m.stats();
     expect(s).toMatchObject({ files: 1, logicalBytes: 3, uniqueBytes: 3, chunks: 1 });
     expect(typeof s.storedBytes).toBe('number');
+  } finally {
+    m.cleanup();
+  }
+});
+
+test('a reader that goes away ends the output quietly, with the status of a broken pipe', () => {
+  const m = startMount();
+  try {
+    m.unmount();
+    // The reader closes the pipe before slinkyfs writes: its first write fails with EPIPE.
+    const r = sh(`'${BIN}' stats --store '${m.store}' 2>'${m.dir}/err' | { exec 0<&-; sleep 1; }; echo \${PIPESTATUS[0]}`);
+    expect(r.stdout.trim()).toBe('141');
+    expect(fs.readFileSync(path.join(m.dir, 'err'), 'utf8')).toBe('');
   } finally {
     m.cleanup();
   }
