@@ -344,14 +344,13 @@ static napi_value name_value(napi_env env, const char *name)
   int k;
   while (*p && (k = utf8_seq(p, &cp)) > 0) p += k;
   napi_value out = NULL;
-  if (!*p) { /* valid UTF-8: nearly every name */
+  size_t len = strlen(name);
+  char16_t *u = *p ? malloc((len + 1) * sizeof *u) : NULL;
+  if (!u) { /* valid UTF-8 (nearly every name), or out of memory: the text */
     napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &out);
     return out;
   }
   p = (const unsigned char *)name;
-  size_t len = strlen(name);
-  char16_t *u = malloc((len + 1) * sizeof *u);
-  if (!u) return NULL;
   size_t n = 0;
   while (*p) {
     k = utf8_seq(p, &cp);
