@@ -37,10 +37,13 @@ const EXIT_BROKEN_PIPE = 141;
 
 export async function main(argv: string[]): Promise<void> {
   // Node ignores SIGPIPE, so `slinkyfs stats | head` would die of an unhandled EPIPE with a
-  // stack trace; stop quietly instead, as a program killed by SIGPIPE does.
+  // stack trace; stop quietly instead, as a program killed by SIGPIPE does. Any other failure
+  // to write the output (a full disk under `> file`) is one line, like every other error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(EXIT_BROKEN_PIPE);
-    throw err;
+    const failure = new UserError(`cannot write the output: ${err.message}`, 3);
+    process.stderr.write(`slinkyfs: ${describeError(failure)}\n`);
+    process.exit(exitCodeFor(failure));
   });
   const version = packageVersion();
   let parser = yargs(argv)

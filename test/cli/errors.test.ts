@@ -96,15 +96,24 @@ test('stats prints the documented JSON keys', () => {
   }
 });
 
-test('a reader that goes away ends the output quietly, with the status of a broken pipe', () => {
-  const m = startMount();
-  try {
+describe('output that cannot be written', () => {
+  let m: ReturnType<typeof startMount>;
+  beforeAll(() => {
+    m = startMount();
     m.unmount();
+  });
+  afterAll(() => m?.cleanup());
+
+  test('a reader that goes away ends the output quietly, with the status of a broken pipe', () => {
     // The reader closes the pipe before slinkyfs writes: its first write fails with EPIPE.
     const r = sh(`'${BIN}' stats --store '${m.store}' 2>'${m.dir}/err' | { exec 0<&-; sleep 1; }; echo \${PIPESTATUS[0]}`);
     expect(r.stdout.trim()).toBe('141');
     expect(fs.readFileSync(path.join(m.dir, 'err'), 'utf8')).toBe('');
-  } finally {
-    m.cleanup();
-  }
+  });
+
+  test('a full disk under the output is one line and exit 3', () => {
+    const r = sh(`'${BIN}' stats --store '${m.store}' > /dev/full`);
+    expect(r.status).toBe(3);
+    expect(r.stderr.trim()).toBe('slinkyfs: cannot write the output: ENOSPC: no space left on device, write');
+  });
 });
