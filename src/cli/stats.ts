@@ -88,6 +88,7 @@ const command: CommandModule<{}, Args> = {
         ['files', String(s.files)],
         ['directories', String(s.directories)],
         ['symlinks', String(s.symlinks)],
+        ...(s.special ? [['special files', String(s.special)]] : []),
         ['logical bytes', formatBytes(s.logicalBytes)],
         ['unique bytes', formatBytes(s.uniqueBytes)],
         ['stored bytes', formatBytes(s.storedBytes)],

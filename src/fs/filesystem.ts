@@ -28,9 +28,13 @@ import {
   type Ino,
   ROOT_INO,
   S_IFDIR,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFIFO,
   S_IFLNK,
   S_IFMT,
   S_IFREG,
+  S_IFSOCK,
   isDir,
   isReg,
   isSymlink,
@@ -50,6 +54,8 @@ export const PREFERRED_IO_SIZE = 1 << 20;
 /** Uncommitted bytes one open file may hold before a write commits them (memory bound). */
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
+/** File types mknod(2) makes besides regular files: FIFOs, sockets, character and block devices. */
+const SPECIAL_TYPES = new Set([S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK]);
 
 /** setxattr(2) flags and limits (linux/xattr.h, linux/limits.h). */
 const XATTR_CREATE = 1;
@@ -98,6 +104,8 @@ export interface Attr {
   atimeMs: number;
   mtimeMs: number;
   ctimeMs: number;
+  /** Device number of a character or block device; 0 for everything else. */
+  rdev: number;
 }
 
 /** The fields a setattr changes; absent means unchanged. */
@@ -268,6 +276,7 @@ export class Filesystem {
       atimeMs: rec.atimeMs,
       mtimeMs: rec.mtimeMs,
       ctimeMs: rec.ctimeMs,
+      rdev: rec.rdev ?? 0,
     };
   }
 
@@ -407,9 +416,16 @@ export class Filesystem {
     );
   }
 
-  async mknodAt(parent: Ino, name: string, mode: number, caller: Caller): Promise<Attr> {
-    if ((mode & S_IFMT) !== S_IFREG && (mode & S_IFMT) !== 0) throw new ErrnoError(E.EPERM, 'only regular files, directories and symlinks');
-    return this.attrOf(await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller)));
+  /**
+   * A regular file or a special file: a FIFO, a Unix socket's name (bind(2) makes one), or a
+   * character or block device node (`rdev`: the kernel checks CAP_MKNOD before it asks). The
+   * kernel serves FIFOs, sockets and devices itself; the store keeps only their inode.
+   */
+  async mknodAt(parent: Ino, name: string, mode: number, caller: Caller, rdev = 0): Promise<Attr> {
+    const type = mode & S_IFMT || S_IFREG;
+    if (!SPECIAL_TYPES.has(type) && type !== S_IFREG) throw new InvalidError(`mknod: file type 0o${type.toString(8)} is not one mknod(2) creates`);
+    const extra = type === S_IFCHR || type === S_IFBLK ? { rdev } : {};
+    return this.attrOf(await this.createNode(parent, name, (ino) => this.newInode(ino, type | (mode & 0o7777), caller, extra)));
   }
 
   async rmdirAt(parent: Ino, name: string): Promise<void> {
@@ -605,9 +621,9 @@ export class Filesystem {
     const { parent, name } = this.resolveParent(p);
     await this.symlinkAt(parent.ino, name, target, caller);
   }
-  async mknod(p: string, mode: number, caller: Caller): Promise<void> {
+  async mknod(p: string, mode: number, caller: Caller, rdev = 0): Promise<void> {
     const { parent, name } = this.resolveParent(p);
-    await this.mknodAt(parent.ino, name, mode, caller);
+    await this.mknodAt(parent.ino, name, mode, caller, rdev);
   }
   async rmdir(p: string): Promise<void> {
     const { parent, name } = this.resolveParent(p);

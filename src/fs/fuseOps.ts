@@ -25,6 +25,7 @@ function attrOf(a: FsAttr): Attr {
     atimeMs: a.atimeMs,
     mtimeMs: a.mtimeMs,
     ctimeMs: a.ctimeMs,
+    rdev: a.rdev,
   };
 }
 
@@ -62,8 +63,8 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
       return { attr: attrOf(a), timeout: ATTR_TIMEOUT };
     },
     readlink: (_req, ino) => fs.readlinkIno(ino),
-    mknod: async (req, parent, name, mode) => {
-      const a = entry(await fs.mknodAt(parent, name, masked(mode, req), caller(req)));
+    mknod: async (req, parent, name, mode, rdev) => {
+      const a = entry(await fs.mknodAt(parent, name, masked(mode, req), caller(req), rdev));
       changed(parent);
       return a;
     },

@@ -11,6 +11,10 @@ export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
 export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFSOCK = 0o140000;
 
 export interface InodeRecord {
   ino: Ino;
@@ -24,6 +28,8 @@ export interface InodeRecord {
   ctimeMs: number;
   /** Symlink target; empty for other kinds. */
   target: string;
+  /** Device number of a character or block device (the kernel's 32-bit encoding); else 0. */
+  rdev?: number;
 }
 
 export function isDir(rec: InodeRecord): boolean {
@@ -36,13 +42,25 @@ export function isSymlink(rec: InodeRecord): boolean {
   return (rec.mode & S_IFMT) === S_IFLNK;
 }
 
+/** A device node (character or block): the one kind with a device number. */
+export function isDevice(rec: InodeRecord): boolean {
+  const type = rec.mode & S_IFMT;
+  return type === S_IFCHR || type === S_IFBLK;
+}
+
+// Version 2 is version 1 with a u32 device number after the times. It is written only for
+// records with a device number, so every other record (and every store without device nodes)
+// keeps the version 1 bytes an older slinkyfs reads.
 const INODE_VERSION = 1;
+const INODE_VERSION_RDEV = 2;
 const INODE_FIXED = 1 + 4 * 4 + 8 + 8 * 3; // version, mode, uid, gid, nlink, size, times
 
 export function encodeInode(rec: InodeRecord): Buffer {
   const target = encodeName(rec.target);
-  const b = Buffer.allocUnsafe(INODE_FIXED + target.length);
-  let o = b.writeUInt8(INODE_VERSION, 0);
+  const rdev = rec.rdev ?? 0;
+  const fixed = rdev === 0 ? INODE_FIXED : INODE_FIXED + 4;
+  const b = Buffer.allocUnsafe(fixed + target.length);
+  let o = b.writeUInt8(rdev === 0 ? INODE_VERSION : INODE_VERSION_RDEV, 0);
   o = b.writeUInt32LE(rec.mode >>> 0, o);
   o = b.writeUInt32LE(rec.uid >>> 0, o);
   o = b.writeUInt32LE(rec.gid >>> 0, o);
@@ -51,14 +69,17 @@ export function encodeInode(rec: InodeRecord): Buffer {
   o = b.writeDoubleLE(rec.atimeMs, o);
   o = b.writeDoubleLE(rec.mtimeMs, o);
   o = b.writeDoubleLE(rec.ctimeMs, o);
+  if (rdev !== 0) o = b.writeUInt32LE(rdev >>> 0, o);
   target.copy(b, o);
   return b;
 }
 
 export function decodeInode(ino: Ino, b: Uint8Array): InodeRecord {
   const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
-  if (buf.length < INODE_FIXED || buf[0] !== INODE_VERSION) throw new RecordFormatError(`inode ${ino}: bad record`);
-  return {
+  const version = buf[0];
+  const fixed = version === INODE_VERSION_RDEV ? INODE_FIXED + 4 : INODE_FIXED;
+  if (buf.length < fixed || (version !== INODE_VERSION && version !== INODE_VERSION_RDEV)) throw new RecordFormatError(`inode ${ino}: bad record`);
+  const rec: InodeRecord = {
     ino,
     mode: buf.readUInt32LE(1),
     uid: buf.readUInt32LE(5),
@@ -68,8 +89,10 @@ export function decodeInode(ino: Ino, b: Uint8Array): InodeRecord {
     atimeMs: buf.readDoubleLE(25),
     mtimeMs: buf.readDoubleLE(33),
     ctimeMs: buf.readDoubleLE(41),
-    target: decodeName(buf, INODE_FIXED),
+    target: decodeName(buf, fixed),
   };
+  if (version === INODE_VERSION_RDEV) rec.rdev = buf.readUInt32LE(INODE_FIXED);
+  return rec;
 }
 
 export class RecordFormatError extends Error {

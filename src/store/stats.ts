@@ -1,6 +1,6 @@
 // What the store saves: logical bytes (what users see) against unique chunk bytes (after
 // dedup) against stored bytes (after compression). Computed by one scan, so it is always exact.
-import { CODEC_ABSENT, isDir, isReg, ROOT_INO } from './records';
+import { CODEC_ABSENT, isDir, isReg, isSymlink, ROOT_INO } from './records';
 import { walkTree } from './walk';
 import type { Store } from './store';
 
@@ -8,6 +8,8 @@ export interface StoreStats {
   files: number;
   directories: number;
   symlinks: number;
+  /** FIFOs, sockets and device nodes. */
+  special: number;
   logicalBytes: number;
   uniqueBytes: number;
   storedBytes: number;
@@ -38,13 +40,15 @@ export function computeStats(store: Store): StoreStats {
   let files = 0;
   let directories = 0;
   let symlinks = 0;
+  let special = 0;
   let logicalBytes = 0;
   for (const rec of store.allInodes()) {
     if (isReg(rec)) {
       files++;
       logicalBytes += rec.size;
     } else if (isDir(rec)) directories++;
-    else symlinks++;
+    else if (isSymlink(rec)) symlinks++;
+    else special++;
   }
   let uniqueBytes = 0;
   let storedBytes = 0;
@@ -65,6 +69,7 @@ export function computeStats(store: Store): StoreStats {
     files,
     directories,
     symlinks,
+    special,
     logicalBytes,
     uniqueBytes,
     storedBytes,

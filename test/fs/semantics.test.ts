@@ -371,3 +371,58 @@ describe('names are bytes', () => {
     for (const n of NAMES) expect(fs.readFileSync(at(dir, n)).equals(n)).toBe(true);
   });
 });
+
+describe('special files', () => {
+  // What stat(1) says of a node: type, major and minor (hex), permission bits, link count.
+  const node = (p: string) => sh(`stat -c '%F %t %T %a %h' '${p}'`).stdout.trim();
+  let dir: string;
+  beforeAll(() => {
+    dir = path.join(mp, 'special');
+    fs.mkdirSync(dir);
+  });
+
+  test('a FIFO made with mkfifo carries bytes from one process to another', () => {
+    const fifo = path.join(dir, 'pipe');
+    expect(sh(`mkfifo -m 0640 '${fifo}'`).status).toBe(0);
+    expect(node(fifo)).toBe('fifo 0 0 640 1');
+    const r = sh(`(echo 'through the pipe' > '${fifo}' &) ; cat '${fifo}'`, { timeout: 10_000 });
+    expect(r.stdout).toBe('through the pipe\n');
+  });
+
+  test('a Unix socket bound in the mount accepts a connection', () => {
+    const sock = path.join(dir, 'sock');
+    const py = [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)',
+      'c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); a, _ = s.accept()',
+      "c.sendall(b'over the socket'); print(a.recv(100).decode())",
+    ].join('\n');
+    const r = sh(`python3 -c '${py.replace(/'/g, `'"'"'`)}' '${sock}'`, { timeout: 10_000 });
+    expect(r.stdout).toBe('over the socket\n');
+    expect(node(sock)).toMatch(/^socket 0 0 /);
+  });
+
+  test('device nodes keep their numbers; the nodev mount will not open them', () => {
+    expect(sh(`mknod -m 0666 '${dir}/null' c 1 3 && mknod -m 0600 '${dir}/disk' b 259 65537`).status).toBe(0);
+    expect(node(path.join(dir, 'null'))).toBe('character special file 1 3 666 1'); // mknod -m sets the mode after the umask
+    expect(node(path.join(dir, 'disk'))).toBe('block special file 103 10001 600 1');
+    expect(() => fs.writeFileSync(path.join(dir, 'null'), 'x')).toThrow(/EACCES/);
+  });
+
+  test('special files link, rename and chmod like files, and outlive a remount', () => {
+    fs.linkSync(path.join(dir, 'pipe'), path.join(dir, 'pipe2'));
+    fs.renameSync(path.join(dir, 'disk'), path.join(dir, 'disk2'));
+    fs.chmodSync(path.join(dir, 'disk2'), 0o640);
+    const before = ['pipe', 'pipe2', 'null', 'disk2'].map((n) => node(path.join(dir, n)));
+    expect(before).toEqual(['fifo 0 0 640 2', 'fifo 0 0 640 2', 'character special file 1 3 666 1', 'block special file 103 10001 640 1']);
+    m.unmount();
+    m.remount();
+    expect(['pipe', 'pipe2', 'null', 'disk2'].map((n) => node(path.join(dir, n)))).toEqual(before);
+    expect(fs.readdirSync(dir).sort()).toEqual(['disk2', 'null', 'pipe', 'pipe2', 'sock']);
+  });
+
+  test('stats counts them apart from files and symlinks', () => {
+    // pipe (two names, one inode), sock, null, disk2
+    expect(m.stats().special).toBe(4);
+  });
+});
