@@ -80,6 +80,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_ACCESS, OP_CREATE,
   OP_READDIRPLUS, OP_FALLOCATE, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR,
+  OP_COPY_FILE_RANGE,
   OP_COUNT
 };
 static const char *const OP_NAMES[OP_COUNT] = {
@@ -88,6 +89,7 @@ static const char *const OP_NAMES[OP_COUNT] = {
   "rmdir", "symlink", "rename", "link", "open", "read", "write", "flush", "release",
   "fsync", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "access", "create",
   "readdirplus", "fallocate", "setxattr", "getxattr", "listxattr", "removexattr",
+  "copyFileRange",
 };
 
 /* Layout of the Float64Array JS fills before replyEntry/replyAttr/replyCreate/replyStatfs. */
@@ -146,9 +148,9 @@ struct rq {
   int op;
   fuse_req_t req;
   uint32_t uid, gid, pid, umask;
-  uint64_t ino, ino2, fh;
+  uint64_t ino, ino2, fh, fh2; /* fh2: copy_file_range's destination handle */
   bool has_fh;
-  int64_t off;
+  int64_t off, off2;
   uint64_t size;
   int flags, to_set;
   uint32_t mode, mask;
@@ -886,6 +888,19 @@ static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   POST_OR_FAIL(SESSION(req), r, req);
 }
 
+/* copy_file_range(2) within the mount: source (ino, fh, off), destination (ino2, fh2, off2). */
+static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in,
+                               fuse_ino_t ino_out, off_t off_out, struct fuse_file_info *fi_out, size_t len, int flags)
+{
+  struct rq *r = rq_new(OP_COPY_FILE_RANGE, req, NULL, NULL);
+  if (r) {
+    r->ino = ino_in; set_fh(r, fi_in); r->off = off_in;
+    r->ino2 = ino_out; r->fh2 = fi_out ? fi_out->fh : 0; r->off2 = off_out;
+    r->size = (uint64_t)len; r->flags = flags;
+  }
+  POST_OR_FAIL(SESSION(req), r, req);
+}
+
 /* Extended attributes. A value to set is copied (at most XATTR_SIZE_MAX, 64 KiB); getxattr and
  * listxattr carry the caller's buffer size, 0 asking for the size only (JS answers with
  * replyXattrSize then).
@@ -1333,6 +1348,10 @@ static void dispatch(napi_env env, struct session *s, napi_value fn, struct rq *
   case OP_LISTXATTR: A(num(env, (double)r->size)); break;
   case OP_REMOVEXATTR: A(name_value(env, r->name)); break;
   case OP_FALLOCATE: A(fh_value(env, r)); A(num(env, r->flags)); A(num(env, (double)r->off)); A(num(env, (double)r->size)); break;
+  case OP_COPY_FILE_RANGE:
+    A(fh_value(env, r)); A(num(env, (double)r->off)); A(num(env, (double)r->ino2)); A(num(env, (double)r->fh2));
+    A(num(env, (double)r->off2)); A(num(env, (double)r->size)); A(num(env, r->flags));
+    break;
   case OP_ACCESS: A(num(env, r->mask)); break;
   case OP_CREATE: A(name_value(env, r->name)); A(num(env, r->mode)); A(num(env, r->flags)); break;
   case OP_INIT:
@@ -1781,6 +1800,7 @@ static void fill_ops(struct fuse_lowlevel_ops *ops, uint64_t mask)
   REG(OP_GETXATTR, getxattr, ll_getxattr);
   REG(OP_LISTXATTR, listxattr, ll_listxattr);
   REG(OP_REMOVEXATTR, removexattr, ll_removexattr);
+  REG(OP_COPY_FILE_RANGE, copy_file_range, ll_copy_file_range);
 #undef REG
 }
 

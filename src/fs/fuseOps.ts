@@ -116,6 +116,7 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
     release: (_req, _ino, fh) => fs.release(fh),
     fsync: (_req, _ino, fh) => fs.fsync(fh),
     fallocate: (_req, _ino, fh, mode, offset, length) => fs.fallocate(fh, mode, offset, length),
+    copyFileRange: (_req, _ino, fhIn, offIn, _inoOut, fhOut, offOut, length) => fs.copyFileRange(fhIn, offIn, fhOut, offOut, length),
     ...(opts.xattr === false
       ? {}
       : {

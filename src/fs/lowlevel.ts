@@ -182,6 +182,11 @@ export interface LowLevelOps {
   /** fallocate(2) on an open file: mode FALLOC_FL_* (the kernel passes on KEEP_SIZE, PUNCH_HOLE
    *  and ZERO_RANGE only). */
   fallocate?(req: RequestContext, ino: number, fh: number, mode: number, offset: number, length: number): R<void>;
+  /**
+   * copy_file_range(2) between two files of the mount; resolves to the bytes copied. Rejecting
+   * with EOPNOTSUPP makes the kernel copy this call's range itself (reads and writes).
+   */
+  copyFileRange?(req: RequestContext, ino: number, fhIn: number, offIn: number, inoOut: number, fhOut: number, offOut: number, length: number, flags: number): R<number>;
   /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). `value` is a copy. */
   setxattr?(req: RequestContext, ino: number, name: string, value: Buffer, flags: number): R<void>;
   /** The value (the binding answers a size query, or ERANGE when it does not fit the caller's buffer). */
@@ -321,6 +326,7 @@ const OPS = [
   'rmdir', 'symlink', 'rename', 'link', 'open', 'read', 'write', 'flush', 'release',
   'fsync', 'opendir', 'readdir', 'releasedir', 'fsyncdir', 'statfs', 'access', 'create',
   'readdirplus', 'fallocate', 'setxattr', 'getxattr', 'listxattr', 'removexattr',
+  'copyFileRange',
 ] as const;
 type OpName = (typeof OPS)[number];
 const OP = Object.fromEntries(OPS.map((n, i) => [n, i])) as Record<OpName, number>;
@@ -601,6 +607,8 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
         return run(id, 'fsync', () => ops.fsync!(req, ino, a0, a1), ok0(id));
       case OP.fallocate:
         return run(id, 'fallocate', () => ops.fallocate!(req, ino, a0, a1, a2, a3), ok0(id));
+      case OP.copyFileRange:
+        return run(id, 'copyFileRange', () => ops.copyFileRange!(req, ino, a0, a1, a2, a3, a4, a5, a6), (n) => void a.replyWrite(handle, id, n));
       case OP.setxattr:
         return run(id, 'setxattr', () => ops.setxattr!(req, ino, a0, a1, a2), ok0(id));
       case OP.getxattr:

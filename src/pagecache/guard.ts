@@ -96,6 +96,13 @@ export function guardOps(ops: LowLevelOps, index: ObjectIndex, objects: ObjectAc
   wrapped.fallocate = byIno('fallocate', ops.fallocate);
   wrapped.setxattr = byIno('setxattr', ops.setxattr);
   wrapped.removexattr = byIno('removexattr', ops.removexattr);
+  if (ops.copyFileRange) {
+    const copy = ops.copyFileRange;
+    wrapped.copyFileRange = (req, ino, fhIn, offIn, inoOut, fhOut, offOut, length, flags) => {
+      checkIno(inoOut, 'copy_file_range');
+      return copy(req, ino, fhIn, offIn, inoOut, fhOut, offOut, length, flags);
+    };
+  }
   const inner = { open: ops.open, read: ops.read, flush: ops.flush, release: ops.release };
   wrapped.open = (req, ino, flags) => {
     if (index.isProtected(ino) && ((flags & O_ACCMODE) !== 0 || flags & O_TRUNC)) refuse('open for writing');

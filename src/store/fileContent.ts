@@ -14,7 +14,7 @@ import { readParts, type ChunkSource } from './chunkSource';
 import type { Extent, Ino } from './records';
 import { uncoveredBy, type Overlay } from './overlay';
 import type { Store, StoredChunk } from './store';
-import { ChunkMissingError } from './errors';
+import { ChunkMissingError, CorruptStoreError } from './errors';
 import { digestToString } from '../chunking/digest';
 
 /** Window of file bytes materialised at a time while re-chunking. */
@@ -252,6 +252,39 @@ export function dropContent(store: Store, ino: Ino): void {
     store.removeExtent(ino, e.offset);
     store.unrefChunk(e.digest);
   }
+}
+
+/**
+ * Copy without copying (inside txn): `to`, whose recipe ends at `start`, gets `from`'s extents
+ * from `start` on that lie wholly before `end` (at most `maxExtents` of them), each chunk one
+ * reference more. Returns where the copied extents end: `start` when none can be copied.
+ *
+ * `to`'s recipe must stay the chunking of its bytes (docs/FORMAT.md, "Recipes"). Cuts are found
+ * from the previous cut onward (the window and the minimum chunk lie after it; the forced cut
+ * before an object looks at the bytes after the position, at the same file offset in both
+ * files), so from a cut at the same offset, the same bytes give the same chunks. Hence the
+ * conditions: `start` is 0 and `to` is empty, or `to`'s last extent is the very extent of
+ * `from` that ends at `start` (same offset, length and digest), `start` being a cut of `from`
+ * before its end and so not a cut forced by the end of `to`.
+ */
+export function cloneExtents(store: Store, from: Ino, to: Ino, start: number, end: number, maxExtents: number): number {
+  if (start > 0) {
+    const mine = store.extents(to, start - 1);
+    const theirs = store.extents(from, start - 1, start);
+    const a = mine[0];
+    const b = theirs[0];
+    if (mine.length !== 1 || theirs.length !== 1 || a.offset + a.length !== start || b.offset !== a.offset || b.length !== a.length || !a.digest.equals(b.digest)) {
+      return start;
+    }
+  } else if (store.extents(to).length > 0) return start;
+  let pos = start;
+  for (const e of store.extents(from, start, end, maxExtents)) {
+    if (e.offset !== pos || e.offset + e.length > end) break;
+    if (!store.refChunk(e.digest, e.length)) throw new CorruptStoreError(`inode ${from}: extent at ${e.offset} names a chunk the store does not know`);
+    store.putExtent(to, e);
+    pos += e.length;
+  }
+  return pos;
 }
 
 /** Bytes a plan adds to the database, for the size-limit check. */

@@ -598,8 +598,8 @@ export class Store {
 
   // ---- recipes (extent maps) ----------------------------------------------------------------
 
-  /** Extents of `ino` that overlap [from, to), in offset order. */
-  extents(ino: Ino, from = 0, to = Number.MAX_SAFE_INTEGER): Extent[] {
+  /** Extents of `ino` that overlap [from, to), in offset order; at most `limit` of them. */
+  extents(ino: Ino, from = 0, to = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Extent[] {
     const out: Extent[] = [];
     // The extent holding `from` starts at or before it: find it with one reverse step.
     let start = extentKey(ino, from);
@@ -610,7 +610,7 @@ export class Store {
     const end = to >= Number.MAX_SAFE_INTEGER ? inoKey(ino + 1) : extentKey(ino, to);
     for (const { key, value } of this.extentsDb.getRange({ start, end })) {
       const e = decodeExtent(key, value);
-      if (e.offset + e.length > from) out.push(e);
+      if (e.offset + e.length > from && out.push(e) >= limit) break;
     }
     return out;
   }

@@ -270,3 +270,76 @@ test('a store that fills up during background commits: the writer is told, and n
   await fsys.release(fh);
   expect(verifyStore(store).damage).toEqual([]);
 });
+
+describe('copyFileRange clones recipes', () => {
+  const EOPNOTSUPP = -95;
+  const refsOf = (p: string) => recipeOf(p).map((e) => store.chunkRef(Buffer.from(e.digest, 'hex') as never)!.refs);
+
+  async function withFile(p: string, data: Buffer): Promise<void> {
+    const fh = await fsys.create(p, 0o644, ROOT);
+    await fsys.write(fh, data, data.length, 0);
+    await fsys.release(fh);
+  }
+
+  test('a whole file is cloned in calls of at most 2048 chunks; each chunk gains one reference', async () => {
+    const data = randomBytes(21, 48 << 20);
+    await withFile('/src', data);
+    const chunks = recipeOf('/src').length;
+    expect(chunks).toBeGreaterThan(4096);
+    const src = await fsys.open('/src', 0);
+    const dst = await fsys.create('/dst', 0o644, ROOT);
+    const answers: number[] = [];
+    for (let pos = 0; pos < data.length; ) {
+      const n = await fsys.copyFileRange(src, pos, dst, pos, Number.MAX_SAFE_INTEGER - pos);
+      answers.push(n);
+      pos += n;
+    }
+    await fsys.release(src);
+    await fsys.release(dst);
+    expect(answers.length).toBe(Math.ceil(chunks / 2048));
+    expect(recipeOf('/dst')).toEqual(recipeOf('/src'));
+    expect(refsOf('/src').every((r) => r >= 2)).toBe(true);
+    expect(computeStats(store).logicalBytes).toBe(2 * data.length);
+    expect((await readAll('/dst')).equals(data)).toBe(true);
+    expect(verifyStore(store).damage).toEqual([]);
+  });
+
+  test('a copy to another offset, or into a file that does not end where it starts, is left to the kernel', async () => {
+    const data = randomBytes(22, 1 << 20);
+    await withFile('/src', data);
+    await withFile('/other', randomBytes(23, 1000));
+    const src = await fsys.open('/src', 0);
+    const fresh = await fsys.create('/fresh', 0o644, ROOT);
+    const other = await fsys.open('/other', 2);
+    await expect(fsys.copyFileRange(src, 4096, fresh, 0, 8192)).rejects.toMatchObject({ errno: EOPNOTSUPP });
+    await expect(fsys.copyFileRange(src, 0, other, 0, data.length)).rejects.toMatchObject({ errno: EOPNOTSUPP });
+    await expect(fsys.copyFileRange(src, 1000, other, 1000, data.length)).rejects.toMatchObject({ errno: EOPNOTSUPP });
+    for (const fh of [src, fresh, other]) await fsys.release(fh);
+    expect(recipeOf('/fresh')).toEqual([]);
+  });
+
+  test('a destination whose last chunk is not the source chunk before the range is refused', async () => {
+    const data = randomBytes(24, 1 << 20);
+    await withFile('/src', data);
+    const [first] = recipeOf('/src');
+    // The same length as the source's first chunk, one byte different: its end is no cut of ours.
+    const prefix = Buffer.from(data.subarray(0, first.length));
+    prefix[first.length - 1] ^= 1;
+    await withFile('/dst', prefix);
+    const src = await fsys.open('/src', 0);
+    const dst = await fsys.open('/dst', 2);
+    await expect(fsys.copyFileRange(src, first.length, dst, first.length, data.length)).rejects.toMatchObject({ errno: EOPNOTSUPP });
+    await fsys.release(src);
+    await fsys.release(dst);
+  });
+
+  test('a source with uncommitted writes is left to the kernel, which reads them', async () => {
+    await withFile('/src', randomBytes(25, 100_000));
+    const writer = await fsys.open('/src', 2);
+    await fsys.write(writer, Buffer.from('new'), 3, 0);
+    const src = await fsys.open('/src', 0);
+    const dst = await fsys.create('/dst', 0o644, ROOT);
+    await expect(fsys.copyFileRange(src, 0, dst, 0, 100_000)).rejects.toMatchObject({ errno: EOPNOTSUPP });
+    for (const fh of [writer, src, dst]) await fsys.release(fh);
+  });
+});
