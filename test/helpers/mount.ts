@@ -95,3 +95,20 @@ export function startMount(extra: string[] = [], dir = fs.mkdtempSync(path.join(
   };
   return m;
 }
+
+/** A mount started before a test file's tests and removed after them, even when they fail. */
+export function useMount(extra: string[] = []): { readonly m: TestMount; readonly mp: string } {
+  let m: TestMount | undefined;
+  beforeAll(() => {
+    m = startMount(extra);
+  });
+  afterAll(() => m?.cleanup());
+  return {
+    get m() {
+      return m!;
+    },
+    get mp() {
+      return m!.mountpoint;
+    },
+  };
+}
