@@ -919,8 +919,8 @@ export class Filesystem {
    * (its chunks one reference more each) and no byte is read, hashed or written. That needs the
    * copied range to start at the same offset in both files, where the destination ends: at 0
    * in an empty file, or after the chunks this copy cloned so far (what `cp` asks; see
-   * cloneExtents), and the source's writes to be committed. Anything else is EOPNOTSUPP, and the kernel then
-   * copies that range itself through read and write.
+   * cloneExtents), and the source's writes to be committed. Anything else is EOPNOTSUPP, and
+   * the kernel then copies that range itself through read and write.
    */
   async copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
     const hin = this.handles.get(fhIn);

@@ -42,12 +42,6 @@ export function isSymlink(rec: InodeRecord): boolean {
   return (rec.mode & S_IFMT) === S_IFLNK;
 }
 
-/** A device node (character or block): the one kind with a device number. */
-export function isDevice(rec: InodeRecord): boolean {
-  const type = rec.mode & S_IFMT;
-  return type === S_IFCHR || type === S_IFBLK;
-}
-
 // Version 2 is version 1 with a u32 device number after the times. It is written only for
 // records with a device number, so every other record (and every store without device nodes)
 // keeps the version 1 bytes an older slinkyfs reads.
