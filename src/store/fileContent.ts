@@ -276,7 +276,7 @@ export function cloneExtents(store: Store, from: Ino, to: Ino, start: number, en
     if (mine.length !== 1 || theirs.length !== 1 || a.offset + a.length !== start || b.offset !== a.offset || b.length !== a.length || !a.digest.equals(b.digest)) {
       return start;
     }
-  } else if (store.extents(to).length > 0) return start;
+  } else if (store.extents(to, 0, Number.MAX_SAFE_INTEGER, 1).length > 0) return start;
   let pos = start;
   for (const e of store.extents(from, start, end, maxExtents)) {
     if (e.offset !== pos || e.offset + e.length > end) break;
