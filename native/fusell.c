@@ -192,7 +192,7 @@ struct session {
 
   /* configuration, fixed before the session thread starts */
   unsigned max_write, max_readahead;
-  bool writeback, cache_symlinks, no_parallel_dirops, readdirplus_wanted;
+  bool writeback, cache_symlinks, no_parallel_dirops, readdirplus_wanted, posix_acl;
   /* Read the device on the JS thread through libuv instead of on a session thread: one
    * thread hand-off less per request (see device_readable). */
   bool main_loop;
@@ -250,6 +250,8 @@ struct session {
 
   /* passthrough: offered by the kernel (seen in INIT), then granted by our INIT reply */
   bool passthrough_wanted, passthrough_offered, passthrough_on;
+  /* The kernel enforces POSIX ACLs, which JS stores (set by ll_init, before any request). */
+  bool posix_acl_on;
 
   struct session *gnext; /* in g_mounted while mounted */
 };
@@ -519,12 +521,13 @@ static int32_t imm_remove(struct session *s, uint64_t ino)
   return backing;
 }
 
-/* True (and counted) when `ino` is immutable: the caller answers the request itself. */
+/* True (and counted, unless `counter` is NULL) when `ino` is immutable: the caller answers the
+ * request itself. */
 static bool imm_take(struct session *s, uint64_t ino, uint64_t *counter)
 {
   pthread_mutex_lock(&s->ilock);
   bool yes = imm_find(s, ino) != NULL;
-  if (yes) (*counter)++;
+  if (yes && counter) (*counter)++;
   pthread_mutex_unlock(&s->ilock);
   return yes;
 }
@@ -636,7 +639,10 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
   s->patch_parallel = !s->no_parallel_dirops && (conn->capable & FUSE_CAP_PARALLEL_DIROPS);
   if (s->writeback) want_on |= FUSE_CAP_WRITEBACK_CACHE;
   if (s->cache_symlinks) want_on |= FUSE_CAP_CACHE_SYMLINKS;
+  /* ACLs: the kernel enforces them and leaves the umask to us, since a default ACL replaces it. */
+  if (s->posix_acl && (conn->capable & FUSE_CAP_DONT_MASK)) want_on |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
   conn->want |= want_on & conn->capable;
+  s->posix_acl_on = (conn->want & FUSE_CAP_POSIX_ACL) != 0;
   /* Splice would need write_buf and pipes; EXPORT_SUPPORT would promise stable lookups of "."
    * and ".." we do not implement; with HANDLE_KILLPRIV off the kernel clears setuid/setgid
    * itself (by a setattr) instead of relying on every write handler; with ATOMIC_O_TRUNC off an
@@ -905,18 +911,24 @@ static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
  * listxattr carry the caller's buffer size, 0 asking for the size only (JS answers with
  * replyXattrSize then).
  *
- * Names the filesystem never stores (Filesystem.setxattrIno refuses them too): ACLs and the
- * rest of system.*, which this mount would not enforce, and file capabilities, which a nosuid
- * mount ignores. `cp -a` tries to set an ACL on every file it copies; the kernel asks for
- * security.capability before every write. Both are answered here, without a turn of JS. */
-static bool xattr_never_stored(const char *name)
+ * Names the filesystem never stores (Filesystem.setxattrIno refuses them too): system.* other
+ * than POSIX ACLs (and those too unless the kernel enforces them), and file capabilities, which
+ * a nosuid mount ignores. The kernel asks for security.capability before every write; it is
+ * answered here, without a turn of JS. */
+static bool is_acl_name(const char *name)
 {
-  return strncmp(name, "system.", 7) == 0 || strcmp(name, "security.capability") == 0;
+  return strcmp(name, "system.posix_acl_access") == 0 || strcmp(name, "system.posix_acl_default") == 0;
+}
+
+static bool xattr_never_stored(const struct session *s, const char *name)
+{
+  if (strncmp(name, "system.", 7) == 0) return !(s->posix_acl_on && is_acl_name(name));
+  return strcmp(name, "security.capability") == 0;
 }
 
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
-  if (xattr_never_stored(name)) { fuse_reply_err(req, EOPNOTSUPP); return; }
+  if (xattr_never_stored(SESSION(req), name)) { fuse_reply_err(req, EOPNOTSUPP); return; }
   struct rq *r = rq_new(OP_SETXATTR, req, name, NULL);
   if (r && !rq_copy_data(r, value, size)) { free(r); r = NULL; }
   if (r) { r->ino = ino; r->flags = flags; }
@@ -925,7 +937,13 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-  if (xattr_never_stored(name)) { fuse_reply_err(req, ENODATA); return; }
+  struct session *s = SESSION(req);
+  /* Immutable inodes (published objects) have no ACL: a user other than their owner makes the
+   * kernel ask while it checks permissions, on every program start once the attributes age. */
+  if (xattr_never_stored(s, name) || (is_acl_name(name) && imm_take(s, ino, NULL))) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
   struct rq *r = rq_new(OP_GETXATTR, req, name, NULL);
   if (r) { r->ino = ino; r->size = size; }
   POST_OR_FAIL(SESSION(req), r, req);
@@ -1840,6 +1858,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
   s->writeback = get_bool_prop(env, argv[2], "writebackCache");
   s->passthrough_wanted = get_bool_prop(env, argv[2], "passthrough");
   s->cache_symlinks = get_bool_prop(env, argv[2], "cacheSymlinks");
+  s->posix_acl = get_bool_prop(env, argv[2], "posixAcl");
   s->no_parallel_dirops = get_bool_prop(env, argv[2], "noParallelDirops");
   s->main_loop = get_bool_prop(env, argv[2], "mainThreadLoop");
   double spin_us = get_num_prop(env, argv[2], "spinMicros", 0);

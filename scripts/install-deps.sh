@@ -11,6 +11,7 @@ PACKAGES=(
   libzstd-dev gcc make                       # the native addon and the loader stub
   liblzma-dev                                # xz for chunk batches on the wire (native/netxz.c)
   bindfs casync hyperfine zstd               # benchmark peers (bench/)
+  acl                                        # setfacl/getfacl for the ACL tests
 )
 
 missing=()

@@ -158,7 +158,7 @@ const command: CommandModule<{}, Args> = {
       .option('xattr', {
         type: 'boolean',
         default: true,
-        describe: 'serve extended attributes (--no-xattr: none; the kernel then skips a round trip it makes before every write)',
+        describe: 'serve extended attributes and POSIX ACLs (--no-xattr: neither; the kernel then skips a round trip it makes before every write)',
       })
       .option('passthrough', {
         type: 'boolean',

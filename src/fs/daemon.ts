@@ -140,6 +140,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         // writes, each one decode or chunking batch.
         maxWrite: 1 << 20,
         passthrough: opts.passthrough !== false,
+        posixAcl: opts.xattr !== false,
         spinMicros: opts.spinMicros ?? DEFAULT_SPIN_US,
         toErrno,
         onError: (op, err) => log(`${op}: ${(err as Error)?.message ?? String(err)}`),

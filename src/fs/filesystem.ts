@@ -43,6 +43,7 @@ import {
 import type { Store } from '../store/store';
 import { nameByteLength } from '../store/names';
 import { E, ErrnoError } from './errno';
+import { ACL_ACCESS, ACL_DEFAULT, type Acl, aclWithMode, decodeAcl, encodeAcl, inheritAcl, isAclName, isMinimal, modeFromAcl } from './posixAcl';
 import { RwLock } from './rwLock';
 
 /**
@@ -68,8 +69,9 @@ const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
 function checkXattrName(name: string): void {
   const bytes = nameByteLength(name);
   if (bytes === 0 || bytes > XATTR_NAME_MAX) throw new ErrnoError(E.ERANGE, `bad attribute name length: ${bytes}`);
+  if (isAclName(name)) return;
   if (!XATTR_NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length)) {
-    throw new ErrnoError(E.ENOTSUP, `attribute ${name} is not supported (only the user, trusted and security namespaces)`);
+    throw new ErrnoError(E.ENOTSUP, `attribute ${name} is not supported (only the user, trusted and security namespaces and POSIX ACLs)`);
   }
   // File capabilities would not apply (the mount is nosuid), and the FUSE binding answers the
   // kernel's check for them before every write itself, with "none" (native/fusell.c).
@@ -91,7 +93,14 @@ const zeroStep = (): Buffer => (zeros ??= Buffer.alloc(ZERO_STEP));
 export interface Caller {
   uid: number;
   gid: number;
+  /**
+   * The caller's umask, for new nodes (default 0). The kernel leaves it to us (FUSE_DONT_MASK)
+   * because a directory's default ACL replaces it.
+   */
+  umask?: number;
 }
+
+const S_ISGID = 0o2000;
 
 export interface Attr {
   ino: Ino;
@@ -340,18 +349,44 @@ export class Filesystem {
     return dir;
   }
 
-  /** Create a name for a new inode; the checks run inside the transaction. */
-  private async createNode(parent: Ino, name: string, make: (ino: Ino) => InodeRecord): Promise<InodeRecord> {
-    const dir = this.dirFor(parent, name);
+  /**
+   * Create a name for a new inode; the checks run inside the transaction. `make` gives the
+   * record with the mode the caller asked for; what the directory passes on is applied here.
+   */
+  private async createNode(parent: Ino, name: string, caller: Caller, make: (ino: Ino) => InodeRecord): Promise<InodeRecord> {
+    this.dirFor(parent, name);
     return this.store.txn(() => {
-      if (!this.store.getInode(dir.ino)) throw new NotFoundError(name);
+      const dir = this.store.getInode(parent);
+      if (!dir) throw new NotFoundError(name);
       if (this.store.lookup(dir.ino, name) !== undefined) throw new ExistsError(name);
-      const rec = make(this.store.allocIno());
+      const rec = this.inherit(dir, make(this.store.allocIno()), caller.umask ?? 0);
       this.store.putInode(rec);
       this.store.addEntry(dir.ino, name, rec.ino);
       this.touchDir(dir, isDir(rec) ? 1 : 0);
       return rec;
     });
+  }
+
+  /**
+   * What a new node takes from its directory (inside the creating transaction): the group of a
+   * set-group-ID directory (and, for a directory, the bit itself), and either the directory's
+   * default ACL (a directory inherits it as its own default; the mode is limited by it and the
+   * access ACL stored unless the mode says it all) or, without one, the umask.
+   */
+  private inherit(dir: InodeRecord, rec: InodeRecord, umask: number): InodeRecord {
+    let { mode, gid } = rec;
+    if (dir.mode & S_ISGID) {
+      gid = dir.gid;
+      if (isDir(rec)) mode |= S_ISGID;
+    }
+    if (isSymlink(rec)) return { ...rec, gid };
+    const stored = this.store.getXattr(dir.ino, ACL_DEFAULT);
+    const defaults = stored ? decodeAcl(stored) : [];
+    if (!stored || !defaults.length) return { ...rec, gid, mode: mode & ~(umask & 0o777) };
+    const inherited = inheritAcl(defaults, mode);
+    if (inherited.access) this.store.setXattr(rec.ino, ACL_ACCESS, encodeAcl(inherited.access));
+    if (isDir(rec)) this.store.setXattr(rec.ino, ACL_DEFAULT, stored);
+    return { ...rec, gid, mode: inherited.mode };
   }
 
   /** The attributes of `name` in directory `parent` (ENOENT if absent). */
@@ -415,12 +450,12 @@ export class Filesystem {
   }
 
   async mkdirAt(parent: Ino, name: string, mode: number, caller: Caller): Promise<Attr> {
-    return this.attrOf(await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFDIR | (mode & 0o7777), caller, { nlink: 2 })));
+    return this.attrOf(await this.createNode(parent, name, caller, (ino) => this.newInode(ino, S_IFDIR | (mode & 0o7777), caller, { nlink: 2 })));
   }
 
   async symlinkAt(parent: Ino, name: string, target: string, caller: Caller): Promise<Attr> {
     return this.attrOf(
-      await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFLNK | 0o777, caller, { target, size: nameByteLength(target) })),
+      await this.createNode(parent, name, caller, (ino) => this.newInode(ino, S_IFLNK | 0o777, caller, { target, size: nameByteLength(target) })),
     );
   }
 
@@ -433,7 +468,7 @@ export class Filesystem {
     const type = mode & S_IFMT || S_IFREG;
     if (!SPECIAL_TYPES.has(type) && type !== S_IFREG) throw new InvalidError(`mknod: file type 0o${type.toString(8)} is not one mknod(2) creates`);
     const extra = type === S_IFCHR || type === S_IFBLK ? { rdev } : {};
-    return this.attrOf(await this.createNode(parent, name, (ino) => this.newInode(ino, type | (mode & 0o7777), caller, extra)));
+    return this.attrOf(await this.createNode(parent, name, caller, (ino) => this.newInode(ino, type | (mode & 0o7777), caller, extra)));
   }
 
   async rmdirAt(parent: Ino, name: string): Promise<void> {
@@ -562,14 +597,15 @@ export class Filesystem {
   // ---- extended attributes ------------------------------------------------------------------
 
   /**
-   * Set an extended attribute of the user, trusted or security namespace (the kernel checks who
-   * may). POSIX ACLs (system.posix_acl_*) and file capabilities are refused as unsupported: the
-   * kernel would not enforce them here, and `cp -a` then leaves them out instead of storing dead
-   * ones.
+   * Set an extended attribute of the user, trusted or security namespace, or a POSIX ACL (the
+   * kernel checks who may, and enforces ACLs). File capabilities are refused as unsupported:
+   * this nosuid mount would not apply them, and `cp -a` then leaves them out instead of storing
+   * dead ones.
    */
   async setxattrIno(ino: Ino, name: string, value: Uint8Array, flags: number): Promise<void> {
     checkXattrName(name);
     if (value.length > XATTR_SIZE_MAX) throw new ErrnoError(E.E2BIG, `value of ${name} too large`);
+    if (isAclName(name)) return this.setAcl(ino, name, decodeAcl(value), flags);
     await this.store.txn(() => {
       const rec = this.inode(ino);
       const exists = this.store.getXattr(ino, name) !== undefined;
@@ -581,10 +617,47 @@ export class Filesystem {
   }
 
   async getxattrIno(ino: Ino, name: string): Promise<Buffer> {
-    this.inode(ino);
+    const rec = this.inode(ino);
     const v = this.store.getXattr(ino, name);
     if (v === undefined) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
-    return v;
+    if (name !== ACL_ACCESS) return v;
+    // The mode is the authority for the entries it expresses (a chmod changes only the mode).
+    return encodeAcl(aclWithMode(decodeAcl(v), this.mergedRecord(rec, this.states.get(ino)).mode));
+  }
+
+  /**
+   * Store an ACL. An access ACL sets the mode's permission bits (owner, group class, other) and
+   * is kept only if it says more than they do; an empty one is a removal. Files open for
+   * writing may hold a pending mode, so the change waits for their commits and updates it.
+   */
+  private async setAcl(ino: Ino, name: string, acl: Acl, flags: number): Promise<void> {
+    const rec = this.inode(ino);
+    if (isSymlink(rec)) throw new ErrnoError(E.ENOTSUP, 'symbolic links have no ACLs');
+    if (name === ACL_DEFAULT && !isDir(rec)) throw new ErrnoError(acl.length ? E.EACCES : E.ENODATA, 'only directories have a default ACL');
+    if (name === ACL_ACCESS && acl.length && isMinimal(acl) && !(flags & XATTR_REPLACE) && this.store.getXattr(ino, name) === undefined) {
+      // What `cp -a` and `tar` set on every file they copy: no more than a chmod, and as cheap
+      // (a file open for writing takes it with its next commit). The kernel holds the inode's
+      // lock, so no other ACL can be stored meanwhile.
+      return this.changeAttrs(ino, (cur) => ({ mode: modeFromAcl(acl, cur.mode) }));
+    }
+    const change = () =>
+      this.store.txn(() => {
+        const cur = this.inode(ino);
+        const exists = this.store.getXattr(ino, name) !== undefined;
+        if (flags & XATTR_CREATE && exists) throw new ExistsError(name);
+        if (flags & XATTR_REPLACE && !exists) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
+        let mode = cur.mode;
+        if (name === ACL_ACCESS && acl.length) {
+          const st = this.states.get(ino);
+          mode = modeFromAcl(acl, this.mergedRecord(cur, st).mode);
+          if (st?.pending.mode !== undefined) st.pending.mode = mode;
+        }
+        if (!acl.length || (name === ACL_ACCESS && isMinimal(acl))) this.store.removeXattr(ino, name);
+        else this.store.setXattr(ino, name, encodeAcl(acl));
+        this.store.putInode({ ...cur, mode, ctimeMs: Date.now() });
+      });
+    const st = this.states.get(ino);
+    await (st ? this.quiescent(st, change) : change());
   }
 
   async listxattrIno(ino: Ino): Promise<string[]> {
@@ -714,7 +787,7 @@ export class Filesystem {
   }
 
   async createAt(parent: Ino, name: string, mode: number, flags: number, caller: Caller): Promise<{ attr: Attr; fh: number }> {
-    const rec = await this.createNode(parent, name, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller));
+    const rec = await this.createNode(parent, name, caller, (ino) => this.newInode(ino, S_IFREG | (mode & 0o7777), caller));
     const fh = this.attach(rec, flags);
     return { attr: this.attrOf(rec), fh };
   }

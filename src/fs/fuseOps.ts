@@ -33,9 +33,8 @@ const O_ACCMODE = 3;
 const O_RDONLY = 0;
 
 const entry = (a: FsAttr): EntryReply => ({ attr: attrOf(a), attrTimeout: ATTR_TIMEOUT, entryTimeout: ENTRY_TIMEOUT });
-const caller = (req: RequestContext) => ({ uid: req.uid, gid: req.gid });
-/** The umask applies to modes of new nodes (the kernel leaves it to us: no FUSE_CAP_DONT_MASK). */
-const masked = (mode: number, req: RequestContext) => mode & ~(req.umask ?? 0);
+/** Who creates: owner and group of new nodes, and the umask, which the Filesystem applies unless a default ACL replaces it. */
+const caller = (req: RequestContext) => ({ uid: req.uid, gid: req.gid, umask: req.umask ?? 0 });
 
 export interface FuseOpsOptions {
   statfs: () => Promise<StatFs>;
@@ -64,12 +63,12 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
     },
     readlink: (_req, ino) => fs.readlinkIno(ino),
     mknod: async (req, parent, name, mode, rdev) => {
-      const a = entry(await fs.mknodAt(parent, name, masked(mode, req), caller(req), rdev));
+      const a = entry(await fs.mknodAt(parent, name, mode, caller(req), rdev));
       changed(parent);
       return a;
     },
     mkdir: async (req, parent, name, mode) => {
-      const a = entry(await fs.mkdirAt(parent, name, masked(mode, req), caller(req)));
+      const a = entry(await fs.mkdirAt(parent, name, mode, caller(req)));
       changed(parent);
       return a;
     },
@@ -97,7 +96,7 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
       return a;
     },
     create: async (req, parent, name, mode, flags) => {
-      const { attr, fh } = await fs.createAt(parent, name, masked(mode, req), flags, caller(req));
+      const { attr, fh } = await fs.createAt(parent, name, mode, flags, caller(req));
       changed(parent);
       return { ...entry(attr), fh, keepCache: true };
     },

@@ -210,6 +210,12 @@ export interface LowLevelOptions {
   /** Let the kernel cache writes (off by default: every write reaches the handler at once). */
   writebackCache?: boolean;
   cacheSymlinks?: boolean;
+  /**
+   * Let the kernel enforce POSIX ACLs (FUSE_POSIX_ACL), which the handlers store as the
+   * system.posix_acl_* attributes; the kernel then leaves the umask of new nodes to them
+   * (FUSE_DONT_MASK, RequestContext.umask). Without it those names are refused.
+   */
+  posixAcl?: boolean;
   /** Ask the kernel for FUSE passthrough (see the header; excluded by writebackCache). */
   passthrough?: boolean;
   /** Read the FUSE device on a session thread that hands requests to JS through a threadsafe
@@ -716,6 +722,7 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
     maxReadahead: options.maxReadahead ?? 0,
     writebackCache: options.writebackCache ?? false,
     cacheSymlinks: options.cacheSymlinks ?? false,
+    posixAcl: options.posixAcl ?? false,
     passthrough: options.passthrough ?? false,
     mainThreadLoop: !options.sessionThread,
     spinMicros: options.spinMicros ?? 0,
