@@ -121,6 +121,17 @@ test('slinked programs from the mount print what the dynamic originals print', (
   expect(run(bin('true'), []).status).toBe(0);
 });
 
+test('another user runs slinked programs from the mount as they run the dynamic originals', () => {
+  // The kernel checks a non-owner's permissions against the ACLs of the program and each object.
+  fs.chmodSync(m.dir, 0o755);
+  const run = (file: string) =>
+    spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', file, '-la', '/usr/share/doc/coreutils'], { encoding: 'utf8', env: CLEAN_ENV, cwd: '/' });
+  const dyn = run('/usr/bin/ls');
+  const sl = run(bin('ls'));
+  expect(dyn.status).toBe(0);
+  expect({ status: sl.status, stdout: sl.stdout, stderr: sl.stderr }).toEqual({ status: dyn.status, stdout: dyn.stdout, stderr: dyn.stderr });
+});
+
 test('a copy of the slinked file outside the mount runs standalone, from memfd copies', async () => {
   const copy = path.join(progDir, 'sleep-copy');
   fs.copyFileSync(bin('sleep'), copy);
@@ -143,6 +154,7 @@ test('published objects are read-only files owned by root, and nothing under /.s
     'punch a hole': `fallocate -p -o 0 -l 4096 '${obj}'`,
     'allocate': `fallocate -l 100000000 '${obj}'`,
     'set an attribute': `python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.x", b"1")' '${obj}'`,
+    'set an ACL': `setfacl -m u:65534:rwx '${obj}'`,
     chmod: `chmod 644 '${obj}'`,
     chown: `chown 65534 '${obj}'`,
     unlink: `rm -f '${obj}'`,
