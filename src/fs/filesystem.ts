@@ -380,10 +380,10 @@ export class Filesystem {
       if (isDir(rec)) mode |= S_ISGID;
     }
     if (isSymlink(rec)) return { ...rec, gid };
+    // An empty default ACL is never stored (setAcl removes it).
     const stored = this.store.getXattr(dir.ino, ACL_DEFAULT);
-    const defaults = stored ? decodeAcl(stored) : [];
-    if (!stored || !defaults.length) return { ...rec, gid, mode: mode & ~(umask & 0o777) };
-    const inherited = inheritAcl(defaults, mode);
+    if (!stored) return { ...rec, gid, mode: mode & ~(umask & 0o777) };
+    const inherited = inheritAcl(decodeAcl(stored), mode);
     if (inherited.access) this.store.setXattr(rec.ino, ACL_ACCESS, encodeAcl(inherited.access));
     if (isDir(rec)) this.store.setXattr(rec.ino, ACL_DEFAULT, stored);
     return { ...rec, gid, mode: inherited.mode };
@@ -608,12 +608,17 @@ export class Filesystem {
     if (isAclName(name)) return this.setAcl(ino, name, decodeAcl(value), flags);
     await this.store.txn(() => {
       const rec = this.inode(ino);
-      const exists = this.store.getXattr(ino, name) !== undefined;
-      if (flags & XATTR_CREATE && exists) throw new ExistsError(name);
-      if (flags & XATTR_REPLACE && !exists) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
+      this.checkXattrFlags(ino, name, flags);
       this.store.setXattr(ino, name, value);
       this.store.putInode({ ...rec, ctimeMs: Date.now() });
     }, value.length + 64);
+  }
+
+  /** setxattr(2)'s XATTR_CREATE (the name must be new) and XATTR_REPLACE (it must exist). */
+  private checkXattrFlags(ino: Ino, name: string, flags: number): void {
+    const exists = this.store.getXattr(ino, name) !== undefined;
+    if (flags & XATTR_CREATE && exists) throw new ExistsError(name);
+    if (flags & XATTR_REPLACE && !exists) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
   }
 
   async getxattrIno(ino: Ino, name: string): Promise<Buffer> {
@@ -643,9 +648,7 @@ export class Filesystem {
     const change = () =>
       this.store.txn(() => {
         const cur = this.inode(ino);
-        const exists = this.store.getXattr(ino, name) !== undefined;
-        if (flags & XATTR_CREATE && exists) throw new ExistsError(name);
-        if (flags & XATTR_REPLACE && !exists) throw new ErrnoError(E.ENODATA, `no attribute ${name}`);
+        this.checkXattrFlags(ino, name, flags);
         let mode = cur.mode;
         if (name === ACL_ACCESS && acl.length) {
           const st = this.states.get(ino);

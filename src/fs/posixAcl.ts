@@ -125,8 +125,7 @@ export function aclWithMode(acl: Acl, mode: number): Acl {
  * (the default one limited by the mode) unless that says no more than the mode.
  */
 export function inheritAcl(defaultAcl: Acl, mode: number): { mode: number; access?: Acl } {
-  const perm = (tag: number) => defaultAcl.find((e) => e.tag === tag)?.perm ?? 0;
-  const newMode = (mode & ~0o777) | (mode & ((perm(ACL_USER_OBJ) << 6) | (perm(groupClass(defaultAcl)) << 3) | perm(ACL_OTHER)));
+  const newMode = mode & (modeFromAcl(defaultAcl, 0) | ~0o777);
   const access = aclWithMode(defaultAcl, newMode);
   return isMinimal(access) ? { mode: newMode } : { mode: newMode, access };
 }
