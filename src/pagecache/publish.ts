@@ -32,6 +32,8 @@ import type { RawRead } from './reader';
 const WINDOW = 1 << 20;
 
 export interface PublishCounters {
+  /** Committed files whose last bytes were read back to look for a slinky trailer. */
+  examined: number;
   /** Committed files recognised as slinked files. */
   slinkedFiles: number;
   /** Objects written to /.slinky/objects, and their bytes. */
@@ -124,7 +126,7 @@ function algorithmId(a: HashAlgorithm): number {
 }
 
 export class Publisher {
-  readonly counters: PublishCounters = { slinkedFiles: 0, published: 0, publishedBytes: 0, alreadyPublished: 0, refused: 0, malformed: 0 };
+  readonly counters: PublishCounters = { examined: 0, slinkedFiles: 0, published: 0, publishedBytes: 0, alreadyPublished: 0, refused: 0, malformed: 0 };
   private readonly queue = new Set<number>();
   private draining = false;
   private drained: Promise<void> = Promise.resolve();
@@ -183,6 +185,7 @@ export class Publisher {
     if (this.d.index.isProtected(ino)) return;
     const size = this.d.sizeOf(ino);
     if (size === undefined || size < TRAILER_SIZE || !this.d.isLocal(ino, size - TRAILER_SIZE, size)) return;
+    this.counters.examined++;
     const tail = await this.read(ino, size - TRAILER_SIZE, TRAILER_SIZE);
     if (!hasTrailer(tail) || !this.d.isLocal(ino, 0, size)) return;
     let objects: readonly ManifestObject[];

@@ -27,7 +27,7 @@ export async function openRig(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slink
   const store = await Store.open(dir);
   const source = new LocalChunkSource(store);
   let pc: PageCache | undefined;
-  const fsys = new Filesystem(store, source, { onContentCommitted: opts.hook === false ? undefined : (ino) => pc!.onContentCommitted(ino) });
+  const fsys = new Filesystem(store, source, { onContentCommitted: opts.hook === false ? undefined : (ino, tail) => pc!.onContentCommitted(ino, tail) });
   pc = createPageCache({ store, source, filesystem: fsys, mountpoint: path.join(dir, 'nowhere'), storeDir: false, log: () => undefined, poolBytes: opts.poolBytes, owner: ROOT });
   await pc.start();
   return {

@@ -161,6 +161,28 @@ test('files that are not slinked are left alone', async () => {
   expect((await stats()).published).toMatchObject({ slinkedFiles: 0, malformed: 0, objects: 0 });
 });
 
+test('a committed file whose last chunk shows no trailer is not read back', async () => {
+  await writeFile(rig.fs, '/ls-dynamic', fs.readFileSync('/usr/bin/ls'));
+  await rig.pc.idle();
+  expect((await stats()).published).toMatchObject({ examined: 0, slinkedFiles: 0 });
+  await writeFile(rig.fs, '/ls', fs.readFileSync(slinked.get('ls')!));
+  await rig.pc.idle();
+  expect((await stats()).published).toMatchObject({ examined: 1, slinkedFiles: 1 });
+});
+
+test('a file whose trailer arrives in a later commit is published then', async () => {
+  const bytes = fs.readFileSync(slinked.get('true')!);
+  const trailer = bytes.subarray(bytes.length - TRAILER_SIZE);
+  const ino = await writeFile(rig.fs, '/true', Buffer.concat([bytes.subarray(0, bytes.length - TRAILER_SIZE), Buffer.alloc(TRAILER_SIZE)]));
+  await rig.pc.idle();
+  expect((await stats()).published).toMatchObject({ examined: 0, objects: 0 });
+  const fh = await rig.fs.openIno(ino, 2);
+  await rig.fs.write(fh, trailer, TRAILER_SIZE, bytes.length - TRAILER_SIZE);
+  await rig.fs.release(fh);
+  await rig.pc.idle();
+  expect(await publishedNames()).toEqual((await objectsOf('true')).map((o) => digestToString(o.digest)).sort());
+});
+
 test('a slinked file already in the store when the daemon starts is published then', async () => {
   const plain = await openRig(undefined, { hook: false });
   await writeFile(plain.fs, '/true', fs.readFileSync(slinked.get('true')!));
