@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Store } from '../store/store';
 import { readLock } from '../store/lock';
+import { CorruptStoreError } from '../store/errors';
 import { UserError } from './errors';
 
 export async function openStoreForReading(dir: string): Promise<Store> {
@@ -11,7 +12,8 @@ export async function openStoreForReading(dir: string): Promise<Store> {
   try {
     return await Store.open(dir, { readOnly: true });
   } catch (err) {
-    throw new UserError(`cannot open store ${dir}: ${(err as Error).message}`);
+    // A damaged store is what verify exists to find: exit status 1, as for damaged chunks.
+    throw new UserError(`cannot open store ${dir}: ${(err as Error).message}`, err instanceof CorruptStoreError ? 1 : 2);
   }
 }
 

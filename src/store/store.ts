@@ -32,6 +32,8 @@ import {
 } from './records';
 import { CorruptStoreError, InvalidError, StoreError, StoreFullError, isSpaceError } from './errors';
 import { decodeName } from './names';
+import { checkDataFile } from './dataFile';
+import { makeDirs } from './dirs';
 
 export const STORE_FORMAT_VERSION = 1;
 /** `meta` key set once the directory parent index (`dirparents`) covers every directory. */
@@ -124,7 +126,8 @@ export class Store {
     if (options.readOnly && !fs.existsSync(path.join(dbDir, 'data.mdb'))) {
       throw new StoreError(`no slinkyfs store at ${dir}`);
     }
-    await fs.promises.mkdir(dbDir, { recursive: true });
+    await makeDirs(dbDir);
+    await checkDataFile(path.join(dbDir, 'data.mdb'), !options.readOnly);
     let env: RootDatabase<Buffer, Buffer>;
     try {
       env = openLmdb<Buffer, Buffer>({

@@ -1,0 +1,64 @@
+// A look at LMDB's data file before LMDB maps it. LMDB trusts its file: a file that is garbage,
+// cut short (a copy that stopped, a disk that filled) or not LMDB's at all makes it read past
+// the end of its map, and the process dies of SIGSEGV or SIGBUS with no word said. Its two meta
+// pages say enough to refuse such a file with a message instead: each starts with a magic number
+// and records the page size and the last page in use, and the newer of the two is the one LMDB
+// will believe (docs/FORMAT.md, "Store").
+import fs from 'node:fs';
+import { CorruptStoreError } from './errors';
+
+/** Where LMDB (as built by lmdb-js 3) keeps its meta fields: after a 24-byte page header. */
+const META = 24;
+const MAGIC = 0xbeefc0de;
+const DATA_VERSION = 2;
+const OFF_PSIZE = META + 24; // mm_dbs[FREE_DBI].md_pad
+const OFF_LAST_PAGE = META + 120; // mm_last_pg
+const OFF_TXNID = META + 128; // mm_txnid
+
+interface Meta {
+  pageSize: number;
+  lastPage: number;
+  txnid: bigint;
+}
+
+function readMeta(page: Buffer): Meta | undefined {
+  if (page.length < OFF_TXNID + 8) return undefined;
+  if (page.readUInt32LE(META) !== MAGIC || page.readUInt32LE(META + 4) !== DATA_VERSION) return undefined;
+  return { pageSize: page.readUInt32LE(OFF_PSIZE), lastPage: Number(page.readBigUInt64LE(OFF_LAST_PAGE)), txnid: page.readBigUInt64LE(OFF_TXNID) };
+}
+
+/**
+ * Throw CorruptStoreError unless `file` looks like an LMDB data file LMDB can map safely: both
+ * meta pages readable, one of them valid, and the file as long as the newest valid one says. An
+ * empty file is accepted when `emptyIsNew` (LMDB initialises it, as on a store's first open).
+ */
+export async function checkDataFile(file: string, emptyIsNew: boolean): Promise<void> {
+  let handle: fs.promises.FileHandle;
+  try {
+    handle = await fs.promises.open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size === 0 && emptyIsNew) return;
+    const damaged = (why: string) => new CorruptStoreError(`the store's database file ${file} is damaged (${why})`);
+    const first = Buffer.alloc(4096);
+    await handle.read(first, 0, first.length, 0);
+    const page0 = readMeta(first);
+    const pageSize = page0?.pageSize ?? 4096;
+    if (pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw damaged(`page size ${pageSize}`);
+    if (size < 2 * pageSize) throw damaged(`${size} bytes, shorter than its two meta pages`);
+    const second = Buffer.alloc(4096);
+    await handle.read(second, 0, second.length, pageSize);
+    const page1 = readMeta(second);
+    const metas = [page0, page1].filter((m): m is Meta => m !== undefined && m.pageSize === pageSize);
+    if (metas.length === 0) throw damaged('not an LMDB file');
+    const newest = metas.reduce((a, b) => (b.txnid > a.txnid ? b : a));
+    const needed = (newest.lastPage + 1) * pageSize;
+    if (size < needed) throw damaged(`${size} bytes where its last page ends at ${needed}`);
+  } finally {
+    await handle.close();
+  }
+}
