@@ -11,7 +11,7 @@ import { LocalChunkSource } from '../store/localSource';
 import { SeedIndex, SeedSource } from '../store/seedSource';
 import { ExistsError, NotDirError, StoreError } from '../store/errors';
 import { Store } from '../store/store';
-import { defaultStoreDir } from '../store/defaultStore';
+import { storeDirFrom } from './storeArg';
 import { PeerClient } from '../net/client';
 import { getIntoStore, getToFiles, type GetSummary } from '../net/get';
 import { requestPathComponents, type WireCodec } from '../net/protocol';
@@ -20,6 +20,7 @@ import { xzAvailable } from '../net/xz';
 import { UserError } from './errors';
 import { transferProgress } from './transferProgress';
 import { formatBytes, parseSize } from './units';
+import { makeDirs, makeDirsSync } from '../store/dirs';
 
 interface Args {
   peer: string;
@@ -153,19 +154,19 @@ const command: CommandModule<object, Args> = {
         // Onto the file system; on a mount the daemon stores the chunks, its store is a source.
         const baseName = isDigestName(args.path) ? args.path : path.basename(args.path) || 'root';
         const output = args.output ?? path.join(args.into!, baseName);
-        const storeDir = mount?.store ?? (args.store ? path.resolve(args.store) : defaultStoreDir());
+        const storeDir = mount?.store ?? storeDirFrom({ store: args.store });
         const local = await openLocal(storeDir);
         if (local) closers.push(() => local.store.close());
         const seeds = await openSeeds(storeDir, args.seeds);
         if (seeds) closers.push(() => seeds.index.close());
-        if (args.into) await fs.promises.mkdir(args.into, { recursive: true });
+        if (args.into) await makeDirs(args.into);
         summary = await getToFiles({ ...base, output, local: local?.local, seeds: seeds?.source, objects: seeds?.index, progress });
         where = output;
       } else {
         const into = requestPathComponents(args.into!);
         if (typeof into === 'string') throw new UserError(`--into ${args.into}: ${into} (a directory inside the store, or MOUNTPOINT/DIR)`);
-        const storeDir = args.store ? path.resolve(args.store) : defaultStoreDir();
-        fs.mkdirSync(storeDir, { recursive: true });
+        const storeDir = storeDirFrom({ store: args.store });
+        makeDirsSync(storeDir);
         let unlock: () => void;
         try {
           unlock = acquireLock(storeDir);

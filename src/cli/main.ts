@@ -51,6 +51,8 @@ export async function main(argv: string[]): Promise<void> {
     .usage('$0 <command> [options]\n\nStatic linking reloaded: digest-based sharing of slinked executables.')
     .version(version)
     .strict()
+    // `-o a -o b` means b, as in most tools; an array would reach commands that expect one value.
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
     .help()

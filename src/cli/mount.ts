@@ -11,6 +11,7 @@ import { storeDirFrom, withStore } from './storeArg';
 import { parseSize } from './units';
 import { parseListen } from './serve';
 import { DEFAULT_FLUSH_DELAY_MS, type Store } from '../store/store';
+import { makeDirsSync } from '../store/dirs';
 
 /** Chunk sources for --peer/--serve: loaded only when asked for. */
 async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
@@ -37,7 +38,15 @@ interface Args {
 }
 
 function makeLogger(file: string, toStderr: boolean): (line: string) => void {
-  const stream = fs.createWriteStream(file, { flags: 'a' });
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'a');
+  } catch (err) {
+    throw new UserError(`cannot open the log file: ${(err as Error).message}`, 3);
+  }
+  const stream = fs.createWriteStream(file, { fd });
+  // A log that stops taking lines (a full disk) must not bring the mount down with it.
+  stream.on('error', (err) => process.stderr.write(`slinkyfs: the log file stopped: ${err.message}\n`));
   return (line: string) => {
     const text = `${new Date().toISOString()} [${process.pid}] ${line}\n`;
     stream.write(text);
@@ -46,7 +55,7 @@ function makeLogger(file: string, toStderr: boolean): (line: string) => void {
 }
 
 async function runForeground(args: Args, storeDir: string): Promise<void> {
-  fs.mkdirSync(storeDir, { recursive: true });
+  makeDirsSync(storeDir);
   const log = makeLogger(path.join(storeDir, 'slinkyfs.log'), args['ready-fd'] === undefined);
   const readyFd = args['ready-fd'];
   const tell = (msg: string) => {
@@ -103,7 +112,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   if (!args.prefetch) childArgs.push('--no-prefetch');
   if (!args.xattr) childArgs.push('--no-xattr');
   if (!args.passthrough) childArgs.push('--no-passthrough');
-  fs.mkdirSync(storeDir, { recursive: true });
+  makeDirsSync(storeDir);
   const out = fs.openSync(path.join(storeDir, 'slinkyfs.log'), 'a');
   const child = spawn(process.execPath, childArgs, { detached: true, stdio: ['ignore', out, out, 'pipe'] });
   fs.closeSync(out);
@@ -112,7 +121,8 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
     pipe.setEncoding('utf8');
     pipe.on('data', (d: string) => (text += d));
-    pipe.on('end', () => resolve(text.trim()));
+    // A daemon that died closes the pipe before its exit is seen: wait for the exit to say so.
+    pipe.on('end', () => text.trim() && resolve(text.trim()));
     child.on('exit', (code) => resolve(text.trim() || `error daemon exited with status ${code}`));
     setTimeout(() => resolve(text.trim() || 'error the daemon did not report ready within 60 s'), 60000).unref();
   });

@@ -7,6 +7,7 @@ import { progressBar } from './progress';
 import { SlinkContext, SlinkRefusal, slinkFile, type SlinkResult } from '../elf/slink';
 import { ElfFormatError, MissingLibraryError, UnsupportedElfError } from '../elf/errors';
 import { SlinkedFormatError } from '../elf/manifest';
+import { makeDirs } from '../store/dirs';
 
 interface Args {
   input?: string;
@@ -80,7 +81,7 @@ async function slinkDir(args: Args): Promise<void> {
   } catch (err) {
     throw new UserError(`cannot read ${dir}: ${(err as Error).message}`);
   }
-  await fs.mkdir(outDir, { recursive: true });
+  await makeDirs(outDir);
   const ctx = new SlinkContext();
   const outcomes: Outcome[] = [];
   const bar = progressBar(entries.length);

@@ -15,6 +15,9 @@ export function withStore<T>(y: Argv<T>) {
 
 /** The store named by --store, by a mountpoint, or the default. */
 export function storeDirFrom(args: { store?: string; mountpoint?: string }): string {
+  // An empty value (`--store "$UNSET"`) must not fall back to the user's default store.
+  if (args.store === '') throw new UserError('--store needs a directory');
+  if (args.mountpoint === '') throw new UserError('the mountpoint is an empty name');
   if (args.store) return path.resolve(args.store);
   if (args.mountpoint) {
     const m = findSlinkyMount(args.mountpoint);

@@ -44,3 +44,9 @@ export class MissingLibraryError extends Error {
     super(`${soname} (needed by ${neededBy}) not found`);
   }
 }
+
+/** The output slink was asked to write cannot be written as asked (it is a device, say). */
+export class SlinkOutputError extends Error {
+  override name = 'SlinkOutputError';
+  readonly exitCode = 2;
+}

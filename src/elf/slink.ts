@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { digestOf, DEFAULT_ALGORITHM, type Digest, type HashAlgorithm } from '../chunking/digest';
 import { readElf, type ElfFile } from './elfFile';
-import { UnsupportedElfError } from './errors';
+import { SlinkOutputError, UnsupportedElfError } from './errors';
 import { Resolver, type Closure, type LoadedObject } from './resolve';
 import { layoutSlinkedFile } from './layout';
 import { encodeManifest, encodeTrailer, MAX_OBJECTS, type ManifestObject, type ObjectRole, type PageRun } from './manifest';
@@ -138,7 +138,12 @@ function plan(input: string, closure: Closure): Planned[] {
   ];
 }
 
-async function writeAtomically(output: string, mode: number, write: (fh: fs.FileHandle) => Promise<number>): Promise<number> {
+async function writeAtomically(requested: string, mode: number, write: (fh: fs.FileHandle) => Promise<number>): Promise<number> {
+  // The new file is renamed over the old: through a symbolic link to its target (as a shell's
+  // `>` writes through one), and never over a device node, FIFO or socket (`-o /dev/null`).
+  const output = await fs.realpath(requested).catch(() => requested);
+  const existing = await fs.stat(output).catch(() => undefined);
+  if (existing && !existing.isFile()) throw new SlinkOutputError(`${requested} exists and is not a regular file`);
   const tmp = path.join(path.dirname(output), `.${path.basename(output)}.slinky-${process.pid}.tmp`);
   const fh = await fs.open(tmp, 'w', 0o600);
   try {

@@ -88,9 +88,11 @@ export async function readObject(file: SlinkedFile, object: ManifestObject): Pro
  */
 export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Promise<void> {
   const bytes = encodeManifest(manifest);
-  const tmp = path.join(path.dirname(file.path), `.${path.basename(file.path)}.slinky-${process.pid}.tmp`);
-  const st = await fs.stat(file.path);
-  await fs.copyFile(file.path, tmp);
+  // A symbolic link keeps pointing at the file, which is what changes.
+  const target = await fs.realpath(file.path);
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.slinky-${process.pid}.tmp`);
+  const st = await fs.stat(target);
+  await fs.copyFile(target, tmp);
   try {
     const fh = await fs.open(tmp, 'r+');
     try {
@@ -102,7 +104,7 @@ export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Pr
     } finally {
       await fh.close();
     }
-    await fs.rename(tmp, file.path);
+    await fs.rename(tmp, target);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;

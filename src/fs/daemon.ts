@@ -19,6 +19,7 @@ import { makeLowLevelOps } from './fuseOps';
 import { LowLevelError, mountLowLevel, type LowLevelSession } from './lowlevel';
 import { toErrno } from './errno';
 import { findSlinkyMount, isMountpoint } from './mountTable';
+import { makeDirs } from '../store/dirs';
 
 const run = promisify(execFile);
 
@@ -98,7 +99,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     throw new MountError(`mountpoint ${mountpoint} does not exist`);
   });
   if (st && !st.isDirectory()) throw new MountError(`mountpoint ${mountpoint} is not a directory`);
-  await fs.promises.mkdir(storeDir, { recursive: true });
+  await makeDirs(storeDir);
   const unlock = acquireLock(storeDir, mountpoint);
   let store: Store | undefined;
   try {

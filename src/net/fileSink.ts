@@ -14,6 +14,7 @@ import type { ChunkWanted } from './client';
 import type { TreeEntry } from './protocol';
 import { PEER_MODE_MASK } from './storeTree';
 import { type Plan, planFiles, uniqueChunks } from './transfer';
+import { makeDirs } from '../store/dirs';
 
 /** Remote chunk bytes asked for at once while a file is being written. */
 const WINDOW_BYTES = 32 << 20;
@@ -63,7 +64,7 @@ export class FileSink {
     const wantDir = this.plan.kind === 'dir';
     if (st && (st.isDirectory() !== wantDir || st.isSymbolicLink())) await fs.promises.rm(this.staging, { recursive: true, force: true });
     if (wantDir) {
-      await fs.promises.mkdir(this.staging, { recursive: true, mode: 0o700 });
+      await makeDirs(this.staging, 0o700);
       for (const e of this.plan.entries) {
         const p = this.target(e);
         const cur = await fs.promises.lstat(fsPath(p)).catch(() => undefined);

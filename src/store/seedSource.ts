@@ -10,6 +10,7 @@ import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { LBFS_PARAMS, nextFileCut, OBJECT_MAGIC_BYTES } from '../chunking/chunker';
 import { asDigest, digestOf, verifyDigest, type Digest } from '../chunking/digest';
 import type { ChunkSource } from './chunkSource';
+import { makeDirs } from './dirs';
 
 export interface SeedLocation {
   path: string;
@@ -104,7 +105,7 @@ export class SeedIndex {
   static async open(storeDir: string, opts: { readOnly?: boolean } = {}): Promise<SeedIndex | undefined> {
     const dir = seedDir(storeDir);
     if (opts.readOnly && !fs.existsSync(path.join(dir, 'data.mdb'))) return undefined;
-    await fs.promises.mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     const env = openLmdb<Buffer, Buffer>({ path: dir, maxDbs: 8, readOnly: opts.readOnly ?? false, encoding: 'binary', keyEncoding: 'binary', cache: false });
     const db = (name: string) => env.openDB<Buffer, Buffer>({ name, encoding: 'binary', keyEncoding: 'binary', cache: false });
     const paths = env.openDB<Buffer, string>({ name: 'paths', encoding: 'binary', keyEncoding: 'ordered-binary', cache: false });

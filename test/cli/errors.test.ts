@@ -117,3 +117,116 @@ describe('output that cannot be written', () => {
     expect(r.stderr.trim()).toBe('slinkyfs: cannot write the output: ENOSPC: no space left on device, write');
   });
 });
+
+describe('a damaged database file is reported, not a crash', () => {
+  let dir: string;
+  let goodDb: Buffer;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-damaged-'));
+    const m = startMount([], path.join(dir, 'made'));
+    try {
+      fs.copyFileSync('/usr/bin/ls', path.join(m.mountpoint, 'ls'));
+      m.unmount();
+      goodDb = fs.readFileSync(path.join(m.store, 'db', 'data.mdb'));
+    } finally {
+      m.cleanup();
+    }
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const storeWith = (name: string, data: Buffer) => {
+    const store = path.join(dir, name);
+    fs.mkdirSync(path.join(store, 'db'), { recursive: true });
+    fs.writeFileSync(path.join(store, 'db', 'data.mdb'), data);
+    return store;
+  };
+
+  test('verify of a copy cut short after its meta pages: one line, exit 1', () => {
+    const store = storeWith('short', goodDb.subarray(0, 8192));
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (8192 bytes where its last page ends at ${goodDb.length})`,
+    );
+  });
+
+  test('stats of a file of garbage: one line, exit 1', () => {
+    const store = storeWith('garbage', Buffer.alloc(65536, 0x5a));
+    const r = slinkyfs(['stats', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(`slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (not an LMDB file)`);
+  });
+
+  test('gc of a short file read-write: one line, exit 1, the file left as it was', () => {
+    const store = storeWith('gc-short', goodDb.subarray(0, 12288));
+    const r = slinkyfs(['gc', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(fs.statSync(path.join(store, 'db', 'data.mdb')).size).toBe(12288);
+  });
+});
+
+test('an empty --store is refused rather than meaning the default store', () => {
+  const r = slinkyfs(['gc', '--store', '']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --store needs a directory');
+});
+
+test('an option given twice takes the last value', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-twice-'));
+  try {
+    const r = slinkyfs(['slink', '/usr/bin/true', '-o', path.join(dir, 'a'), '-o', path.join(dir, 'b')]);
+    expect(r.status).toBe(0);
+    expect(fs.readdirSync(dir)).toEqual(['b']);
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
+test('a directory that cannot be made under /proc is an error, not a hang', () => {
+  const r = slinkyfs(['seed', os.tmpdir(), '--store', '/proc/slinkyfs-nothing/store'], { timeout: 20000 });
+  expect(r.status).toBe(3);
+  expect(r.stderr.trim()).toBe("slinkyfs: ENOENT: no such file or directory, mkdir '/proc/slinkyfs-nothing'");
+});
+
+describe('slink -o replaces regular files only', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-out-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('a FIFO as the output is refused and stays a FIFO', () => {
+    const fifo = path.join(dir, 'fifo');
+    sh(`mkfifo '${fifo}'`);
+    const r = slinkyfs(['slink', '/usr/bin/true', '-o', fifo]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe(`slinkyfs: ${fifo} exists and is not a regular file`);
+    expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  test('through a symbolic link the target is written and the link stays; digest keeps it too', () => {
+    const target = path.join(dir, 'target');
+    const link = path.join(dir, 'link');
+    fs.writeFileSync(target, 'old');
+    fs.symlinkSync('target', link);
+    expect(slinkyfs(['slink', '/usr/bin/true', '-o', link]).status).toBe(0);
+    expect(slinkyfs(['digest', link]).status).toBe(0);
+    expect(fs.readlinkSync(link)).toBe('target');
+    expect(slinkyfs(['digest', '--verify', target]).status).toBe(0);
+    expect(sh(`'${link}'; echo $?`).stdout.trim()).toBe('0');
+  });
+});
+
+test('mount -f with a log file it cannot open: one line, exit 3', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-log-'));
+  try {
+    fs.mkdirSync(path.join(dir, 'mnt'));
+    fs.mkdirSync(path.join(dir, 'store', 'slinkyfs.log'), { recursive: true });
+    const r = slinkyfs(['mount', path.join(dir, 'mnt'), '-f', '--store', path.join(dir, 'store')], { timeout: 20000 });
+    expect(r.status).toBe(3);
+    expect(r.stderr.trim()).toBe(`slinkyfs: cannot open the log file: EISDIR: illegal operation on a directory, open '${dir}/store/slinkyfs.log'`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
