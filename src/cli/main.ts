@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import yargs from 'yargs';
-import type { CommandModule } from 'yargs';
+import type { CommandModule, MiddlewareFunction } from 'yargs';
 import { UserError } from './errors';
 import { exitCodeFor, describeError } from './exitCodes';
 
@@ -35,6 +35,17 @@ function packageVersion(): string {
 /** Exit status of a program whose reader went away (128 + SIGPIPE), as `ls | head` leaves ls. */
 const EXIT_BROKEN_PIPE = 141;
 
+/**
+ * yargs calls middleware with the parser of the command being run (the typings leave it out),
+ * whose options say which ones are repeatable.
+ */
+function lastValueWins(argv: Record<string, unknown>, y: { getOptions(): { array: string[] } }): void {
+  const arrays = new Set<string>(y.getOptions().array);
+  for (const [key, value] of Object.entries(argv)) {
+    if (key !== '_' && Array.isArray(value) && !arrays.has(key)) argv[key] = value[value.length - 1];
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   // Node ignores SIGPIPE, so `slinkyfs stats | head` would die of an unhandled EPIPE with a
   // stack trace; stop quietly instead, as a program killed by SIGPIPE does. Any other failure
@@ -51,8 +62,9 @@ export async function main(argv: string[]): Promise<void> {
     .usage('$0 <command> [options]\n\nStatic linking reloaded: digest-based sharing of slinked executables.')
     .version(version)
     .strict()
-    // `-o a -o b` means b, as in most tools; an array would reach commands that expect one value.
-    .parserConfiguration({ 'duplicate-arguments-array': false })
+    // `-o a -o b` means b, as in most tools; an array would reach commands that expect one
+    // value. Options declared as arrays (`--peer`, repeatable) keep every value.
+    .middleware(lastValueWins as unknown as MiddlewareFunction, true)
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
     .help()
