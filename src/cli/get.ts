@@ -20,7 +20,7 @@ import { xzAvailable } from '../net/xz';
 import { UserError } from './errors';
 import { transferProgress } from './transferProgress';
 import { formatBytes, parseSize } from './units';
-import { makeDirs, makeDirsSync } from '../store/dirs';
+import { makeDirs } from '../store/dirs';
 
 interface Args {
   peer: string;
@@ -166,7 +166,7 @@ const command: CommandModule<object, Args> = {
         const into = requestPathComponents(args.into!);
         if (typeof into === 'string') throw new UserError(`--into ${args.into}: ${into} (a directory inside the store, or MOUNTPOINT/DIR)`);
         const storeDir = storeDirFrom({ store: args.store });
-        makeDirsSync(storeDir);
+        await makeDirs(storeDir);
         let unlock: () => void;
         try {
           unlock = acquireLock(storeDir);

@@ -11,7 +11,7 @@ import { storeDirFrom, withStore } from './storeArg';
 import { parseSize } from './units';
 import { parseListen } from './serve';
 import { DEFAULT_FLUSH_DELAY_MS, type Store } from '../store/store';
-import { makeDirsSync } from '../store/dirs';
+import { makeDirs } from '../store/dirs';
 
 /** Chunk sources for --peer/--serve: loaded only when asked for. */
 async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
@@ -55,7 +55,7 @@ function makeLogger(file: string, toStderr: boolean): (line: string) => void {
 }
 
 async function runForeground(args: Args, storeDir: string): Promise<void> {
-  makeDirsSync(storeDir);
+  await makeDirs(storeDir);
   const log = makeLogger(path.join(storeDir, 'slinkyfs.log'), args['ready-fd'] === undefined);
   const readyFd = args['ready-fd'];
   const tell = (msg: string) => {
@@ -112,7 +112,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   if (!args.prefetch) childArgs.push('--no-prefetch');
   if (!args.xattr) childArgs.push('--no-xattr');
   if (!args.passthrough) childArgs.push('--no-passthrough');
-  makeDirsSync(storeDir);
+  await makeDirs(storeDir);
   const out = fs.openSync(path.join(storeDir, 'slinkyfs.log'), 'a');
   const child = spawn(process.execPath, childArgs, { detached: true, stdio: ['ignore', out, out, 'pipe'] });
   fs.closeSync(out);

@@ -7,7 +7,7 @@ import { SeedIndex } from '../store/seedSource';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
 import { formatBytes } from './units';
-import { makeDirsSync } from '../store/dirs';
+import { makeDirs } from '../store/dirs';
 
 interface Args {
   dirs: string[];
@@ -26,7 +26,7 @@ const command: CommandModule<object, Args> = {
   handler: async (args) => {
     for (const d of args.dirs) if (!fs.existsSync(d)) throw new UserError(`${d} does not exist`);
     const storeDir = storeDirFrom({ store: args.store });
-    makeDirsSync(storeDir);
+    await makeDirs(storeDir);
     const index = (await SeedIndex.open(storeDir))!;
     try {
       const tty = process.stderr.isTTY;

@@ -27,22 +27,3 @@ export async function makeDirs(dir: string, mode?: number): Promise<void> {
     });
   }
 }
-
-export function makeDirsSync(dir: string, mode?: number): void {
-  try {
-    fs.mkdirSync(dir, { mode });
-  } catch (err) {
-    if (code(err) === 'EEXIST') {
-      if (!fs.statSync(dir).isDirectory()) throw notDir(dir);
-      return;
-    }
-    const parent = path.dirname(dir);
-    if (code(err) !== 'ENOENT' || parent === dir) throw err;
-    makeDirsSync(parent, mode);
-    try {
-      fs.mkdirSync(dir, { mode });
-    } catch (again) {
-      if (code(again) !== 'EEXIST' || !fs.statSync(dir).isDirectory()) throw again;
-    }
-  }
-}
