@@ -7,6 +7,8 @@ import { storeDirFrom, withStore } from './storeArg';
 import { formatBytes } from './units';
 import { UserError } from './errors';
 import type { PageCacheStats } from '../pagecache';
+import type { NetworkReport } from '../net/networkReport';
+import { networkRows } from './networkRows';
 
 interface Args {
   mountpoint?: string;
@@ -14,13 +16,16 @@ interface Args {
   json: boolean;
   'by-dir': boolean;
   pages: boolean;
+  net: boolean;
 }
 
-/** The page cache's figures, from the daemon serving the store (they live in its memory). */
-async function pageStats(storeDir: string): Promise<PageCacheStats> {
+/** What the daemon serving the store knows (page cache, peers): it lives in its memory. */
+type DaemonStats = PageCacheStats & { network?: NetworkReport };
+
+async function daemonStats(storeDir: string): Promise<DaemonStats> {
   const { requestStats, NoDaemonError } = await import('../pagecache');
   try {
-    return (await requestStats(storeDir)) as PageCacheStats;
+    return (await requestStats(storeDir)) as DaemonStats;
   } catch (err) {
     if (err instanceof NoDaemonError) throw new UserError(err.message, 3);
     throw err;
@@ -64,7 +69,9 @@ const command: CommandModule<{}, Args> = {
       .option('pages', { type: 'boolean', default: false, describe: 'also the shared page cache of the running daemon (GDT, per-object mappings)' })
       .example('$0 stats /slinky', 'savings of the store mounted at /slinky')
       .example('$0 stats --store ./st --json', 'machine-readable figures')
-      .example('$0 stats /slinky --pages', 'page cache hits, misses, verification failures, objects mapped'),
+      .option('net', { type: 'boolean', default: false, describe: 'also the peers of the running daemon (mount --peer/--serve): chunks not fetched, fetched, bytes on the wire' })
+      .example('$0 stats /slinky --pages', 'page cache hits, misses, verification failures, objects mapped')
+      .example('$0 stats /slinky --net', 'what a mount with peers fetched, and what it found here instead'),
   handler: async (args) => {
     if (args.mountpoint && fs.statSync(args.mountpoint, { throwIfNoEntry: false })?.isFile()) {
       // A file: its file digest, the name `slinkyfs get PEER sha256-…` fetches it by.
@@ -75,13 +82,16 @@ const command: CommandModule<{}, Args> = {
       return;
     }
     const storeDir = storeDirFrom(args);
-    const pages = args.pages ? await pageStats(storeDir) : undefined;
+    const daemon = args.pages || args.net ? await daemonStats(storeDir) : undefined;
+    const { network, ...pageFigures } = daemon ?? {};
+    const pages = args.pages ? (pageFigures as PageCacheStats) : undefined;
+    const net = args.net ? (network ?? null) : undefined;
     const store = await openStoreForReading(storeDir);
     try {
       const s = computeStats(store);
       const byDir = args['by-dir'] ? statsByTopDir(store) : undefined;
       if (args.json) {
-        process.stdout.write(JSON.stringify({ ...s, ...(byDir ? { byDir } : {}), ...(pages ? { pages } : {}) }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ ...s, ...(byDir ? { byDir } : {}), ...(pages ? { pages } : {}), ...(net !== undefined ? { network: net } : {}) }, null, 2) + '\n');
         return;
       }
       const rows = [
@@ -115,6 +125,9 @@ const command: CommandModule<{}, Args> = {
           const body = mapped.map((o) => [o.name.slice(0, 19), formatBytes(o.size), String(o.mappings), String(o.mappedPages), String(o.sharedPages), o.twin ?? '-']);
           process.stdout.write('\n' + table([head, ...body]) + '\n');
         }
+      }
+      if (net !== undefined) {
+        process.stdout.write('\n' + (net ? table(networkRows(net)) : 'no peers: the store is not mounted with --peer or --serve') + '\n');
       }
     } finally {
       await store.close();

@@ -42,7 +42,7 @@ export interface DaemonOptions {
    *  kernel offers it (src/pagecache/twins.ts; default true). */
   passthrough?: boolean;
   /** Extra chunk sources behind the local store (peers, seeds): set up by the caller. */
-  extraSources?: (store: Store, log: (line: string) => void, events: SourceEvents) => Promise<ChunkSource | undefined>;
+  extraSources?: (store: Store, log: (line: string) => void, events: SourceEvents) => Promise<ExtraSource | undefined>;
   log: (line: string) => void;
 }
 
@@ -55,6 +55,11 @@ export interface DaemonOptions {
  * last request of a burst.
  */
 export const DEFAULT_SPIN_US = 500;
+
+/** The chunk source a caller puts behind the store, and what it reports for `stats --net`. */
+export interface ExtraSource extends ChunkSource {
+  report?(): unknown;
+}
 
 /** What extra chunk sources tell the daemon. */
 export interface SourceEvents {
@@ -116,7 +121,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).
     // Slinked files committed here have their objects published for the shared page cache.
     const filesystem = new Filesystem(store, source, { log, compressLater: true, onContentCommitted: (ino, tail) => pages.onContentCommitted(ino, tail) });
-    const pages: PageCache = createPageCache({ store, source, filesystem, mountpoint, storeDir, log, twins: opts.passthrough !== false });
+    const moreStats = () => (extra?.report ? { network: extra.report() } : {});
+    const pages: PageCache = createPageCache({ store, source, filesystem, mountpoint, storeDir, log, twins: opts.passthrough !== false, moreStats });
     const compactor = new Compactor(store, { isIdle: () => Date.now() - filesystem.lastWriteMs > 500, log });
     let session: LowLevelSession | undefined;
     const ops = pages.wrapOps(makeLowLevelOps(filesystem, {

@@ -111,6 +111,20 @@ export interface ChunkRequestOptions {
   blockBytes?: number;
 }
 
+/** Requests and verified chunks of one client, and its failed requests by kind. */
+export interface PeerCounters {
+  requests: number;
+  /** Chunks received and verified, and their plaintext bytes. */
+  chunks: number;
+  chunkBytes: number;
+  /** Chunks whose bytes did not match their digest (each fails its request). */
+  badChunks: number;
+  /** Failed requests: no answer in time or no connection; an error status; a reply that broke the protocol. */
+  unavailable: number;
+  refused: number;
+  protocol: number;
+}
+
 export interface PeerInfo {
   protocol: number;
   hash: string;
@@ -172,6 +186,10 @@ export class PeerClient {
   readonly address: PeerAddress;
   /** Bytes of chunk data (block payloads, compressed as sent) received so far. */
   chunkPayloadIn = 0;
+  /** What this client has seen since it was made (`slinkyfs stats --net` of a mount with peers). */
+  readonly counters: PeerCounters = { requests: 0, chunks: 0, chunkBytes: 0, badChunks: 0, unavailable: 0, refused: 0, protocol: 0 };
+  /** The last failed request's error, for the same report. */
+  lastError: string | undefined;
   private readonly agent: CountingAgent;
   private readonly opts: Required<ClientOptions>;
 
@@ -214,6 +232,7 @@ export class PeerClient {
    */
   private async request<T>(spec: RequestSpec, consume: (body: AsyncIterable<Buffer>) => Promise<T>): Promise<T> {
     if (this.closed) throw new PeerUnavailableError(`connection to ${this.name} closed`);
+    this.counters.requests++;
     const { idleTimeoutMs, minBytesPerSecond } = this.opts;
     const deadlineMs = idleTimeoutMs + Math.ceil(((spec.expectBytes ?? spec.maxBytes) / minBytesPerSecond) * 1000);
     return new Promise<T>((resolve, reject) => {
@@ -225,6 +244,7 @@ export class PeerClient {
         clearTimeout(idle);
         if (err) {
           req.destroy();
+          this.countFailure(err);
           reject(err);
         } else resolve(value as T);
       };
@@ -274,6 +294,13 @@ export class PeerClient {
       req.on('error', (e) => fail(disconnected(this.name, e)));
       req.end(spec.body);
     });
+  }
+
+  private countFailure(err: Error): void {
+    if (err instanceof PeerRefusedError) this.counters.refused++;
+    else if (err instanceof PeerProtocolError) this.counters.protocol++;
+    else this.counters.unavailable++;
+    this.lastError = err.message;
   }
 
   private async buffered(spec: RequestSpec): Promise<Buffer> {
@@ -435,7 +462,12 @@ export class PeerClient {
     const body = Buffer.concat(wanted.map((w) => w.digest));
     return this.blocks('/chunks', body, wanted.length, (i) => wanted[i].length, opts, async (i, piece, single) => {
       const w = wanted[i];
-      if (!verifyDigest(w.digest, piece)) throw new PeerProtocolError(`${this.name} sent bytes that do not match chunk ${digestToString(w.digest)}`);
+      if (!verifyDigest(w.digest, piece)) {
+        this.counters.badChunks++;
+        throw new PeerProtocolError(`${this.name} sent bytes that do not match chunk ${digestToString(w.digest)}`);
+      }
+      this.counters.chunks++;
+      this.counters.chunkBytes += piece.length;
       await onChunk({ index: i, plain: piece, zstd: single });
     });
   }

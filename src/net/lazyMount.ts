@@ -12,11 +12,12 @@ import { isReg } from '../store/records';
 import { SeedIndex, SeedSource } from '../store/seedSource';
 import type { Store, StoredChunk } from '../store/store';
 import { PeerClient } from './client';
+import { type MirrorReport, type NetworkReport, type PrefetchState, failedMirror } from './networkReport';
 import { FailoverSource, PeerSource } from './peerSource';
 import { requestPathComponents } from './protocol';
 import { PeerServer } from './server';
 import { createEntries, ensureDir, processOwner } from './storeTree';
-import { batches, planFromPeer } from './transfer';
+import { batches, planFromPeer, uniqueChunks } from './transfer';
 
 export interface LazyMountOptions {
   peers: readonly string[];
@@ -66,21 +67,66 @@ class Filler {
   }
 }
 
+/** The peers of a lazy mount: their clients, the failover group over them, what mirroring found. */
+interface Peers {
+  clients: PeerClient[];
+  sources: PeerSource[];
+  group: FailoverSource;
+  mirrors: MirrorReport[];
+}
+
 export class LazySource implements ChunkSource {
   readonly name = 'store+peers';
   readonly counters = { local: 0, seeded: 0, fetched: 0, missing: 0 };
   private stopped = false;
   private prefetching: Promise<void> | undefined;
+  private readonly prefetchStatus: NetworkReport['prefetch'] = { state: 'off', wanted: 0, fetched: 0 };
+  /** Set by lazyMountSource when the daemon also serves the store. */
+  server: { address: string; counters: PeerServer['counters'] } | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly local: LocalChunkSource,
     private readonly seeds: ChunkSource | undefined,
-    private readonly remote: ChunkSource | undefined,
+    private readonly peers: Peers | undefined,
     private readonly filler: Filler,
     private readonly log: (l: string) => void,
     private readonly closers: Array<() => Promise<void> | void>,
   ) {}
+
+  private get remote(): ChunkSource | undefined {
+    return this.peers?.group;
+  }
+
+  /** What the peers sent and what was found here instead (`slinkyfs stats --net`). */
+  report(): NetworkReport {
+    const p = this.peers;
+    const peers = p
+      ? p.clients.map((c, i) => ({
+          name: c.name,
+          mirror: p.mirrors[i],
+          bytesIn: c.bytesIn(),
+          bytesOut: c.bytesOut(),
+          payloadBytes: c.chunkPayloadIn,
+          ...c.counters,
+          setAside: p.group.isSetAside(p.sources[i]),
+          ...(c.lastError ? { lastError: c.lastError } : {}),
+        }))
+      : [];
+    const s = this.server;
+    return {
+      peers,
+      reads: { ...this.counters },
+      prefetch: { ...this.prefetchStatus },
+      stored: this.filler.filled,
+      ...(s ? { serving: { address: s.address, ...s.counters } } : {}),
+    };
+  }
+
+  private setPrefetch(state: PrefetchState, error?: string): void {
+    this.prefetchStatus.state = state;
+    if (error) this.prefetchStatus.error = error;
+  }
 
   async getChunk(digest: Digest): Promise<Buffer | undefined> {
     const hit = this.local.getChunkSync(digest);
@@ -104,12 +150,22 @@ export class LazySource implements ChunkSource {
 
   /** Fetch every absent chunk, in file order, a batch at a time, until done or closed. */
   startPrefetch(done?: () => void): void {
+    this.setPrefetch('running');
     this.prefetching ??= this.prefetch().then(
       (absent) => {
+        this.setPrefetch(this.stopped ? 'stopped' : 'done');
         if (absent > 0) done?.();
       },
-      (err) => this.log(`prefetch stopped: ${(err as Error).message}`),
+      (err) => {
+        this.setPrefetch('stopped', (err as Error).message);
+        this.log(`prefetch stopped: ${(err as Error).message}`);
+      },
     );
+  }
+
+  /** The prefetch will start shortly (lazyMountSource delays it past the mount). */
+  prefetchSoon(): void {
+    this.setPrefetch('waiting');
   }
 
   /** Returns how many chunks were absent when it started (0: nothing to do). */
@@ -126,6 +182,7 @@ export class LazySource implements ChunkSource {
       }
     }
     if (wanted.length === 0) return 0;
+    this.prefetchStatus.wanted = wanted.length;
     this.log(`prefetching ${wanted.length} chunks`);
     let got = 0;
     for (const batch of batches(wanted, 2 << 20)) {
@@ -142,6 +199,7 @@ export class LazySource implements ChunkSource {
       chunks.forEach((b, i) => {
         if (b) {
           got++;
+          this.prefetchStatus.fetched++;
           this.filler.add(fromRemote[i].digest, b);
         }
       });
@@ -159,8 +217,13 @@ export class LazySource implements ChunkSource {
   }
 }
 
-/** Mirror each peer's tree into the store (missing names only). Unreachable peers are logged. */
-async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: string) => void): Promise<void> {
+/**
+ * Mirror each peer's tree into the store (missing names only). Unreachable peers are logged.
+ * Returns, per peer, what its files need and how much of that the store already had: the
+ * chunks a mount never fetches.
+ */
+async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: string) => void): Promise<MirrorReport[]> {
+  const reports: MirrorReport[] = [];
   for (const client of clients) {
     const where = client.address.path || '/';
     try {
@@ -168,33 +231,55 @@ async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: st
       if (typeof parts === 'string') throw new Error(`bad path ${where}: ${parts}`);
       const plan = await planFromPeer(client, where, true);
       if (plan.kind !== 'dir') throw new Error(`${where} is not a directory`);
+      const report: MirrorReport = { path: where, entries: plan.entries.length, created: 0, chunks: 0, chunkBytes: 0, localChunks: 0, localBytes: 0 };
+      for (const c of uniqueChunks(plan).values()) {
+        report.chunks++;
+        report.chunkBytes += c.length;
+        if (store.hasChunk(c.digest)) {
+          report.localChunks++;
+          report.localBytes += c.length;
+        }
+      }
       const owner = processOwner();
       const top = await store.txn(() => ensureDir(store, parts, owner));
-      const created = await createEntries(store, top, plan.entries, plan.recipes, owner, { merge: true });
-      log(`${client.name}: mirrored ${created} of ${plan.entries.length} entries of ${where}`);
+      report.created = await createEntries(store, top, plan.entries, plan.recipes, owner, { merge: true });
+      log(`${client.name}: mirrored ${report.created} of ${plan.entries.length} entries of ${where}`);
+      reports.push(report);
     } catch (err) {
       log(`${client.name}: cannot mirror ${where}: ${(err as Error).message}`);
+      reports.push(failedMirror(where, (err as Error).message));
     }
   }
+  return reports;
 }
 
 /** The daemon's extraSources hook for --peer/--serve. */
 export async function lazyMountSource(store: Store, opts: LazyMountOptions, log: (l: string) => void): Promise<LazySource> {
   const closers: Array<() => Promise<void> | void> = [];
   const clients = opts.peers.map((p) => new PeerClient(p, { idleTimeoutMs: (opts.timeoutSeconds ?? 15) * 1000 }));
-  await mirrorNamespaces(store, clients, log);
+  const mirrors = await mirrorNamespaces(store, clients, log);
   const seedIndex = await SeedIndex.open(store.dir, { readOnly: true }).catch(() => undefined);
   if (seedIndex) closers.push(() => seedIndex.close());
-  const remote = clients.length ? new FailoverSource(clients.map((c) => new PeerSource(c)), log) : undefined;
-  if (remote) closers.push(() => remote.close());
+  let peers: Peers | undefined;
+  if (clients.length) {
+    const sources = clients.map((c) => new PeerSource(c));
+    peers = { clients, sources, group: new FailoverSource(sources, log), mirrors };
+    const group = peers.group;
+    closers.push(() => group.close());
+  }
   const local = new LocalChunkSource(store, (_d, why) => log(`corrupt chunk in store: ${why}`));
-  const lazy = new LazySource(store, local, seedIndex && new SeedSource(seedIndex), remote, new Filler(store, log), log, closers);
+  const lazy = new LazySource(store, local, seedIndex && new SeedSource(seedIndex), peers, new Filler(store, log), log, closers);
   if (opts.serve) {
     const server = new PeerServer({ store, host: opts.serve.host, port: opts.serve.port, log });
     const addr = await server.listen();
-    log(`serving on http://${addr.host}:${addr.port}`);
+    const address = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+    log(`serving on http://${address}`);
+    lazy.server = { address, counters: server.counters };
     closers.unshift(() => server.close());
   }
-  if (remote && opts.prefetch !== false) setTimeout(() => lazy.startPrefetch(opts.onPrefetched), 200).unref();
+  if (peers && opts.prefetch !== false) {
+    lazy.prefetchSoon();
+    setTimeout(() => lazy.startPrefetch(opts.onPrefetched), 200).unref();
+  }
   return lazy;
 }

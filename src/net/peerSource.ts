@@ -71,6 +71,11 @@ export class FailoverSource implements ChunkSource {
     this.name = sources.map((s) => s.name).join(', ');
   }
 
+  /** True while `s` is set aside after a failure. */
+  isSetAside(s: ChunkSource): boolean {
+    return (this.downUntil.get(s) ?? 0) > Date.now();
+  }
+
   /** Sources to ask now: those not set aside, or all of them when every one is. */
   private order(): ChunkSource[] {
     const now = Date.now();

@@ -59,6 +59,9 @@ export interface PageCacheOptions {
   owner?: Caller;
   /** Back objects with identical system files when the mount has passthrough (default true). */
   twins?: boolean;
+  /** More of the daemon's figures, answered beside the page cache's on the statistics socket
+   *  (the network part of a mount with peers). */
+  moreStats?: () => Record<string, unknown>;
 }
 
 export interface ObjectStats {
@@ -286,7 +289,8 @@ class SharedPageCache implements PageCache {
   async start(): Promise<void> {
     await this.loadIndex();
     this.lookAgain();
-    if (this.o.storeDir) this.closeSocket = await serveStats(socketPath(this.o.storeDir), () => this.stats(), this.log);
+    const more = this.o.moreStats ?? (() => ({}));
+    if (this.o.storeDir) this.closeSocket = await serveStats(socketPath(this.o.storeDir), async () => ({ ...(await this.stats()), ...more() }), this.log);
   }
 
   private async loadIndex(): Promise<void> {

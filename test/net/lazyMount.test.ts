@@ -3,11 +3,16 @@
 // next; mount --serve serves the mounted store on.
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import { open as openLmdb } from 'lmdb';
+import { CODEC_RAW, decodeChunk } from '../../src/chunking/compress';
+import { decodeChunkRef, encodeChunkRef } from '../../src/store/records';
 import path from 'node:path';
 import { startMount, type TestMount } from '../helpers/mount';
 import { slinkyfs } from '../helpers/cli';
 import { run } from '../elf/slinkHelpers';
 import { objectsOf, waitPublished } from '../pagecache/mountHelpers';
+import type { NetworkReport } from '../../src/net/networkReport';
 import { type Sender, type Served, buildSender, runCli, sha, startServe, tally, uniqueChunks } from './netHelpers';
 
 let sender: Sender;
@@ -104,6 +109,9 @@ test('mount --serve serves the mounted store to the next peer', async () => {
   const r = await runCli(['get', `127.0.0.1:${port}`, '/bin/ls', '-o', out, '--store', path.join(m.dir, 'none')]);
   expect(r.code).toBe(0);
   expect(sha(out)).toBe(sha(sender.files.get('ls')!));
+  const serving = netStats(m).serving!;
+  expect(serving.address).toBe(`127.0.0.1:${port}`);
+  expect(serving.chunksSent).toBe(tally(uniqueChunks([sender.files.get('ls')!])).chunks);
   // Unmounting stops the server before the store closes.
   m.unmount();
   const after = await runCli(['get', `127.0.0.1:${port}`, '/bin/ls', '-o', path.join(m.dir, 'after'), '--store', path.join(m.dir, 'none')]);
@@ -111,4 +119,80 @@ test('mount --serve serves the mounted store to the next peer', async () => {
   const log = fs.readFileSync(path.join(m.store, 'slinkyfs.log'), 'utf8');
   expect(log).toMatch(/unmounted/);
   expect(log).not.toMatch(/closing chunk sources|server error|storing fetched chunks failed/);
+});
+
+/** The daemon's network report (`stats --net --json`). */
+function netStats(m: TestMount): NetworkReport {
+  const r = slinkyfs(['stats', m.mountpoint, '--net', '--json']);
+  if (r.status !== 0) throw new Error(`stats --net failed: ${r.stderr}`);
+  return JSON.parse(r.stdout).network;
+}
+
+test('stats --net: chunks the store already had are never fetched, and the prefetch brings exactly the rest', async () => {
+  const ls = sender.files.get('ls')!;
+  const grep = sender.files.get('grep')!;
+  const m = mount([]);
+  fs.mkdirSync(path.join(m.mountpoint, 'mine'));
+  fs.writeFileSync(path.join(m.mountpoint, 'mine', 'ls'), fs.readFileSync(ls));
+  m.unmount();
+  m.remount(['--peer', served.url]);
+  const all = uniqueChunks([ls, grep]);
+  const here = uniqueChunks([ls]);
+  const lacking = tally(new Map([...all].filter(([k]) => !here.has(k))));
+  await until(() => netStats(m).prefetch.state === 'done', 30_000);
+  const n = netStats(m);
+  expect(n.peers).toHaveLength(1);
+  const p = n.peers[0];
+  expect(p.mirror).toEqual({ path: '/', entries: 3, created: 3, chunks: all.size, chunkBytes: tally(all).bytes, localChunks: here.size, localBytes: tally(here).bytes });
+  expect([p.chunks, p.chunkBytes, p.badChunks, p.unavailable + p.refused + p.protocol]).toEqual([lacking.chunks, lacking.bytes, 0, 0]);
+  expect(n.prefetch).toEqual({ state: 'done', wanted: lacking.chunks, fetched: lacking.chunks });
+  expect(sha(path.join(m.mountpoint, 'bin', 'grep'))).toBe(sha(grep));
+});
+
+/** A copy of `store` whose every chunk is stored raw with its first byte flipped: a peer serving
+ *  it sends bytes that do not match what its recipes promise. */
+async function lyingCopy(store: string): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-liar-'));
+  fs.cpSync(store, dir, { recursive: true });
+  const env = openLmdb({ path: path.join(dir, 'db'), maxDbs: 16 });
+  const chunks = env.openDB({ name: 'chunks', encoding: 'binary', keyEncoding: 'binary' });
+  const refs = env.openDB({ name: 'chunkrefs', encoding: 'binary', keyEncoding: 'binary' });
+  await env.transaction(() => {
+    for (const { key, value } of chunks.getRange()) {
+      const ref = decodeChunkRef(refs.getBinary(key)!);
+      const plain = Buffer.from(decodeChunk(ref.codec, value, ref.length));
+      plain[0] ^= 1;
+      chunks.put(key, plain);
+      refs.put(key, encodeChunkRef({ ...ref, codec: CODEC_RAW, storedLength: plain.length }));
+    }
+  });
+  await env.close();
+  return dir;
+}
+
+test('stats --net counts a lying peer\'s chunks that do not match, and sets it aside for the next peer', async () => {
+  const liarStore = await lyingCopy(sender.store);
+  const liar = await startServe(liarStore);
+  extraServers.push(liar);
+  try {
+    const m = mount(['--peer', liar.url, '--peer', served.url, '--no-prefetch']);
+    const got = run(path.join(m.mountpoint, 'bin', 'grep'), ['-c', 'root', '/etc/passwd']);
+    expect(got.stdout.toString()).toBe(run('/usr/bin/grep', ['-c', 'root', '/etc/passwd']).stdout.toString());
+    const [bad, good] = netStats(m).peers;
+    expect(bad.badChunks).toBeGreaterThan(0);
+    expect([bad.protocol, bad.unavailable, bad.refused, bad.chunks, bad.setAside]).toEqual([bad.badChunks, 0, 0, 0, true]);
+    expect(bad.lastError).toMatch(/sent bytes that do not match chunk sha256-[0-9a-f]{64}$/);
+    expect([good.badChunks, good.setAside, good.mirror.created, good.mirror.entries]).toEqual([0, false, 0, bad.mirror.entries]);
+    expect(good.chunks).toBeGreaterThan(0);
+  } finally {
+    fs.rmSync(liarStore, { recursive: true, force: true });
+  }
+});
+
+test('stats --net of a mount without peers says so', () => {
+  const m = mount([]);
+  const human = slinkyfs(['stats', m.mountpoint, '--net']);
+  expect(human.status).toBe(0);
+  expect(human.stdout.trim().split('\n').pop()).toBe('no peers: the store is not mounted with --peer or --serve');
+  expect(JSON.parse(slinkyfs(['stats', m.mountpoint, '--net', '--json']).stdout).network).toBeNull();
 });
