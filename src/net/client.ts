@@ -68,9 +68,19 @@ export function parsePeer(text: string): PeerAddress {
     throw new PeerRefusedError(`not a peer address: ${text} (use HOST:PORT or http://HOST:PORT)`, 0);
   }
   if (url.protocol !== 'http:') throw new PeerRefusedError(`unsupported peer scheme ${url.protocol} (only http)`, 0);
-  if (!url.port) throw new PeerRefusedError(`peer address ${text} needs a port`, 0);
+  const port = url.port ? Number(url.port) : writtenPort(withScheme);
+  if (port === undefined) throw new PeerRefusedError(`peer address ${text} needs a port`, 0);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(url.port), path: decodeURIComponent(url.pathname) || '/' };
+  return { host, port, path: decodeURIComponent(url.pathname) || '/' };
+}
+
+/**
+ * The port written in an address that URL has accepted. URL leaves out a port equal to the
+ * scheme's default (":80" for http), yet a peer on port 80 is one the user asked for by number.
+ */
+function writtenPort(withScheme: string): number | undefined {
+  const m = /^[^:]+:\/\/[^/?#]*?:(\d+)(?=[/?#]|$)/.exec(withScheme);
+  return m ? Number(m[1]) : undefined;
 }
 
 export interface ClientOptions {

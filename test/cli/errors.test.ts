@@ -230,3 +230,9 @@ test('mount -f with a log file it cannot open: one line, exit 3', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a peer address without a port is refused', () => {
+  const r = slinkyfs(['get', '127.0.0.1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never')]);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: peer address 127.0.0.1 needs a port');
+});
