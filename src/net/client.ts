@@ -83,6 +83,9 @@ function writtenPort(withScheme: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The longest delay setTimeout keeps: beyond it Node warns and fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface ClientOptions {
   /** Milliseconds to wait for a connection. */
   connectTimeoutMs?: number;
@@ -189,8 +192,8 @@ export class PeerClient {
     this.address = typeof peer === 'string' ? parsePeer(peer) : peer;
     this.name = `peer ${this.address.host.includes(':') ? `[${this.address.host}]` : this.address.host}:${this.address.port}`;
     this.opts = {
-      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-      idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      connectTimeoutMs: Math.min(options.connectTimeoutMs ?? 10_000, MAX_TIMER_MS),
+      idleTimeoutMs: Math.min(options.idleTimeoutMs ?? 30_000, MAX_TIMER_MS),
       minBytesPerSecond: options.minBytesPerSecond ?? 64 << 10,
       maxConnections: options.maxConnections ?? 4,
       maxRecipeChunks: options.maxRecipeChunks ?? LIMITS.recipeChunks,
@@ -225,7 +228,8 @@ export class PeerClient {
   private async request<T>(spec: RequestSpec, consume: (body: AsyncIterable<Buffer>) => Promise<T>): Promise<T> {
     if (this.closed) throw new PeerUnavailableError(`connection to ${this.name} closed`);
     const { idleTimeoutMs, minBytesPerSecond } = this.opts;
-    const deadlineMs = idleTimeoutMs + Math.ceil(((spec.expectBytes ?? spec.maxBytes) / minBytesPerSecond) * 1000);
+    // A deadline too far off to keep (a slow rate over a large reply) is no deadline at all.
+    const deadlineMs = Math.min(idleTimeoutMs + Math.ceil(((spec.expectBytes ?? spec.maxBytes) / minBytesPerSecond) * 1000), MAX_TIMER_MS);
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const finish = (err: Error | undefined, value?: T) => {

@@ -236,3 +236,15 @@ test('a peer address without a port is refused', () => {
   expect(r.status).toBe(2);
   expect(r.stderr.trim()).toBe('slinkyfs: peer address 127.0.0.1 needs a port');
 });
+
+test('get --timeout beyond a day is one line and exit 2, before any connection', () => {
+  const r = slinkyfs(['get', '127.0.0.1:1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never'), '--timeout', '1e308']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --timeout wants seconds above 0 and at most 86400 (a day), not 1e+308');
+});
+
+test('get --min-rate 0 is one line and exit 2, before any connection', () => {
+  const r = slinkyfs(['get', '127.0.0.1:1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never'), '--min-rate', '0']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --min-rate wants a rate of at least 1 byte/s (e.g. 64K), not 0');
+});

@@ -219,3 +219,12 @@ asRoot('a peer on port 80, the default port of http, is reached with or without 
     await on80.stop();
   }
 });
+
+test('--min-rate 1: a deadline too far off for a timer is no deadline, not one that fires at once', async () => {
+  const recv = receiver();
+  const out = path.join(recv.dir, 'ls');
+  const r = await runCli(['get', served.url, '/bin/ls', '-o', out, '--store', recv.store, '--min-rate', '1']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(sha(out)).toBe(sha(sender.files.get('ls')!));
+});
