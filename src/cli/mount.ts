@@ -8,7 +8,7 @@ import { DEFAULT_SPIN_US, startDaemon, type SourceEvents } from '../fs/daemon';
 import { READAHEAD_KIB } from '../fs/readahead';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
-import { parseSize } from './units';
+import { parseSizeOption } from './units';
 import { parseListen } from './serve';
 import { DEFAULT_FLUSH_DELAY_MS, type Store } from '../store/store';
 import { makeDirs } from '../store/dirs';
@@ -19,6 +19,13 @@ async function peerSources(store: Store, args: Args, log: (l: string) => void, e
   const serve = args.serve ? parseListen(args.serve) : undefined;
   return lazyMountSource(store, { peers: args.peer ?? [], serve, prefetch: args.prefetch, onPrefetched: () => events.chunksArrived() }, log);
 }
+
+/**
+ * The store's limit is checked against the database file's size before each commit. A fresh
+ * store already takes 40 KiB and one FUSE write brings up to 1 MiB, so below 1 MiB nearly
+ * every write would fail; 0 would be no limit at all, which is what leaving it out means.
+ */
+const maxSize = (text: string) => parseSizeOption('--max-size', text, 1 << 20, 'a size of at least 1M (e.g. 10G)');
 
 interface Args {
   mountpoint: string;
@@ -72,7 +79,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
     daemon = await startDaemon({
       mountpoint: args.mountpoint,
       storeDir,
-      maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
+      maxBytes: args['max-size'] !== undefined ? maxSize(args['max-size']) : undefined,
       syncEveryCommit: args['sync-every-commit'],
       flushDelayMs: args['flush-delay-ms'],
       spinMicros: args['spin-us'],
@@ -103,7 +110,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
 async function runBackground(args: Args, storeDir: string): Promise<void> {
   // Re-run the same entry script (bin/slinkyfs) as the daemon.
   const childArgs = [process.argv[1], 'mount', args.mountpoint, '--store', storeDir, '--foreground', '--ready-fd', '3'];
-  if (args['max-size']) childArgs.push('--max-size', args['max-size']);
+  if (args['max-size'] !== undefined) childArgs.push('--max-size', args['max-size']);
   if (args['sync-every-commit']) childArgs.push('--sync-every-commit');
   childArgs.push('--flush-delay-ms', String(args['flush-delay-ms']));
   childArgs.push('--spin-us', String(args['spin-us']), '--readahead-kib', String(args['readahead-kib']));
@@ -177,7 +184,10 @@ const command: CommandModule<{}, Args> = {
       })
       .option('ready-fd', { type: 'number', hidden: true })
       .check((a) => {
+        // Checked here, before the daemon is started, so that a mistake is a usage error (2)
+        // rather than a daemon that failed (3).
         if (a.serve) parseListen(a.serve);
+        if (a['max-size'] !== undefined) maxSize(a['max-size']);
         if (!Number.isInteger(a['readahead-kib']) || a['readahead-kib'] < 4 || a['readahead-kib'] > 65536) {
           throw new UserError(`--readahead-kib wants a whole number of KiB from 4 to 65536, not ${a['readahead-kib']}`);
         }
