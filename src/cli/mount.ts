@@ -16,7 +16,7 @@ import { makeDirs } from '../store/dirs';
 /** Chunk sources for --peer/--serve: loaded only when asked for. */
 async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
   const { lazyMountSource } = await import('../net/lazyMount');
-  const serve = args.serve ? parseListen(args.serve) : undefined;
+  const serve = args.serve !== undefined ? parseListen(args.serve, '--serve') : undefined;
   return lazyMountSource(store, { peers: args.peer ?? [], serve, prefetch: args.prefetch, onPrefetched: () => events.chunksArrived() }, log);
 }
 
@@ -86,7 +86,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       readaheadKib: args['readahead-kib'],
       xattr: args.xattr,
       passthrough: args.passthrough,
-      extraSources: args.peer?.length || args.serve ? (store, l, events) => peerSources(store, args, l, events) : undefined,
+      extraSources: args.peer?.length || args.serve !== undefined ? (store, l, events) => peerSources(store, args, l, events) : undefined,
       log,
     });
   } catch (err) {
@@ -115,7 +115,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   childArgs.push('--flush-delay-ms', String(args['flush-delay-ms']));
   childArgs.push('--spin-us', String(args['spin-us']), '--readahead-kib', String(args['readahead-kib']));
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
-  if (args.serve) childArgs.push('--serve', args.serve);
+  if (args.serve !== undefined) childArgs.push('--serve', args.serve);
   if (!args.prefetch) childArgs.push('--no-prefetch');
   if (!args.xattr) childArgs.push('--no-xattr');
   if (!args.passthrough) childArgs.push('--no-passthrough');
@@ -186,7 +186,7 @@ const command: CommandModule<{}, Args> = {
       .check((a) => {
         // Checked here, before the daemon is started, so that a mistake is a usage error (2)
         // rather than a daemon that failed (3).
-        if (a.serve) parseListen(a.serve);
+        if (a.serve !== undefined) parseListen(a.serve, '--serve');
         if (a['max-size'] !== undefined) maxSize(a['max-size']);
         if (!Number.isInteger(a['readahead-kib']) || a['readahead-kib'] < 4 || a['readahead-kib'] > 65536) {
           throw new UserError(`--readahead-kib wants a whole number of KiB from 4 to 65536, not ${a['readahead-kib']}`);

@@ -284,4 +284,9 @@ describe('mount options are checked before the daemon starts', () => {
     expect(r.stderr.trim()).toBe("slinkyfs: --max-size wants a size of at least 1M (e.g. 10G), not ''");
   });
 
+  test('a bad --serve address is reported under --serve', () => {
+    const r = slinkyfs(['mount', mnt, '--store', store, '--serve', 'bad']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe('slinkyfs: --serve bad: use HOST:PORT');
+  });
 });
