@@ -149,7 +149,7 @@ const command: CommandModule<{}, Args> = {
       .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on, e.g. /slinky' })
       .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
       .option('max-size', { type: 'string', describe: 'limit the store database to this size (e.g. 10G); writes beyond it get ENOSPC' })
-      .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn)' })
+      .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn; the mount fails when no peer\'s tree can be fetched)' })
       .option('serve', { type: 'string', describe: 'also serve the store to peers on HOST:PORT' })
       .option('prefetch', { type: 'boolean', default: true, describe: 'fetch the rest of the peers\' chunks in the background (--no-prefetch: only on demand)' })
       .option('sync-every-commit', {

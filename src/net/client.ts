@@ -263,7 +263,12 @@ export class PeerClient {
           poke();
           if (res.statusCode !== 200) {
             void readLimited(res, 64 << 10).then(
-              (b) => fail(new PeerRefusedError(`${this.name}: ${errorText(b) ?? `HTTP ${res.statusCode}`}`, res.statusCode ?? 0)),
+              (b) => {
+                const text = errorText(b);
+                // `slinkyfs serve` words every error it sends: a bare status comes from some other server.
+                const why = text ? `${this.name}: ${text}` : `${this.name} answered HTTP ${res.statusCode}, which is not a slinkyfs reply (is \`slinkyfs serve\` running there?)`;
+                fail(new PeerRefusedError(why, res.statusCode ?? 0));
+              },
               () => fail(new PeerUnavailableError(`${this.name} answered HTTP ${res.statusCode} and went away`)),
             );
             return;

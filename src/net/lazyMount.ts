@@ -1,6 +1,7 @@
 // `mount --peer URL` and `mount --serve HOST:PORT`: what the daemon's chunk source becomes.
 // At mount time each peer's tree (the URL's path, "/" by default) is mirrored into the store as
-// names and recipes whose chunks are absent; names that exist locally are kept. A read then
+// names and recipes whose chunks are absent; names that exist locally are kept (a mount that
+// mirrors none of its peers' trees fails rather than showing an empty tree). A read then
 // finds its chunk in the store, in the seeds, or on the peers (in turn), verified; whatever
 // arrives is filled into the store, so a program from a peer starts before all of it is here,
 // and a background prefetch brings the rest.
@@ -16,7 +17,7 @@ import { FailoverSource, PeerSource } from './peerSource';
 import { requestPathComponents } from './protocol';
 import { PeerServer } from './server';
 import { createEntries, ensureDir, processOwner } from './storeTree';
-import { batches, planFromPeer } from './transfer';
+import { batches, planFromPeer, type Plan } from './transfer';
 
 export interface LazyMountOptions {
   peers: readonly string[];
@@ -159,22 +160,49 @@ export class LazySource implements ChunkSource {
   }
 }
 
-/** Mirror each peer's tree into the store (missing names only). Unreachable peers are logged. */
+/** No peer's tree could be mirrored: the mount would show nothing of them. */
+export class PeerMirrorError extends Error {
+  override name = 'PeerMirrorError';
+  readonly exitCode = 3;
+}
+
+async function planMirror(client: PeerClient): Promise<{ parts: string[]; plan: Plan }> {
+  const where = client.address.path || '/';
+  const parts = requestPathComponents(where);
+  if (typeof parts === 'string') throw new Error(`bad path ${where}: ${parts}`);
+  const plan = await planFromPeer(client, where, true);
+  if (plan.kind !== 'dir') throw new Error(`${where} is not a directory`);
+  return { parts, plan };
+}
+
+/**
+ * Mirror each peer's tree into the store (missing names only). A peer that fails is logged and
+ * left to the others; when every one fails, the mount fails with their reasons.
+ */
 async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: string) => void): Promise<void> {
-  for (const client of clients) {
+  // Asked side by side, so that silent peers cost one timeout in all, not one each; mirrored in
+  // the order given, so that the first peer's names win.
+  const plans = await Promise.allSettled(clients.map((c) => planMirror(c)));
+  const failures: string[] = [];
+  for (const [i, client] of clients.entries()) {
     const where = client.address.path || '/';
     try {
-      const parts = requestPathComponents(where);
-      if (typeof parts === 'string') throw new Error(`bad path ${where}: ${parts}`);
-      const plan = await planFromPeer(client, where, true);
-      if (plan.kind !== 'dir') throw new Error(`${where} is not a directory`);
+      const planned = plans[i];
+      if (planned.status === 'rejected') throw planned.reason;
+      const { parts, plan } = planned.value;
       const owner = processOwner();
       const top = await store.txn(() => ensureDir(store, parts, owner));
       const created = await createEntries(store, top, plan.entries, plan.recipes, owner, { merge: true });
       log(`${client.name}: mirrored ${created} of ${plan.entries.length} entries of ${where}`);
     } catch (err) {
-      log(`${client.name}: cannot mirror ${where}: ${(err as Error).message}`);
+      const why = (err as Error).message;
+      const reason = why.startsWith(client.name) ? why : `${client.name}: ${why}`;
+      log(`cannot mirror ${where}: ${reason}`);
+      failures.push(reason);
     }
+  }
+  if (clients.length > 0 && failures.length === clients.length) {
+    throw new PeerMirrorError(`cannot mirror ${clients.length === 1 ? 'the peer' : 'any peer'}: ${failures.join('; ')}`);
   }
 }
 
