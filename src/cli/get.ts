@@ -19,7 +19,7 @@ import { DEFAULT_FETCH, isDigestName, type FetchOptions } from '../net/transfer'
 import { xzAvailable } from '../net/xz';
 import { UserError } from './errors';
 import { transferProgress } from './transferProgress';
-import { formatBytes, parseSize } from './units';
+import { formatBytes, parseSize, parseSizeOption } from './units';
 import { makeDirs } from '../store/dirs';
 
 interface Args {
@@ -84,6 +84,12 @@ function print(s: GetSummary, where: string): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
+/** Longer than any peer stays silent for a reason; a day also keeps timers in range. */
+const MAX_TIMEOUT_S = 86_400;
+
+/** A rate of 0 would put every request's deadline at infinity. */
+const minRate = (text: string) => parseSizeOption('--min-rate', text, 1, 'a rate of at least 1 byte/s (e.g. 64K)');
+
 const command: CommandModule<object, Args> = {
   command: 'get <peer> <path>',
   describe: 'fetch a file or tree from a peer, transferring only the chunks missing here',
@@ -108,7 +114,8 @@ const command: CommandModule<object, Args> = {
         const max = a.codec === 'xz' ? 9 : 19;
         if (a.level !== undefined && (!Number.isInteger(a.level) || a.level < 0 || a.level > max)) throw new UserError(`--level must be 0..${max} for ${a.codec}`);
         if (!Number.isInteger(a.parallel) || a.parallel < 1 || a.parallel > 16) throw new UserError('--parallel must be 1..16');
-        if (!(a.timeout > 0)) throw new UserError('--timeout must be positive');
+        if (!(a.timeout > 0 && a.timeout <= MAX_TIMEOUT_S)) throw new UserError(`--timeout wants seconds above 0 and at most ${MAX_TIMEOUT_S} (a day), not ${a.timeout}`);
+        minRate(a['min-rate']);
         return true;
       })
       .example('$0 get 10.0.0.5:7070 /bin/vim --into /slinky/bin', 'fetch a program into a mounted store')
@@ -120,7 +127,7 @@ const command: CommandModule<object, Args> = {
     const codec = args.codec as WireCodec;
     if (codec === 'xz' && !xzAvailable()) throw new UserError('--codec xz needs build/slinky_xz.node (run `make build`; apt-get install liblzma-dev)', 3);
     const fetch: FetchOptions = { codec, level: args.level ?? (codec === 'xz' ? 9 : DEFAULT_FETCH.level), batchBytes, parallel: args.parallel };
-    const client = new PeerClient(args.peer, { idleTimeoutMs: args.timeout * 1000, minBytesPerSecond: parseSize(args['min-rate']) });
+    const client = new PeerClient(args.peer, { idleTimeoutMs: args.timeout * 1000, minBytesPerSecond: minRate(args['min-rate']) });
     const base = { client, what: args.path, allowDir: args.dir, fetch };
     let needed = 0;
     let bar: ReturnType<typeof transferProgress> | undefined;

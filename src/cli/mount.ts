@@ -8,7 +8,7 @@ import { DEFAULT_SPIN_US, startDaemon, type SourceEvents } from '../fs/daemon';
 import { READAHEAD_KIB } from '../fs/readahead';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
-import { parseSize } from './units';
+import { parseSizeOption } from './units';
 import { parseListen } from './serve';
 import { DEFAULT_FLUSH_DELAY_MS, type Store } from '../store/store';
 import { makeDirs } from '../store/dirs';
@@ -16,9 +16,16 @@ import { makeDirs } from '../store/dirs';
 /** Chunk sources for --peer/--serve: loaded only when asked for. */
 async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
   const { lazyMountSource } = await import('../net/lazyMount');
-  const serve = args.serve ? parseListen(args.serve) : undefined;
+  const serve = args.serve !== undefined ? parseListen(args.serve, '--serve') : undefined;
   return lazyMountSource(store, { peers: args.peer ?? [], serve, prefetch: args.prefetch, onPrefetched: () => events.chunksArrived() }, log);
 }
+
+/**
+ * The store's limit is checked against the database file's size before each commit. A fresh
+ * store already takes 40 KiB and one FUSE write brings up to 1 MiB, so below 1 MiB nearly
+ * every write would fail; 0 would be no limit at all, which is what leaving it out means.
+ */
+const maxSize = (text: string) => parseSizeOption('--max-size', text, 1 << 20, 'a size of at least 1M (e.g. 10G)');
 
 interface Args {
   mountpoint: string;
@@ -72,14 +79,14 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
     daemon = await startDaemon({
       mountpoint: args.mountpoint,
       storeDir,
-      maxBytes: args['max-size'] ? parseSize(args['max-size']) : undefined,
+      maxBytes: args['max-size'] !== undefined ? maxSize(args['max-size']) : undefined,
       syncEveryCommit: args['sync-every-commit'],
       flushDelayMs: args['flush-delay-ms'],
       spinMicros: args['spin-us'],
       readaheadKib: args['readahead-kib'],
       xattr: args.xattr,
       passthrough: args.passthrough,
-      extraSources: args.peer?.length || args.serve ? (store, l, events) => peerSources(store, args, l, events) : undefined,
+      extraSources: args.peer?.length || args.serve !== undefined ? (store, l, events) => peerSources(store, args, l, events) : undefined,
       log,
     });
   } catch (err) {
@@ -95,7 +102,8 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       void daemon.stop();
     });
   }
-  tell('ready');
+  for (const w of daemon.warnings) log(`warning: ${w}`);
+  tell(['ready', ...daemon.warnings.map((w) => `warning ${w}`)].join('\n'));
   await daemon.stopped;
   process.exit(0);
 }
@@ -103,12 +111,12 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
 async function runBackground(args: Args, storeDir: string): Promise<void> {
   // Re-run the same entry script (bin/slinkyfs) as the daemon.
   const childArgs = [process.argv[1], 'mount', args.mountpoint, '--store', storeDir, '--foreground', '--ready-fd', '3'];
-  if (args['max-size']) childArgs.push('--max-size', args['max-size']);
+  if (args['max-size'] !== undefined) childArgs.push('--max-size', args['max-size']);
   if (args['sync-every-commit']) childArgs.push('--sync-every-commit');
   childArgs.push('--flush-delay-ms', String(args['flush-delay-ms']));
   childArgs.push('--spin-us', String(args['spin-us']), '--readahead-kib', String(args['readahead-kib']));
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
-  if (args.serve) childArgs.push('--serve', args.serve);
+  if (args.serve !== undefined) childArgs.push('--serve', args.serve);
   if (!args.prefetch) childArgs.push('--no-prefetch');
   if (!args.xattr) childArgs.push('--no-xattr');
   if (!args.passthrough) childArgs.push('--no-passthrough');
@@ -126,10 +134,13 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
     child.on('exit', (code) => resolve(text.trim() || `error daemon exited with status ${code}`));
     setTimeout(() => resolve(text.trim() || 'error the daemon did not report ready within 60 s'), 60000).unref();
   });
-  if (answer !== 'ready') {
+  const [first, ...rest] = answer.split('\n');
+  if (first !== 'ready') {
     child.kill('SIGTERM');
     throw new UserError(answer.replace(/^error /, ''), 3);
   }
+  // Mounted, with something the user should know (a peer that could not be mirrored).
+  for (const line of rest) process.stderr.write(`slinkyfs: warning: ${line.replace(/^warning /, '')}\n`);
   child.unref();
   (child.stdio[3] as any)?.destroy?.();
 }
@@ -142,7 +153,7 @@ const command: CommandModule<{}, Args> = {
       .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on, e.g. /slinky' })
       .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
       .option('max-size', { type: 'string', describe: 'limit the store database to this size (e.g. 10G); writes beyond it get ENOSPC' })
-      .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn)' })
+      .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn; a peer that cannot be mirrored is a warning, and an error when no peer can be and the store has no tree of its own)' })
       .option('serve', { type: 'string', describe: 'also serve the store to peers on HOST:PORT' })
       .option('prefetch', { type: 'boolean', default: true, describe: 'fetch the rest of the peers\' chunks in the background (--no-prefetch: only on demand)' })
       .option('sync-every-commit', {
@@ -177,7 +188,10 @@ const command: CommandModule<{}, Args> = {
       })
       .option('ready-fd', { type: 'number', hidden: true })
       .check((a) => {
-        if (a.serve) parseListen(a.serve);
+        // Checked here, before the daemon is started, so that a mistake is a usage error (2)
+        // rather than a daemon that failed (3).
+        if (a.serve !== undefined) parseListen(a.serve, '--serve');
+        if (a['max-size'] !== undefined) maxSize(a['max-size']);
         if (!Number.isInteger(a['readahead-kib']) || a['readahead-kib'] < 4 || a['readahead-kib'] > 65536) {
           throw new UserError(`--readahead-kib wants a whole number of KiB from 4 to 65536, not ${a['readahead-kib']}`);
         }

@@ -14,12 +14,12 @@ interface Args {
   'keepalive-ms': number;
 }
 
-/** "HOST:PORT", "[v6]:PORT" or ":PORT" / "PORT" (loopback). */
-export function parseListen(text: string): { host: string; port: number } {
+/** "HOST:PORT", "[v6]:PORT" or ":PORT" / "PORT" (loopback), as given to `option`. */
+export function parseListen(text: string, option = '--listen'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
-  if (!m) throw new UserError(`--listen ${text}: use HOST:PORT`);
+  if (!m) throw new UserError(`${option} ${text || "''"}: use HOST:PORT`);
   const port = Number(m[3]);
-  if (port > 65535) throw new UserError(`--listen ${text}: port out of range`);
+  if (port > 65535) throw new UserError(`${option} ${text}: port out of range`);
   return { host: m[1] || m[2] || '127.0.0.1', port };
 }
 

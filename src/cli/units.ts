@@ -4,9 +4,21 @@ import { UserError } from './errors';
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
 export function parseSize(text: string): number {
+  const n = sizeOf(text);
+  if (n === undefined) throw new UserError(`not a size: ${text} (use e.g. 512M or 10G)`);
+  return n;
+}
+
+/** The size an option was given, refused in one line that names the option and says what it takes. */
+export function parseSizeOption(option: string, text: string, min: number, wants: string): number {
+  const n = sizeOf(text);
+  if (n === undefined || !Number.isFinite(n) || n < min) throw new UserError(`${option} wants ${wants}, not ${text === '' ? "''" : text}`);
+  return n;
+}
+
+function sizeOf(text: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
-  if (!m) throw new UserError(`not a size: ${text} (use e.g. 512M or 10G)`);
-  return Math.floor(parseFloat(m[1]) * UNITS[m[2].toLowerCase()]);
+  return m ? Math.floor(parseFloat(m[1]) * UNITS[m[2].toLowerCase()]) : undefined;
 }
 
 export function formatBytes(n: number): string {

@@ -59,6 +59,8 @@ export const DEFAULT_SPIN_US = 500;
 /** The chunk source a caller puts behind the store, and what it reports for `stats --net`. */
 export interface ExtraSource extends ChunkSource {
   report?(): unknown;
+  /** What the user should hear about though the mount went ahead (a peer that failed). */
+  readonly warnings?: readonly string[];
 }
 
 /** What extra chunk sources tell the daemon. */
@@ -90,6 +92,8 @@ export async function clearStaleMount(mountpoint: string, log: (l: string) => vo
 
 export interface RunningDaemon {
   fs: Filesystem;
+  /** Mounted, but something the user asked for did not work out: one line each. */
+  warnings: readonly string[];
   stop: () => Promise<void>;
   stopped: Promise<void>;
 }
@@ -186,7 +190,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       })());
     // An external `fusermount -u` ends the session: stop too.
     void liveSession.closed.then(() => stop());
-    return { fs: filesystem, stop, stopped };
+    return { fs: filesystem, warnings: extra?.warnings ?? [], stop, stopped };
   } catch (err) {
     await store?.close().catch(() => undefined);
     unlock();

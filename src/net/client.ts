@@ -68,10 +68,23 @@ export function parsePeer(text: string): PeerAddress {
     throw new PeerRefusedError(`not a peer address: ${text} (use HOST:PORT or http://HOST:PORT)`, 0);
   }
   if (url.protocol !== 'http:') throw new PeerRefusedError(`unsupported peer scheme ${url.protocol} (only http)`, 0);
-  if (!url.port) throw new PeerRefusedError(`peer address ${text} needs a port`, 0);
+  const port = url.port ? Number(url.port) : writtenPort(withScheme);
+  if (port === undefined) throw new PeerRefusedError(`peer address ${text} needs a port`, 0);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(url.port), path: decodeURIComponent(url.pathname) || '/' };
+  return { host, port, path: decodeURIComponent(url.pathname) || '/' };
 }
+
+/**
+ * The port written in an address that URL has accepted. URL leaves out a port equal to the
+ * scheme's default (":80" for http), yet a peer on port 80 is one the user asked for by number.
+ */
+function writtenPort(withScheme: string): number | undefined {
+  const m = /^[^:]+:\/\/[^/?#]*?:(\d+)(?=[/?#]|$)/.exec(withScheme);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The longest delay setTimeout keeps: beyond it Node warns and fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface ClientOptions {
   /** Milliseconds to wait for a connection. */
@@ -197,8 +210,8 @@ export class PeerClient {
     this.address = typeof peer === 'string' ? parsePeer(peer) : peer;
     this.name = `peer ${this.address.host.includes(':') ? `[${this.address.host}]` : this.address.host}:${this.address.port}`;
     this.opts = {
-      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-      idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      connectTimeoutMs: Math.min(options.connectTimeoutMs ?? 10_000, MAX_TIMER_MS),
+      idleTimeoutMs: Math.min(options.idleTimeoutMs ?? 30_000, MAX_TIMER_MS),
       minBytesPerSecond: options.minBytesPerSecond ?? 64 << 10,
       maxConnections: options.maxConnections ?? 4,
       maxRecipeChunks: options.maxRecipeChunks ?? LIMITS.recipeChunks,
@@ -234,7 +247,8 @@ export class PeerClient {
     if (this.closed) throw new PeerUnavailableError(`connection to ${this.name} closed`);
     this.counters.requests++;
     const { idleTimeoutMs, minBytesPerSecond } = this.opts;
-    const deadlineMs = idleTimeoutMs + Math.ceil(((spec.expectBytes ?? spec.maxBytes) / minBytesPerSecond) * 1000);
+    // A deadline too far off to keep (a slow rate over a large reply) is no deadline at all.
+    const deadlineMs = Math.min(idleTimeoutMs + Math.ceil(((spec.expectBytes ?? spec.maxBytes) / minBytesPerSecond) * 1000), MAX_TIMER_MS);
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const finish = (err: Error | undefined, value?: T) => {
@@ -269,7 +283,12 @@ export class PeerClient {
           poke();
           if (res.statusCode !== 200) {
             void readLimited(res, 64 << 10).then(
-              (b) => fail(new PeerRefusedError(`${this.name}: ${errorText(b) ?? `HTTP ${res.statusCode}`}`, res.statusCode ?? 0)),
+              (b) => {
+                const text = errorText(b);
+                // `slinkyfs serve` words every error it sends: a bare status comes from some other server.
+                const why = text ? `${this.name}: ${text}` : `${this.name} answered HTTP ${res.statusCode}, which is not a slinkyfs reply (is \`slinkyfs serve\` running there?)`;
+                fail(new PeerRefusedError(why, res.statusCode ?? 0));
+              },
               () => fail(new PeerUnavailableError(`${this.name} answered HTTP ${res.statusCode} and went away`)),
             );
             return;

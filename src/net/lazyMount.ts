@@ -1,6 +1,8 @@
 // `mount --peer URL` and `mount --serve HOST:PORT`: what the daemon's chunk source becomes.
 // At mount time each peer's tree (the URL's path, "/" by default) is mirrored into the store as
-// names and recipes whose chunks are absent; names that exist locally are kept. A read then
+// names and recipes whose chunks are absent; names that exist locally are kept (a mount that
+// mirrors none of its peers' trees into an empty store fails rather than show an empty tree;
+// one whose store has a tree goes ahead with a warning, to work offline). A read then
 // finds its chunk in the store, in the seeds, or on the peers (in turn), verified; whatever
 // arrives is filled into the store, so a program from a peer starts before all of it is here,
 // and a background prefetch brings the rest.
@@ -11,13 +13,15 @@ import { LocalChunkSource } from '../store/localSource';
 import { isReg } from '../store/records';
 import { SeedIndex, SeedSource } from '../store/seedSource';
 import type { Store, StoredChunk } from '../store/store';
+import { SLINKY_NAME } from '../pagecache/layout';
+import { ROOT_INO } from '../store/records';
 import { PeerClient } from './client';
 import { type MirrorReport, type NetworkReport, type PrefetchState, failedMirror } from './networkReport';
 import { FailoverSource, PeerSource } from './peerSource';
 import { requestPathComponents } from './protocol';
 import { PeerServer } from './server';
 import { createEntries, ensureDir, processOwner } from './storeTree';
-import { batches, planFromPeer, uniqueChunks } from './transfer';
+import { batches, planFromPeer, type Plan, uniqueChunks } from './transfer';
 
 export interface LazyMountOptions {
   peers: readonly string[];
@@ -81,6 +85,8 @@ export class LazySource implements ChunkSource {
   private stopped = false;
   private prefetching: Promise<void> | undefined;
   private readonly prefetchStatus: NetworkReport['prefetch'] = { state: 'off', wanted: 0, fetched: 0 };
+  /** Peers that could not be mirrored, one line each, for `mount` to print. */
+  warnings: readonly string[] = [];
   /** Set by lazyMountSource when the daemon also serves the store. */
   server: { address: string; counters: PeerServer['counters'] } | undefined;
 
@@ -217,20 +223,43 @@ export class LazySource implements ChunkSource {
   }
 }
 
+/** No peer's tree could be mirrored and the store has nothing to show instead. */
+export class PeerMirrorError extends Error {
+  override name = 'PeerMirrorError';
+  readonly exitCode = 3;
+}
+
+async function planMirror(client: PeerClient): Promise<{ parts: string[]; plan: Plan }> {
+  const where = client.address.path || '/';
+  const parts = requestPathComponents(where);
+  if (typeof parts === 'string') throw new Error(`bad path ${where}: ${parts}`);
+  const plan = await planFromPeer(client, where, true);
+  if (plan.kind !== 'dir') throw new Error(`${where} is not a directory`);
+  return { parts, plan };
+}
+
+/** What mirroring found, per peer, and the one-line reasons of those that failed. */
+interface Mirrored {
+  reports: MirrorReport[];
+  failures: string[];
+}
+
 /**
- * Mirror each peer's tree into the store (missing names only). Unreachable peers are logged.
- * Returns, per peer, what its files need and how much of that the store already had: the
- * chunks a mount never fetches.
+ * Mirror each peer's tree into the store (missing names only). Returns, per peer, what its files
+ * need and how much of that the store already had: the chunks a mount never fetches. A peer
+ * that fails is logged and left to the others.
  */
-async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: string) => void): Promise<MirrorReport[]> {
-  const reports: MirrorReport[] = [];
-  for (const client of clients) {
+async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: string) => void): Promise<Mirrored> {
+  // Asked side by side, so that silent peers cost one timeout in all, not one each; mirrored in
+  // the order given, so that the first peer's names win.
+  const plans = await Promise.allSettled(clients.map((c) => planMirror(c)));
+  const out: Mirrored = { reports: [], failures: [] };
+  for (const [i, client] of clients.entries()) {
     const where = client.address.path || '/';
     try {
-      const parts = requestPathComponents(where);
-      if (typeof parts === 'string') throw new Error(`bad path ${where}: ${parts}`);
-      const plan = await planFromPeer(client, where, true);
-      if (plan.kind !== 'dir') throw new Error(`${where} is not a directory`);
+      const planned = plans[i];
+      if (planned.status === 'rejected') throw planned.reason;
+      const { parts, plan } = planned.value;
       const report: MirrorReport = { path: where, entries: plan.entries.length, created: 0, chunks: 0, chunkBytes: 0, localChunks: 0, localBytes: 0 };
       for (const c of uniqueChunks(plan).values()) {
         report.chunks++;
@@ -244,20 +273,35 @@ async function mirrorNamespaces(store: Store, clients: PeerClient[], log: (l: st
       const top = await store.txn(() => ensureDir(store, parts, owner));
       report.created = await createEntries(store, top, plan.entries, plan.recipes, owner, { merge: true });
       log(`${client.name}: mirrored ${report.created} of ${plan.entries.length} entries of ${where}`);
-      reports.push(report);
+      out.reports.push(report);
     } catch (err) {
-      log(`${client.name}: cannot mirror ${where}: ${(err as Error).message}`);
-      reports.push(failedMirror(where, (err as Error).message));
+      const why = (err as Error).message;
+      const reason = why.startsWith(client.name) ? why : `${client.name}: ${why}`;
+      log(`cannot mirror ${where}: ${reason}`);
+      out.failures.push(reason);
+      out.reports.push(failedMirror(where, why));
     }
   }
-  return reports;
+  return out;
+}
+
+/** Anything to show besides the hidden page-cache tree: a tree mirrored before, files of its own. */
+function hasContent(store: Store): boolean {
+  for (const e of store.entries(ROOT_INO)) if (e.name !== SLINKY_NAME) return true;
+  return false;
 }
 
 /** The daemon's extraSources hook for --peer/--serve. */
 export async function lazyMountSource(store: Store, opts: LazyMountOptions, log: (l: string) => void): Promise<LazySource> {
   const closers: Array<() => Promise<void> | void> = [];
   const clients = opts.peers.map((p) => new PeerClient(p, { idleTimeoutMs: (opts.timeoutSeconds ?? 15) * 1000 }));
-  const mirrors = await mirrorNamespaces(store, clients, log);
+  const { reports: mirrors, failures } = await mirrorNamespaces(store, clients, log);
+  // With no peer's tree and nothing of its own, the mount would only show an empty directory; a
+  // store that has a tree (mirrored before, while the peer was up) is still worth mounting.
+  if (clients.length > 0 && failures.length === clients.length && !hasContent(store)) {
+    for (const c of clients) c.close();
+    throw new PeerMirrorError(`cannot mirror ${clients.length === 1 ? 'the peer' : 'any peer'}: ${failures.join('; ')}`);
+  }
   const seedIndex = await SeedIndex.open(store.dir, { readOnly: true }).catch(() => undefined);
   if (seedIndex) closers.push(() => seedIndex.close());
   let peers: Peers | undefined;
@@ -269,6 +313,7 @@ export async function lazyMountSource(store: Store, opts: LazyMountOptions, log:
   }
   const local = new LocalChunkSource(store, (_d, why) => log(`corrupt chunk in store: ${why}`));
   const lazy = new LazySource(store, local, seedIndex && new SeedSource(seedIndex), peers, new Filler(store, log), log, closers);
+  lazy.warnings = failures.map((f) => `not mirrored: ${f}`);
   if (opts.serve) {
     const server = new PeerServer({ store, host: opts.serve.host, port: opts.serve.port, log });
     const addr = await server.listen();

@@ -230,3 +230,63 @@ test('mount -f with a log file it cannot open: one line, exit 3', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a peer address without a port is refused', () => {
+  const r = slinkyfs(['get', '127.0.0.1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never')]);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: peer address 127.0.0.1 needs a port');
+});
+
+test('get --timeout beyond a day is one line and exit 2, before any connection', () => {
+  const r = slinkyfs(['get', '127.0.0.1:1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never'), '--timeout', '1e308']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --timeout wants seconds above 0 and at most 86400 (a day), not 1e+308');
+});
+
+test('get --min-rate 0 is one line and exit 2, before any connection', () => {
+  const r = slinkyfs(['get', '127.0.0.1:1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never'), '--min-rate', '0']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --min-rate wants a rate of at least 1 byte/s (e.g. 64K), not 0');
+});
+
+describe('mount options are checked before the daemon starts', () => {
+  let dir: string;
+  let mnt: string;
+  let store: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-opts-'));
+    mnt = path.join(dir, 'mnt');
+    store = path.join(dir, 'store');
+    fs.mkdirSync(mnt);
+  });
+  afterEach(() => {
+    // Should a bad option be let through, the mount it made goes too.
+    if (fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `)) slinkyfs(['umount', mnt]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('--max-size 0 is refused: a limit must leave room for writes, and no limit is leaving it out', () => {
+    const r = slinkyfs(['mount', mnt, '--store', store, '--max-size', '0']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe('slinkyfs: --max-size wants a size of at least 1M (e.g. 10G), not 0');
+    expect(fs.existsSync(store)).toBe(false);
+  });
+
+  test('--max-size that is no size is a usage error (2), not a daemon that failed (3)', () => {
+    const r = slinkyfs(['mount', mnt, '--store', store, '--max-size', 'abc']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe('slinkyfs: --max-size wants a size of at least 1M (e.g. 10G), not abc');
+  });
+
+  test('an empty --max-size is refused rather than ignored', () => {
+    const r = slinkyfs(['mount', mnt, '--store', store, '--max-size', '']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe("slinkyfs: --max-size wants a size of at least 1M (e.g. 10G), not ''");
+  });
+
+  test('a bad --serve address is reported under --serve', () => {
+    const r = slinkyfs(['mount', mnt, '--store', store, '--serve', 'bad']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe('slinkyfs: --serve bad: use HOST:PORT');
+  });
+});

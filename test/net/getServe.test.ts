@@ -200,3 +200,31 @@ test('a server packing slowly keeps the reply alive; without keep-alives the sam
     await chatty.stop();
   }
 });
+
+// Only root may listen on port 80.
+const asRoot = process.getuid?.() === 0 ? test : test.skip;
+
+asRoot('a peer on port 80, the default port of http, is reached with or without http://', async () => {
+  const on80 = await startServe(sender.store, ['--listen', '127.0.0.1:80']);
+  try {
+    const recv = receiver();
+    for (const [i, peer] of ['127.0.0.1:80', 'http://127.0.0.1:80'].entries()) {
+      const out = path.join(recv.dir, `ls${i}`);
+      const r = await runCli(['get', peer, '/bin/ls', '-o', out, '--store', recv.store]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(sha(out)).toBe(sha(sender.files.get('ls')!));
+    }
+  } finally {
+    await on80.stop();
+  }
+});
+
+test('--min-rate 1: a deadline too far off for a timer is no deadline, not one that fires at once', async () => {
+  const recv = receiver();
+  const out = path.join(recv.dir, 'ls');
+  const r = await runCli(['get', served.url, '/bin/ls', '-o', out, '--store', recv.store, '--min-rate', '1']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(sha(out)).toBe(sha(sender.files.get('ls')!));
+});

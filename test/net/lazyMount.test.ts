@@ -2,6 +2,7 @@
 // chunks fetched as they are read; prefetch brings the rest; a failed peer hands over to the
 // next; mount --serve serves the mounted store on.
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import { open as openLmdb } from 'lmdb';
@@ -10,7 +11,7 @@ import { decodeChunkRef, encodeChunkRef } from '../../src/store/records';
 import path from 'node:path';
 import { startMount, type TestMount } from '../helpers/mount';
 import { slinkyfs } from '../helpers/cli';
-import { run } from '../elf/slinkHelpers';
+import { run, tempDir } from '../elf/slinkHelpers';
 import { objectsOf, waitPublished } from '../pagecache/mountHelpers';
 import type { NetworkReport } from '../../src/net/networkReport';
 import { type Sender, type Served, buildSender, runCli, sha, startServe, tally, uniqueChunks } from './netHelpers';
@@ -195,4 +196,105 @@ test('stats --net of a mount without peers says so', () => {
   expect(human.status).toBe(0);
   expect(human.stdout.trim().split('\n').pop()).toBe('no peers: the store is not mounted with --peer or --serve');
   expect(JSON.parse(slinkyfs(['stats', m.mountpoint, '--net', '--json']).stdout).network).toBeNull();
+});
+
+describe('peers that cannot be mirrored: one line each, and no mount unless there is something to show', () => {
+  const dirs: string[] = [];
+  const mounted = (mnt: string) => fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `);
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) {
+      const mnt = path.join(dir, 'mnt');
+      if (mounted(mnt)) slinkyfs(['umount', mnt]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** `mount --peer …` as a user runs it; asynchronous, as some of the peers answer from this process. */
+  async function mountPeers(peers: string[]) {
+    const dir = tempDir('peer-mount');
+    dirs.push(dir);
+    const mnt = path.join(dir, 'mnt');
+    const store = path.join(dir, 'store');
+    fs.mkdirSync(mnt);
+    const r = await runCli(['mount', mnt, '--store', store, ...peers.flatMap((p) => ['--peer', p])]);
+    return { r, mnt, store, left: mounted(mnt) || fs.existsSync(path.join(store, 'daemon.pid')) };
+  }
+
+  async function listening(server: net.Server): Promise<number> {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  test('a web server that is not a slinkyfs peer', async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html' });
+      res.end('<h1>Not Found</h1>');
+    });
+    const port = await listening(server);
+    try {
+      const { r, left } = await mountPeers([`http://127.0.0.1:${port}`]);
+      expect(r.stderr.trim()).toBe(
+        `slinkyfs: cannot mirror the peer: peer 127.0.0.1:${port} answered HTTP 404, which is not a slinkyfs reply (is \`slinkyfs serve\` running there?)`,
+      );
+      expect(r.code).toBe(3);
+      expect(left).toBe(false);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('a peer that refuses the connection', async () => {
+    const { r, left } = await mountPeers(['http://127.0.0.1:1']);
+    expect(r.stderr.trim()).toBe('slinkyfs: cannot mirror the peer: peer 127.0.0.1:1 refused the connection (is `slinkyfs serve` running there?)');
+    expect(r.code).toBe(3);
+    expect(left).toBe(false);
+  });
+
+  test('a peer that never answers fails the mount after the peers\' 15 s timeout', async () => {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+    });
+    const port = await listening(server);
+    try {
+      const { r, left } = await mountPeers([`http://127.0.0.1:${port}`]);
+      expect(r.stderr.trim()).toBe(`slinkyfs: cannot mirror the peer: peer 127.0.0.1:${port} sent nothing for 15 s`);
+      expect(r.code).toBe(3);
+      expect(left).toBe(false);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('with several peers, the line gives each one\'s reason', async () => {
+    const closed = await freePort();
+    const { r, left } = await mountPeers(['http://127.0.0.1:1', `http://127.0.0.1:${closed}`]);
+    expect(r.stderr.trim()).toBe(
+      `slinkyfs: cannot mirror any peer: peer 127.0.0.1:1 refused the connection (is \`slinkyfs serve\` running there?); peer 127.0.0.1:${closed} refused the connection (is \`slinkyfs serve\` running there?)`,
+    );
+    expect(r.code).toBe(3);
+    expect(left).toBe(false);
+  });
+
+  test('one peer that works is enough: the mount mirrors it and warns of the other', async () => {
+    const { r, mnt, store } = await mountPeers(['http://127.0.0.1:1', served.url]);
+    expect(r.stderr).toBe('slinkyfs: warning: not mirrored: peer 127.0.0.1:1 refused the connection (is `slinkyfs serve` running there?)\n');
+    expect(r.code).toBe(0);
+    expect(fs.readdirSync(path.join(mnt, 'bin')).sort()).toEqual(['grep', 'ls']);
+    expect(fs.readFileSync(path.join(store, 'slinkyfs.log'), 'utf8')).toMatch(/cannot mirror \/: peer 127\.0\.0\.1:1 refused the connection/);
+  });
+
+  test('a store mirrored before mounts while its peer is down, with a warning', async () => {
+    const port = await freePort();
+    const first = await mountPeers([served.url]);
+    expect(first.r.code).toBe(0);
+    expect(slinkyfs(['umount', first.mnt]).status).toBe(0);
+    const r = await runCli(['mount', first.mnt, '--store', first.store, '--peer', `http://127.0.0.1:${port}`]);
+    expect(r.stderr).toBe(`slinkyfs: warning: not mirrored: peer 127.0.0.1:${port} refused the connection (is \`slinkyfs serve\` running there?)\n`);
+    expect(r.code).toBe(0);
+    expect(fs.readdirSync(path.join(first.mnt, 'bin')).sort()).toEqual(['grep', 'ls']);
+  });
 });
