@@ -5,11 +5,20 @@ import path from 'node:path';
 import { Store } from '../store/store';
 import { readLock } from '../store/lock';
 import { CorruptStoreError } from '../store/errors';
+import { checkDataFile } from '../store/dataFile';
+import { checkDataTree } from '../store/dataTree';
 import { UserError } from './errors';
 
-export async function openStoreForReading(dir: string): Promise<Store> {
-  if (!fs.existsSync(path.join(dir, 'db', 'data.mdb'))) throw new UserError(`no slinkyfs store at ${dir}`);
+/** `checkPages` (verify) first reads every page LMDB would follow, so damage there is reported
+ *  rather than followed into a crash; it costs a read of every B-tree page. */
+export async function openStoreForReading(dir: string, opts: { checkPages?: boolean } = {}): Promise<Store> {
+  const file = path.join(dir, 'db', 'data.mdb');
+  if (!fs.existsSync(file)) throw new UserError(`no slinkyfs store at ${dir}`);
   try {
+    if (opts.checkPages) {
+      await checkDataFile(file, false);
+      await checkDataTree(file);
+    }
     return await Store.open(dir, { readOnly: true });
   } catch (err) {
     // A damaged store is what verify exists to find: exit status 1, as for damaged chunks.

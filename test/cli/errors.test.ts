@@ -157,6 +157,65 @@ describe('a damaged database file is reported, not a crash', () => {
     expect(r.stderr.trim()).toBe(`slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (not an LMDB file)`);
   });
 
+  /**
+   * Where the first node of a named database's first leaf page sits in `db`, found as LMDB finds
+   * it: newest meta page, the root of the main database, the named database's record, its root,
+   * first child down to the leaf (lmdb-js 3's layout, as src/store/dataTree.ts reads it).
+   */
+  function firstLeafNode(db: Buffer, name: string): { page: number; node: number } {
+    const psize = db.readUInt32LE(48);
+    const meta = db.readBigUInt64LE(psize + 152) > db.readBigUInt64LE(152) ? psize : 0;
+    const node = (page: number, i: number) => page * psize + 24 + db.readUInt16LE(page * psize + 24 + 2 * i);
+    const leaf = (root: number) => {
+      let page = root;
+      while (db.readUInt16LE(page * psize + 18) & 1) page = db.readUInt32LE(node(page, 0)); // mn_lo, mn_hi: the child
+      return page;
+    };
+    const main = leaf(Number(db.readBigUInt64LE(meta + 136)));
+    for (let i = 0; i < db.readUInt16LE(main * psize + 20) >> 1; i++) {
+      const n = node(main, i);
+      if (db.toString('latin1', n + 8, n + 8 + db.readUInt16LE(n + 6)) !== `${name}\0`) continue;
+      const page = leaf(Number(db.readBigUInt64LE(n + 8 + db.readUInt16LE(n + 6) + 40)));
+      return { page, node: node(page, 0) };
+    }
+    throw new Error(`no database ${name}`);
+  }
+
+  test('verify of a node flagged as having duplicates (LMDB: "Invalid dupdata flag"): one line naming the page, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'extents');
+    db[node + 4] |= 0x04; // F_DUPDATA, in a database that has no duplicates
+    const store = storeWith('dupdata', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "extents", page ${page}, entry 0: node flags 0x4)\n`,
+    );
+  });
+
+  test('verify of a node whose data size runs far past its page (a crash in LMDB): one line, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'inodes');
+    db.writeUInt16LE(0x800, node + 2); // mn_hi: 128 MiB more data than the node has
+    const size = 0x800 * 65536 + db.readUInt16LE(node);
+    const store = storeWith('datasize', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`,
+    );
+  });
+
+  test('verify of a chunk reference under a key that is no digest: one line saying what it was reading, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { node } = firstLeafNode(db, 'chunkrefs');
+    db[node + 8] ^= 0x80; // the key's algorithm byte
+    const store = storeWith('badkey', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`slinkyfs: store ${store} is damaged: reading the chunk references failed: malformed digest\n`);
+  });
+
   test('gc of a short file read-write: one line, exit 1, the file left as it was', () => {
     const store = storeWith('gc-short', goodDb.subarray(0, 12288));
     const r = slinkyfs(['gc', '--store', store]);
