@@ -255,6 +255,23 @@ describe('slink -o replaces regular files only', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+  test('an empty -o is bad usage, and writes nothing', () => {
+    const r = sh(`cd '${dir}' && '${BIN}' slink /usr/bin/true -o ''`);
+    expect([r.status, r.stderr]).toEqual([2, 'slinkyfs: -o needs a file name\n']);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test('a directory as the output is named as given', () => {
+    const r = slinkyfs(['slink', '/usr/bin/true', '-o', dir]);
+    expect([r.status, r.stderr]).toEqual([2, `slinkyfs: ${dir} is a directory (-o names the file to write)\n`]);
+  });
+
+  test('an output in a missing directory is named as given, not by its temporary name', () => {
+    const out = path.join(dir, 'missing', 'true');
+    const r = slinkyfs(['slink', '/usr/bin/true', '-o', out]);
+    expect([r.status, r.stderr]).toEqual([2, `slinkyfs: cannot slink /usr/bin/true: ${out}: no such file or directory\n`]);
+  });
+
   test('a FIFO as the output is refused and stays a FIFO', () => {
     const fifo = path.join(dir, 'fifo');
     sh(`mkfifo '${fifo}'`);
