@@ -84,6 +84,35 @@ test('umount of something that is not a slinkyfs mount is one line and non-zero'
   expect(r.stderr.trim()).toBe(`slinkyfs: ${os.tmpdir()} is not a slinkyfs mount`);
 });
 
+describe('a mountpoint named through a symbolic link', () => {
+  let m: ReturnType<typeof startMount>;
+  let link: string;
+  beforeEach(() => {
+    m = startMount();
+    link = path.join(m.dir, 'link');
+    fs.symlinkSync('mnt', link);
+  });
+  afterEach(() => m.cleanup());
+  const mounted = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${m.mountpoint} `);
+
+  test('stats and umount find the mount', () => {
+    fs.writeFileSync(path.join(m.mountpoint, 'f'), 'abc');
+    const s = slinkyfs(['stats', link, '--json']);
+    expect(s.status).toBe(0);
+    expect(JSON.parse(s.stdout)).toMatchObject({ files: 1, logicalBytes: 3 });
+    const u = slinkyfs(['umount', link]);
+    expect([u.status, u.stderr]).toEqual([0, '']);
+    expect(mounted()).toBe(false);
+  });
+
+  test('umount clears a mount whose daemon died, without stat on it hanging or failing', () => {
+    m.kill9();
+    const u = slinkyfs(['umount', link], { timeout: 20000 });
+    expect([u.status, u.stderr]).toEqual([0, '']);
+    expect(mounted()).toBe(false);
+  });
+});
+
 test('stats prints the documented JSON keys', () => {
   const m = startMount();
   try {
