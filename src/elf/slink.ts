@@ -15,7 +15,7 @@ import { pageDigestRuns } from './pageDigests';
 import { isSlinked } from './slinkedFile';
 
 /** Why slink declined an input. The CLI reports `message`; --dir mode lists `reason` as a skip. */
-export type RefusalReason = 'already-slinked' | 'static' | 'set-id' | 'not-elf' | 'script' | 'foreign' | 'not-regular' | 'unmatchable';
+export type RefusalReason = 'already-slinked' | 'library' | 'static' | 'set-id' | 'not-elf' | 'script' | 'foreign' | 'not-regular' | 'unmatchable';
 
 export class SlinkRefusal extends Error {
   override name = 'SlinkRefusal';
@@ -92,6 +92,10 @@ async function screen(input: string, force: boolean): Promise<{ elf: ElfFile; mo
       throw new SlinkRefusal(err.message, reason);
     }
     throw err;
+  }
+  // Before the static test: a library without DT_NEEDED would otherwise read as a static program.
+  if (elf.isLibrary) {
+    throw new SlinkRefusal(`${input} is a shared library, not a program: slink takes programs, and their libraries go in with them`, 'library');
   }
   if (st.mode & SET_ID_BITS && !force) {
     throw new SlinkRefusal(
