@@ -50,6 +50,19 @@ test('stats of a directory that is no store is one line and non-zero', () => {
   expect(r.stderr.trim()).toBe(`slinkyfs: no slinkyfs store at ${dir}`);
 });
 
+test('stats of a store another user cannot enter says so, not "no store", exit 3', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-private-')); // mode 0700
+  try {
+    fs.mkdirSync(path.join(dir, 'db'));
+    fs.writeFileSync(path.join(dir, 'db', 'data.mdb'), '');
+    const r = sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- '${process.execPath}' '${BIN}' stats --store '${dir}'`);
+    expect(r.status).toBe(3);
+    expect(r.stderr).toBe(`slinkyfs: cannot open store ${dir}: EACCES: permission denied, stat '${dir}/db/data.mdb'\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
 test('a store held by a running daemon cannot be mounted twice or gc-ed', () => {
   const m = startMount();
   try {
