@@ -153,6 +153,12 @@ describe('output that cannot be written', () => {
     expect(fs.readFileSync(path.join(m.dir, 'err'), 'utf8')).toBe('');
   });
 
+  test('help that cannot be written is one line and exit 3, not lost with exit 0', () => {
+    const r = sh(`'${BIN}' --help > /dev/full`);
+    expect(r.status).toBe(3);
+    expect(r.stderr).toBe('slinkyfs: cannot write the output: ENOSPC: no space left on device, write\n');
+  });
+
   test('a full disk under the output is one line and exit 3', () => {
     const r = sh(`'${BIN}' stats --store '${m.store}' > /dev/full`);
     expect(r.status).toBe(3);
