@@ -76,7 +76,11 @@ const command: CommandModule<object, Args> = {
   describe: 'Add or refresh the code-page digest table of a slinked file',
   builder: (y) =>
     y
-      .positional('file', { type: 'string', demandOption: true, describe: 'slinked file' })
+      .positional('file', {
+        type: 'string',
+        demandOption: true,
+        describe: 'slinked file; rewritten as a new file renamed over it (owner and mode kept), so one with several hard links is refused',
+      })
       .option('verify', { type: 'boolean', default: false, describe: 'recompute and compare; exit 1 on any mismatch' })
       .option('list', { type: 'boolean', default: false, describe: 'print object, page, file offset and digest of every code page' })
       .check((a) => {

@@ -74,8 +74,15 @@ export async function main(argv: string[]): Promise<void> {
       throw err ?? new UserError(msg);
     });
   for (const load of COMMANDS) parser = parser.command(load());
+  // yargs prints --help and --version with console.log, which drops write errors, and then exits
+  // at once: `--help > /dev/full` lost the help and exited 0. Given a parse callback, it hands
+  // the text over instead, and the write below reports a failure like any other output's.
+  let shown = '';
   try {
-    await parser.parseAsync();
+    await parser.parseAsync(argv, (_err: unknown, _argv: unknown, output: string) => {
+      shown = output;
+    });
+    if (shown) process.stdout.write(`${shown}\n`);
   } catch (err) {
     process.exitCode = exitCodeFor(err);
     process.stderr.write(`slinkyfs: ${describeError(err)}\n`);

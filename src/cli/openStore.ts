@@ -5,11 +5,35 @@ import path from 'node:path';
 import { Store } from '../store/store';
 import { readLock } from '../store/lock';
 import { CorruptStoreError } from '../store/errors';
+import { checkDataFile } from '../store/dataFile';
+import { checkDataTree } from '../store/dataTree';
 import { UserError } from './errors';
 
-export async function openStoreForReading(dir: string): Promise<Store> {
-  if (!fs.existsSync(path.join(dir, 'db', 'data.mdb'))) throw new UserError(`no slinkyfs store at ${dir}`);
+/**
+ * The store's database file. No file means no store; a file that cannot be looked at (another
+ * user's store behind a 0700 directory) is a permission problem and said as one (exit 3).
+ */
+function databaseFile(dir: string): string {
+  const file = path.join(dir, 'db', 'data.mdb');
   try {
+    fs.statSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new UserError(`no slinkyfs store at ${dir}`);
+    throw new UserError(`cannot open store ${dir}: ${(err as Error).message}`, 3);
+  }
+  return file;
+}
+
+/** `checkPages` (verify) first reads every page LMDB would follow, so damage there is reported
+ *  rather than followed into a crash; it costs a read of every B-tree page. */
+export async function openStoreForReading(dir: string, opts: { checkPages?: boolean } = {}): Promise<Store> {
+  const file = databaseFile(dir);
+  try {
+    if (opts.checkPages) {
+      await checkDataFile(file, false);
+      await checkDataTree(file);
+    }
     return await Store.open(dir, { readOnly: true });
   } catch (err) {
     // A damaged store is what verify exists to find: exit status 1, as for damaged chunks.
@@ -21,6 +45,6 @@ export async function openStoreForReading(dir: string): Promise<Store> {
 export async function openStoreForWriting(dir: string): Promise<Store> {
   const holder = readLock(dir);
   if (holder) throw new UserError(`store ${dir} is in use by slinkyfs daemon pid ${holder.pid}; unmount it first`, 3);
-  if (!fs.existsSync(path.join(dir, 'db', 'data.mdb'))) throw new UserError(`no slinkyfs store at ${dir}`);
+  databaseFile(dir);
   return Store.open(dir);
 }

@@ -152,6 +152,8 @@ const command: CommandModule<object, Args> = {
       .option('digests', { type: 'boolean', default: true, describe: 'write the page digest table (--no-digests to leave it out)' })
       .check((a) => {
         if (!a.input === !a.dir) throw new UserError('name one INPUT or --dir DIR');
+        // `-o "$UNSET"` must not write a file with no name in the current directory.
+        if (a.output === '') throw new UserError(a.dir ? '-o needs a directory' : '-o needs a file name');
         return true;
       }),
   handler: async (args) => {

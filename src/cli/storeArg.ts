@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { defaultStoreDir } from '../store/defaultStore';
-import { findSlinkyMount } from '../fs/mountTable';
+import { findSlinkyMount, resolveOutsideMounts } from '../fs/mountTable';
 import { UserError } from './errors';
 
 export function withStore<T>(y: Argv<T>) {
@@ -20,7 +20,7 @@ export function storeDirFrom(args: { store?: string; mountpoint?: string }): str
   if (args.mountpoint === '') throw new UserError('the mountpoint is an empty name');
   if (args.store) return path.resolve(args.store);
   if (args.mountpoint) {
-    const m = findSlinkyMount(args.mountpoint);
+    const m = findSlinkyMount(resolveOutsideMounts(args.mountpoint));
     if (!m) throw new UserError(`${args.mountpoint} is not a slinkyfs mount`);
     return m.source;
   }

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { CommandModule } from 'yargs';
-import { findSlinkyMount } from '../fs/mountTable';
+import { findSlinkyMount, resolveOutsideMounts } from '../fs/mountTable';
 import { readLock } from '../store/lock';
 import { UserError } from './errors';
 
@@ -16,18 +16,20 @@ const command: CommandModule<{}, { mountpoint: string }> = {
   builder: (y) =>
     y.positional('mountpoint', { type: 'string', demandOption: true }).example('$0 umount /slinky', 'stop serving /slinky'),
   handler: async (args) => {
-    const entry = findSlinkyMount(args.mountpoint);
+    // Through a symbolic link too; the kernel's table holds the resolved path.
+    const mountpoint = resolveOutsideMounts(args.mountpoint);
+    const entry = findSlinkyMount(mountpoint);
     if (!entry) throw new UserError(`${args.mountpoint} is not a slinkyfs mount`);
     const holder = readLock(entry.source);
     if (holder) {
       process.kill(holder.pid, 'SIGTERM');
       for (let i = 0; i < 300; i++) {
-        if (!findSlinkyMount(args.mountpoint) && !readLock(entry.source)) return;
+        if (!findSlinkyMount(mountpoint) && !readLock(entry.source)) return;
         await new Promise((r) => setTimeout(r, 100));
       }
     }
     try {
-      await run('fusermount', ['-u', args.mountpoint]);
+      await run('fusermount', ['-u', mountpoint]);
     } catch (err) {
       throw new UserError(`cannot unmount ${args.mountpoint}: ${(err as Error).message.split('\n').pop()}`, 3);
     }

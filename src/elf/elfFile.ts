@@ -122,6 +122,9 @@ export interface ElfFile {
   flags1: number;
   isPie: boolean;
   isStatic: boolean;
+  /** A shared object that is no program: no PT_INTERP, not marked PIE, and a SONAME or no entry
+   *  point (a static PIE program has neither). libc.so.6, with its PT_INTERP, runs as a program. */
+  isLibrary: boolean;
   loadSegments: ProgramHeader[];
   sections?: SectionHeader[];
 }
@@ -281,6 +284,7 @@ class Decoder {
       flags1,
       isPie: type === 'dyn' && ((flags1 & DF_1_PIE) !== 0 || (interpreter !== undefined && soname === undefined)),
       isStatic: interpreter === undefined && (dyn === undefined || needed.length === 0),
+      isLibrary: type === 'dyn' && interpreter === undefined && (flags1 & DF_1_PIE) === 0 && (soname !== undefined || entry === 0),
       loadSegments,
       sections,
     };

@@ -45,7 +45,7 @@ export class MissingLibraryError extends Error {
   }
 }
 
-/** The output slink was asked to write cannot be written as asked (it is a device, say). */
+/** The file slink or digest was asked to write cannot be written as asked (it is a device, say). */
 export class SlinkOutputError extends Error {
   override name = 'SlinkOutputError';
   readonly exitCode = 2;

@@ -15,7 +15,7 @@ import { pageDigestRuns } from './pageDigests';
 import { isSlinked } from './slinkedFile';
 
 /** Why slink declined an input. The CLI reports `message`; --dir mode lists `reason` as a skip. */
-export type RefusalReason = 'already-slinked' | 'static' | 'set-id' | 'not-elf' | 'script' | 'foreign' | 'not-regular' | 'unmatchable';
+export type RefusalReason = 'already-slinked' | 'library' | 'static' | 'set-id' | 'not-elf' | 'script' | 'foreign' | 'not-regular' | 'unmatchable';
 
 export class SlinkRefusal extends Error {
   override name = 'SlinkRefusal';
@@ -93,6 +93,10 @@ async function screen(input: string, force: boolean): Promise<{ elf: ElfFile; mo
     }
     throw err;
   }
+  // Before the static test: a library without DT_NEEDED would otherwise read as a static program.
+  if (elf.isLibrary) {
+    throw new SlinkRefusal(`${input} is a shared library, not a program: slink takes programs, and their libraries go in with them`, 'library');
+  }
   if (st.mode & SET_ID_BITS && !force) {
     throw new SlinkRefusal(
       `${input} is set-${st.mode & 0o4000 ? 'uid' : 'gid'}: a slinked copy would run without that privilege (use --force to slink it anyway)`,
@@ -138,24 +142,39 @@ function plan(input: string, closure: Closure): Planned[] {
   ];
 }
 
+/**
+ * The temporary file's name is ours, not the user's: an error about it (its directory is missing
+ * or read-only, the disk is full) is reported about the output the user named, keeping the
+ * error's code so the CLI classifies it as before.
+ */
+function aboutOutput(err: unknown, tmp: string, requested: string): unknown {
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (!e?.code || e.path !== tmp) return err;
+  const message = e.message.split(`'${tmp}'`).join(`'${requested}'`);
+  return Object.assign(new Error(message), { code: e.code, errno: e.errno, syscall: e.syscall, path: requested });
+}
+
 async function writeAtomically(requested: string, mode: number, write: (fh: fs.FileHandle) => Promise<number>): Promise<number> {
   // The new file is renamed over the old: through a symbolic link to its target (as a shell's
   // `>` writes through one), and never over a device node, FIFO or socket (`-o /dev/null`).
   const output = await fs.realpath(requested).catch(() => requested);
   const existing = await fs.stat(output).catch(() => undefined);
+  if (existing?.isDirectory()) throw new SlinkOutputError(`${requested} is a directory (-o names the file to write)`);
   if (existing && !existing.isFile()) throw new SlinkOutputError(`${requested} exists and is not a regular file`);
   const tmp = path.join(path.dirname(output), `.${path.basename(output)}.slinky-${process.pid}.tmp`);
-  const fh = await fs.open(tmp, 'w', 0o600);
+  let fh: fs.FileHandle | undefined;
   try {
+    fh = await fs.open(tmp, 'w', 0o600);
     const size = await write(fh);
     await fh.chmod(mode);
     await fh.close();
+    fh = undefined;
     await fs.rename(tmp, output);
     return size;
   } catch (err) {
-    await fh.close().catch(() => {});
+    await fh?.close().catch(() => {});
     await fs.rm(tmp, { force: true });
-    throw err;
+    throw aboutOutput(err, tmp, requested);
   }
 }
 

@@ -1,9 +1,11 @@
 // Reading an existing slinked file: its trailer, manifest and embedded objects, and replacing its
 // manifest (the digest command). The writer is slink.ts; the format is in manifest.ts.
 import fs from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_ALGORITHM, digestOf, verifyDigest, type HashAlgorithm } from '../chunking/digest';
 import { parseElf } from './elfFile';
+import { SlinkOutputError } from './errors';
 import { pageDigest, pageDigestRuns } from './pageDigests';
 import {
   PAGE_SIZE,
@@ -84,14 +86,24 @@ export async function readObject(file: SlinkedFile, object: ManifestObject): Pro
 
 /**
  * Replaces the manifest (objects unchanged) without ever leaving a half-written file behind:
- * the new file is a copy (reflinked where the filesystem can) renamed over the old one.
+ * the new file is a copy (reflinked where the filesystem can) renamed over the old one, with the
+ * old one's owner and mode. A file with several hard links is refused rather than split (the
+ * rename would give one name the new file and leave the others the old): the trailer must end
+ * the file and the manifest come right before it, so the new table cannot be written into the
+ * same inode without a moment, a crash away, when the file ends in neither the old trailer nor
+ * the new one. The same holds for the owner: a copy that cannot keep it is not renamed over.
  */
 export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Promise<void> {
   const bytes = encodeManifest(manifest);
   // A symbolic link keeps pointing at the file, which is what changes.
   const target = await fs.realpath(file.path);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.slinky-${process.pid}.tmp`);
   const st = await fs.stat(target);
+  if (st.nlink > 1) {
+    throw new SlinkOutputError(
+      `${file.path} has ${st.nlink} hard links: digest writes a new file in its place, which the other names would not see (digest a copy, then link every name to it)`,
+    );
+  }
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.slinky-${process.pid}.tmp`);
   await fs.copyFile(target, tmp);
   try {
     const fh = await fs.open(tmp, 'r+');
@@ -99,6 +111,8 @@ export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Pr
       const trailer = encodeTrailer({ manifestOffset: file.trailer.manifestOffset, manifestLength: bytes.length });
       await fh.truncate(file.trailer.manifestOffset);
       await fh.write(Buffer.concat([bytes, trailer]), 0, bytes.length + trailer.length, file.trailer.manifestOffset);
+      await keepOwner(fh, file.path, st);
+      // After chown, which clears set-id bits.
       await fh.chmod(st.mode & 0o7777);
       await fh.sync();
     } finally {
@@ -108,6 +122,15 @@ export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Pr
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
+  }
+}
+
+async function keepOwner(fh: fs.FileHandle, name: string, st: Stats): Promise<void> {
+  try {
+    await fh.chown(st.uid, st.gid);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    throw new SlinkOutputError(`${name} belongs to uid ${st.uid} gid ${st.gid}, which a rewritten copy made by this user cannot keep (digest it as its owner or as root)`);
   }
 }
 

@@ -42,6 +42,45 @@ export function readMounts(): MountEntry[] {
 
 export const FSTYPE = 'fuse.slinkyfs';
 
+/** Symbolic links followed before giving up, as the kernel's limit (ELOOP). */
+const MAX_LINKS = 40;
+
+/**
+ * `p` with its symbolic links followed, for a user who names a mount through one, but without
+ * looking at any mountpoint in `mounts`: stat on a FUSE mount whose daemon hangs never returns,
+ * and on one whose daemon died fails with ENOTCONN, yet that is the mount most in need of
+ * `umount`. A mountpoint is a directory and no link, so it needs no look (only a name below one
+ * is looked up inside its mount). `..` is taken
+ * lexically, as path.resolve does. A name that does not exist (or a link loop) stays as far as
+ * it was followed: it matches no mount.
+ */
+export function resolveOutsideMounts(p: string, mounts: readonly MountEntry[] = readMounts()): string {
+  const mountpoints = new Set(mounts.map((m) => m.mountpoint));
+  let todo = path.resolve(p).split('/').filter(Boolean);
+  let done = '/';
+  for (let links = 0; todo.length; ) {
+    const next = path.join(done, todo[0]);
+    let target: string | undefined;
+    if (!mountpoints.has(next)) {
+      try {
+        target = fs.readlinkSync(next);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') return path.join(next, ...todo.slice(1));
+      }
+    }
+    if (target === undefined) {
+      done = next;
+      todo.shift();
+      continue;
+    }
+    if (++links > MAX_LINKS) return path.join(next, ...todo.slice(1));
+    todo = [...path.resolve(done, target).split('/').filter(Boolean), ...todo.slice(1)];
+    done = '/';
+  }
+  return done;
+}
+
+/** The slinkyfs mount at `mountpoint`, which is taken as written (see resolveOutsideMounts). */
 export function findSlinkyMount(mountpoint: string): MountEntry | undefined {
   const want = path.resolve(mountpoint);
   // the last entry wins: mounts stack

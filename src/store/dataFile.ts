@@ -11,20 +11,69 @@ import { CorruptStoreError } from './errors';
 const META = 24;
 const MAGIC = 0xbeefc0de;
 const DATA_VERSION = 2;
-const OFF_PSIZE = META + 24; // mm_dbs[FREE_DBI].md_pad
+const OFF_DBS = META + 24; // mm_dbs[FREE_DBI], then mm_dbs[MAIN_DBI]
+const OFF_PSIZE = OFF_DBS; // mm_dbs[FREE_DBI].md_pad
 const OFF_LAST_PAGE = META + 120; // mm_last_pg
 const OFF_TXNID = META + 128; // mm_txnid
+/** sizeof(MDB_db): md_pad u32, md_flags u16, md_depth u16, four page/entry counts, md_root. */
+export const DB_RECORD_SIZE = 48;
 
-interface Meta {
+/** An MDB_db record: where one B-tree starts (the two in a meta page, or a named database's). */
+export interface DbRecord {
+  flags: number;
+  depth: number;
+  /** Page number, or P_INVALID (2^64 - 1) for an empty tree. */
+  root: bigint;
+}
+
+export function readDbRecord(b: Buffer, at: number): DbRecord {
+  return { flags: b.readUInt16LE(at + 4), depth: b.readUInt16LE(at + 6), root: b.readBigUInt64LE(at + 40) };
+}
+
+export interface Meta {
   pageSize: number;
   lastPage: number;
   txnid: bigint;
+  freeDb: DbRecord;
+  mainDb: DbRecord;
 }
 
 function readMeta(page: Buffer): Meta | undefined {
   if (page.length < OFF_TXNID + 8) return undefined;
   if (page.readUInt32LE(META) !== MAGIC || page.readUInt32LE(META + 4) !== DATA_VERSION) return undefined;
-  return { pageSize: page.readUInt32LE(OFF_PSIZE), lastPage: Number(page.readBigUInt64LE(OFF_LAST_PAGE)), txnid: page.readBigUInt64LE(OFF_TXNID) };
+  return {
+    pageSize: page.readUInt32LE(OFF_PSIZE),
+    lastPage: Number(page.readBigUInt64LE(OFF_LAST_PAGE)),
+    txnid: page.readBigUInt64LE(OFF_TXNID),
+    freeDb: readDbRecord(page, OFF_DBS),
+    mainDb: readDbRecord(page, OFF_DBS + DB_RECORD_SIZE),
+  };
+}
+
+export function damagedFile(file: string, why: string): CorruptStoreError {
+  return new CorruptStoreError(`the store's database file ${file} is damaged (${why})`);
+}
+
+const validPageSize = (n: number) => n >= 4096 && n <= 65536 && (n & (n - 1)) === 0;
+
+/** The page size page 0 states (4096 if it is no meta page) and the valid meta pages of that size. */
+async function readMetas(handle: fs.promises.FileHandle): Promise<{ pageSize: number; metas: Meta[] }> {
+  const first = Buffer.alloc(4096);
+  await handle.read(first, 0, first.length, 0);
+  const page0 = readMeta(first);
+  const pageSize = page0?.pageSize ?? 4096;
+  if (!validPageSize(pageSize)) return { pageSize, metas: [] };
+  const second = Buffer.alloc(4096);
+  await handle.read(second, 0, second.length, pageSize);
+  const metas = [page0, readMeta(second)].filter((m): m is Meta => m !== undefined && m.pageSize === pageSize);
+  return { pageSize, metas };
+}
+
+/** The meta page LMDB will believe: the valid one with the higher transaction id. */
+const newest = (metas: Meta[]): Meta | undefined => (metas.length ? metas.reduce((a, b) => (b.txnid > a.txnid ? b : a)) : undefined);
+
+export async function newestMeta(handle: fs.promises.FileHandle): Promise<Meta | undefined> {
+  return newest((await readMetas(handle)).metas);
 }
 
 /**
@@ -43,20 +92,13 @@ export async function checkDataFile(file: string, emptyIsNew: boolean): Promise<
   try {
     const { size } = await handle.stat();
     if (size === 0 && emptyIsNew) return;
-    const damaged = (why: string) => new CorruptStoreError(`the store's database file ${file} is damaged (${why})`);
-    const first = Buffer.alloc(4096);
-    await handle.read(first, 0, first.length, 0);
-    const page0 = readMeta(first);
-    const pageSize = page0?.pageSize ?? 4096;
-    if (pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw damaged(`page size ${pageSize}`);
+    const damaged = (why: string) => damagedFile(file, why);
+    const { pageSize, metas } = await readMetas(handle);
+    if (!validPageSize(pageSize)) throw damaged(`page size ${pageSize}`);
     if (size < 2 * pageSize) throw damaged(`${size} bytes, shorter than its two meta pages`);
-    const second = Buffer.alloc(4096);
-    await handle.read(second, 0, second.length, pageSize);
-    const page1 = readMeta(second);
-    const metas = [page0, page1].filter((m): m is Meta => m !== undefined && m.pageSize === pageSize);
-    if (metas.length === 0) throw damaged('not an LMDB file');
-    const newest = metas.reduce((a, b) => (b.txnid > a.txnid ? b : a));
-    const needed = (newest.lastPage + 1) * pageSize;
+    const meta = newest(metas);
+    if (!meta) throw damaged('not an LMDB file');
+    const needed = (meta.lastPage + 1) * pageSize;
     if (size < needed) throw damaged(`${size} bytes where its last page ends at ${needed}`);
   } finally {
     await handle.close();

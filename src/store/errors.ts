@@ -39,6 +39,11 @@ export class CorruptStoreError extends StoreError {
   override name = 'CorruptStoreError';
 }
 
+/** An error from LMDB itself: lmdb-js gives its status as a number (MDB_* codes are negative). */
+export function isLmdbError(err: unknown): boolean {
+  return typeof (err as { code?: unknown } | undefined)?.code === 'number';
+}
+
 /** True for the errors LMDB and the OS raise when the disk or the map is full. */
 export function isSpaceError(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown } | undefined;

@@ -1,8 +1,9 @@
 // Full consistency check: every chunk re-hashed, every recipe walked (contiguous extents from 0
 // to the file's size, every chunk present), every reference count recomputed.
-import { verifyDigest, digestToString } from '../chunking/digest';
+import { DigestFormatError, verifyDigest, digestToString } from '../chunking/digest';
 import { decodeChunk } from '../chunking/compress';
-import { CODEC_ABSENT, isReg } from './records';
+import { CODEC_ABSENT, RecordFormatError, isReg } from './records';
+import { CorruptStoreError, isLmdbError } from './errors';
 import type { Store } from './store';
 
 export interface Damage {
@@ -18,13 +19,29 @@ export interface VerifyReport {
   damage: Damage[];
 }
 
+/**
+ * A record LMDB cannot read (a damaged node it trips over) or slinkyfs cannot decode (a record or
+ * a digest key of the wrong shape) ends the walk: it is damage, reported with what was being
+ * read, as CorruptStoreError.
+ */
 export function verifyStore(store: Store, onProgress?: (done: number, total: number) => void): VerifyReport {
+  const at = { reading: 'the inode table' };
+  try {
+    return walk(store, at, onProgress);
+  } catch (err) {
+    if (!isLmdbError(err) && !(err instanceof RecordFormatError) && !(err instanceof DigestFormatError)) throw err;
+    throw new CorruptStoreError(`store ${store.dir} is damaged: reading ${at.reading} failed: ${(err as Error).message}`);
+  }
+}
+
+function walk(store: Store, at: { reading: string }, onProgress?: (done: number, total: number) => void): VerifyReport {
   const damage: Damage[] = [];
   const counted = new Map<string, number>();
   let filesChecked = 0;
   for (const rec of store.allInodes()) {
     if (!isReg(rec)) continue;
     filesChecked++;
+    at.reading = `the extents of inode ${rec.ino}`;
     let pos = 0;
     for (const e of store.extents(rec.ino)) {
       if (e.offset !== pos) damage.push({ kind: 'recipe-gap', what: `inode ${rec.ino}: bytes ${pos}..${e.offset} have no chunk` });
@@ -34,12 +51,15 @@ export function verifyStore(store: Store, onProgress?: (done: number, total: num
       if (!store.chunkRef(e.digest)) damage.push({ kind: 'chunk-missing', what: `inode ${rec.ino} at ${e.offset}: ${digestToString(e.digest)}` });
     }
     if (pos !== rec.size) damage.push({ kind: 'recipe-gap', what: `inode ${rec.ino}: recipe covers ${pos} of ${rec.size} bytes` });
+    at.reading = `the inode table after inode ${rec.ino}`;
   }
+  at.reading = 'the chunk references';
   const all = Array.from(store.allChunkRefs());
   let done = 0;
   let notYetFetched = 0;
   for (const { digest, ref } of all) {
     const name = digestToString(digest);
+    at.reading = `chunk ${name}`;
     const stored = store.readStoredChunk(digest);
     if (ref.codec === CODEC_ABSENT) notYetFetched++;
     else if (!stored) damage.push({ kind: 'chunk-missing', what: `${name}: reference without bytes` });

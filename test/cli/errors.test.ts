@@ -50,6 +50,19 @@ test('stats of a directory that is no store is one line and non-zero', () => {
   expect(r.stderr.trim()).toBe(`slinkyfs: no slinkyfs store at ${dir}`);
 });
 
+test('stats of a store another user cannot enter says so, not "no store", exit 3', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-private-')); // mode 0700
+  try {
+    fs.mkdirSync(path.join(dir, 'db'));
+    fs.writeFileSync(path.join(dir, 'db', 'data.mdb'), '');
+    const r = sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- '${process.execPath}' '${BIN}' stats --store '${dir}'`);
+    expect(r.status).toBe(3);
+    expect(r.stderr).toBe(`slinkyfs: cannot open store ${dir}: EACCES: permission denied, stat '${dir}/db/data.mdb'\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
 test('a store held by a running daemon cannot be mounted twice or gc-ed', () => {
   const m = startMount();
   try {
@@ -84,6 +97,35 @@ test('umount of something that is not a slinkyfs mount is one line and non-zero'
   expect(r.stderr.trim()).toBe(`slinkyfs: ${os.tmpdir()} is not a slinkyfs mount`);
 });
 
+describe('a mountpoint named through a symbolic link', () => {
+  let m: ReturnType<typeof startMount>;
+  let link: string;
+  beforeEach(() => {
+    m = startMount();
+    link = path.join(m.dir, 'link');
+    fs.symlinkSync('mnt', link);
+  });
+  afterEach(() => m.cleanup());
+  const mounted = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${m.mountpoint} `);
+
+  test('stats and umount find the mount', () => {
+    fs.writeFileSync(path.join(m.mountpoint, 'f'), 'abc');
+    const s = slinkyfs(['stats', link, '--json']);
+    expect(s.status).toBe(0);
+    expect(JSON.parse(s.stdout)).toMatchObject({ files: 1, logicalBytes: 3 });
+    const u = slinkyfs(['umount', link]);
+    expect([u.status, u.stderr]).toEqual([0, '']);
+    expect(mounted()).toBe(false);
+  });
+
+  test('umount clears a mount whose daemon died, without stat on it hanging or failing', () => {
+    m.kill9();
+    const u = slinkyfs(['umount', link], { timeout: 20000 });
+    expect([u.status, u.stderr]).toEqual([0, '']);
+    expect(mounted()).toBe(false);
+  });
+});
+
 test('stats prints the documented JSON keys', () => {
   const m = startMount();
   try {
@@ -109,6 +151,12 @@ describe('output that cannot be written', () => {
     const r = sh(`'${BIN}' stats --store '${m.store}' 2>'${m.dir}/err' | { exec 0<&-; sleep 1; }; echo \${PIPESTATUS[0]}`);
     expect(r.stdout.trim()).toBe('141');
     expect(fs.readFileSync(path.join(m.dir, 'err'), 'utf8')).toBe('');
+  });
+
+  test('help that cannot be written is one line and exit 3, not lost with exit 0', () => {
+    const r = sh(`'${BIN}' --help > /dev/full`);
+    expect(r.status).toBe(3);
+    expect(r.stderr).toBe('slinkyfs: cannot write the output: ENOSPC: no space left on device, write\n');
   });
 
   test('a full disk under the output is one line and exit 3', () => {
@@ -157,6 +205,65 @@ describe('a damaged database file is reported, not a crash', () => {
     expect(r.stderr.trim()).toBe(`slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (not an LMDB file)`);
   });
 
+  /**
+   * Where the first node of a named database's first leaf page sits in `db`, found as LMDB finds
+   * it: newest meta page, the root of the main database, the named database's record, its root,
+   * first child down to the leaf (lmdb-js 3's layout, as src/store/dataTree.ts reads it).
+   */
+  function firstLeafNode(db: Buffer, name: string): { page: number; node: number } {
+    const psize = db.readUInt32LE(48);
+    const meta = db.readBigUInt64LE(psize + 152) > db.readBigUInt64LE(152) ? psize : 0;
+    const node = (page: number, i: number) => page * psize + 24 + db.readUInt16LE(page * psize + 24 + 2 * i);
+    const leaf = (root: number) => {
+      let page = root;
+      while (db.readUInt16LE(page * psize + 18) & 1) page = db.readUInt32LE(node(page, 0)); // mn_lo, mn_hi: the child
+      return page;
+    };
+    const main = leaf(Number(db.readBigUInt64LE(meta + 136)));
+    for (let i = 0; i < db.readUInt16LE(main * psize + 20) >> 1; i++) {
+      const n = node(main, i);
+      if (db.toString('latin1', n + 8, n + 8 + db.readUInt16LE(n + 6)) !== `${name}\0`) continue;
+      const page = leaf(Number(db.readBigUInt64LE(n + 8 + db.readUInt16LE(n + 6) + 40)));
+      return { page, node: node(page, 0) };
+    }
+    throw new Error(`no database ${name}`);
+  }
+
+  test('verify of a node flagged as having duplicates (LMDB: "Invalid dupdata flag"): one line naming the page, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'extents');
+    db[node + 4] |= 0x04; // F_DUPDATA, in a database that has no duplicates
+    const store = storeWith('dupdata', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "extents", page ${page}, entry 0: node flags 0x4)\n`,
+    );
+  });
+
+  test('verify of a node whose data size runs far past its page (a crash in LMDB): one line, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'inodes');
+    db.writeUInt16LE(0x800, node + 2); // mn_hi: 128 MiB more data than the node has
+    const size = 0x800 * 65536 + db.readUInt16LE(node);
+    const store = storeWith('datasize', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`,
+    );
+  });
+
+  test('verify of a chunk reference under a key that is no digest: one line saying what it was reading, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { node } = firstLeafNode(db, 'chunkrefs');
+    db[node + 8] ^= 0x80; // the key's algorithm byte
+    const store = storeWith('badkey', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`slinkyfs: store ${store} is damaged: reading the chunk references failed: malformed digest\n`);
+  });
+
   test('gc of a short file read-write: one line, exit 1, the file left as it was', () => {
     const store = storeWith('gc-short', goodDb.subarray(0, 12288));
     const r = slinkyfs(['gc', '--store', store]);
@@ -195,6 +302,23 @@ describe('slink -o replaces regular files only', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-out-'));
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('an empty -o is bad usage, and writes nothing', () => {
+    const r = sh(`cd '${dir}' && '${BIN}' slink /usr/bin/true -o ''`);
+    expect([r.status, r.stderr]).toEqual([2, 'slinkyfs: -o needs a file name\n']);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test('a directory as the output is named as given', () => {
+    const r = slinkyfs(['slink', '/usr/bin/true', '-o', dir]);
+    expect([r.status, r.stderr]).toEqual([2, `slinkyfs: ${dir} is a directory (-o names the file to write)\n`]);
+  });
+
+  test('an output in a missing directory is named as given, not by its temporary name', () => {
+    const out = path.join(dir, 'missing', 'true');
+    const r = slinkyfs(['slink', '/usr/bin/true', '-o', out]);
+    expect([r.status, r.stderr]).toEqual([2, `slinkyfs: cannot slink /usr/bin/true: ${out}: no such file or directory\n`]);
+  });
 
   test('a FIFO as the output is refused and stays a FIFO', () => {
     const fifo = path.join(dir, 'fifo');

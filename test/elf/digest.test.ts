@@ -167,3 +167,35 @@ test('inspect and digest refuse a file that is not slinked with one line and exi
     expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 2, stderr: 'slinkyfs: /usr/bin/true is not a slinked file (no slinky trailer)\n' });
   }
 });
+
+describe('what digest keeps of the file it rewrites', () => {
+  test('a file with another hard link is refused, and both names keep the one unchanged file', async () => {
+    const a = path.join(dir, 'linked-a');
+    const b = path.join(dir, 'linked-b');
+    await slinkFile('/usr/bin/true', a, { digestAlgorithm: null });
+    fs.linkSync(a, b);
+    const before = fs.readFileSync(a);
+    const r = slinkyfs(['digest', b]);
+    expect([r.status, r.stderr]).toEqual([
+      2,
+      `slinkyfs: ${b} has 2 hard links: digest writes a new file in its place, which the other names would not see (digest a copy, then link every name to it)\n`,
+    ]);
+    expect(fs.statSync(b).ino).toBe(fs.statSync(a).ino);
+    expect(fs.statSync(a).nlink).toBe(2);
+    expect(fs.readFileSync(b).equals(before)).toBe(true);
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.slinky-'))).toEqual([]);
+  });
+
+  test('the rewritten file keeps its owner, group and mode', async () => {
+    const f = path.join(dir, 'owned');
+    await slinkFile('/usr/bin/true', f, { digestAlgorithm: null });
+    fs.chownSync(f, 65534, 65534);
+    fs.chmodSync(f, 0o6751);
+    const ino = fs.statSync(f).ino;
+    expect(slinkyfs(['digest', f]).status).toBe(0);
+    const st = fs.statSync(f);
+    expect(st.ino).not.toBe(ino); // a new file took its place
+    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([65534, 65534, 0o6751]);
+    expect(slinkyfs(['digest', '--verify', f]).status).toBe(0);
+  });
+});

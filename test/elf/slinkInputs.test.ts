@@ -92,6 +92,28 @@ test('a library that cannot be found is named, with the object that needs it', (
   });
 });
 
+describe('a shared library is named as one, not as a program', () => {
+  const refusal = (p: string) => ({
+    status: 2,
+    stdout: '',
+    wrote: false,
+    stderr: `slinkyfs: cannot slink ${p}: ${p} is a shared library, not a program: slink takes programs, and their libraries go in with them\n`,
+  });
+
+  test('one with DT_NEEDED (libz)', () => {
+    const p = path.join(dir, 'libz.so.1');
+    fs.copyFileSync('/usr/lib/x86_64-linux-gnu/libz.so.1', p);
+    expect(slinkRefused(p)).toEqual(refusal(p));
+  });
+
+  test('one with no DT_NEEDED, which would otherwise look statically linked', () => {
+    const p = path.join(dir, 'libalone.so');
+    fs.writeFileSync(path.join(dir, 'alone.c'), 'int alone(void) { return 7; }\n');
+    expect(spawnSync('cc', ['-shared', '-fPIC', '-nostdlib', '-Wl,-soname,libalone.so.1', '-o', p, 'alone.c'], { cwd: dir }).status).toBe(0);
+    expect(slinkRefused(p)).toEqual(refusal(p));
+  });
+});
+
 test('a set-uid program is refused; with --force it is slinked without the set-uid bit', () => {
   const p = path.join(dir, 'true-setuid');
   fs.copyFileSync('/usr/bin/true', p);
