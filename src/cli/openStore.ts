@@ -41,10 +41,16 @@ export async function openStoreForReading(dir: string, opts: { checkPages?: bool
   }
 }
 
-/** Writers must be alone: refuse while a daemon holds the store. */
+/**
+ * Writers must be alone: refuse while a daemon holds the store. Alone, the page check is exact
+ * (nothing commits under it), and a writer (gc rewrites the whole file) must not follow damaged
+ * pages: it would crash or carry the damage into the new file.
+ */
 export async function openStoreForWriting(dir: string): Promise<Store> {
   const holder = readLock(dir);
   if (holder) throw new UserError(`store ${dir} is in use by slinkyfs daemon pid ${holder.pid}; unmount it first`, 3);
-  databaseFile(dir);
+  const file = databaseFile(dir);
+  await checkDataFile(file, false);
+  await checkDataTree(file);
   return Store.open(dir);
 }

@@ -264,6 +264,17 @@ describe('a damaged database file is reported, not a crash', () => {
     expect(r.stderr).toBe(`slinkyfs: store ${store} is damaged: reading the chunk references failed: malformed digest\n`);
   });
 
+  test('gc of a store with a damaged page: refused in one line, exit 1, the file left as it was', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'extents');
+    db[node + 4] |= 0x04;
+    const store = storeWith('gc-dupdata', db);
+    const r = slinkyfs(['gc', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`slinkyfs: the store's database file ${store}/db/data.mdb is damaged (database "extents", page ${page}, entry 0: node flags 0x4)\n`);
+    expect(fs.readFileSync(path.join(store, 'db', 'data.mdb')).equals(db)).toBe(true);
+  });
+
   test('gc of a short file read-write: one line, exit 1, the file left as it was', () => {
     const store = storeWith('gc-short', goodDb.subarray(0, 12288));
     const r = slinkyfs(['gc', '--store', store]);
