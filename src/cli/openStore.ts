@@ -5,7 +5,6 @@ import path from 'node:path';
 import { Store } from '../store/store';
 import { readLock } from '../store/lock';
 import { CorruptStoreError } from '../store/errors';
-import { checkDataFile } from '../store/dataFile';
 import { checkDataTree } from '../store/dataTree';
 import { UserError } from './errors';
 
@@ -30,10 +29,7 @@ function databaseFile(dir: string): string {
 export async function openStoreForReading(dir: string, opts: { checkPages?: boolean } = {}): Promise<Store> {
   const file = databaseFile(dir);
   try {
-    if (opts.checkPages) {
-      await checkDataFile(file, false);
-      await checkDataTree(file);
-    }
+    if (opts.checkPages) await checkDataTree(file);
     return await Store.open(dir, { readOnly: true });
   } catch (err) {
     // A damaged store is what verify exists to find: exit status 1, as for damaged chunks.
@@ -50,7 +46,6 @@ export async function openStoreForWriting(dir: string): Promise<Store> {
   const holder = readLock(dir);
   if (holder) throw new UserError(`store ${dir} is in use by slinkyfs daemon pid ${holder.pid}; unmount it first`, 3);
   const file = databaseFile(dir);
-  await checkDataFile(file, false);
   await checkDataTree(file);
   return Store.open(dir);
 }

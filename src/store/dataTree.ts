@@ -6,7 +6,7 @@
 // page reachable from the newest meta page, checks what LMDB would rely on, and names the first
 // page that is wrong. Layouts are LMDB's as lmdb-js 3 builds it (mdb.c: MDB_page, MDB_node, MDB_db).
 import fs from 'node:fs';
-import { DB_RECORD_SIZE, damagedFile, newestMeta, readDbRecord, type DbRecord, type Meta } from './dataFile';
+import { DB_RECORD_SIZE, checkDataFile, damagedFile, newestMeta, readDbRecord, type DbRecord, type Meta } from './dataFile';
 
 const PAGE_HEADER = 24; // mp_pgno u64, mp_txnid u64, mp_pad u16, mp_flags u16, mp_lower u16, mp_upper u16
 const NODE_HEADER = 8; // mn_lo u16, mn_hi u16, mn_flags u16, mn_ksize u16
@@ -127,12 +127,14 @@ class Walk {
 }
 
 /**
- * Throws CorruptStoreError naming the first damaged page of `file` (a data file that
- * checkDataFile accepted). A writer may commit while this reads, without a reader slot to keep
- * its pages; when the newest meta page changed during a walk that found damage, the walk is
- * repeated, and a store that never holds still is left to LMDB's own reading.
+ * Throws CorruptStoreError naming the first damaged page of `file`, after checkDataFile's look
+ * at its meta pages and length (the walk starts from them). A writer may commit while this
+ * reads, without a reader slot to keep its pages; when the newest meta page changed during a walk
+ * that found damage, the walk is repeated, and a store that never holds still is left to LMDB's
+ * own reading.
  */
 export async function checkDataTree(file: string): Promise<void> {
+  await checkDataFile(file, false);
   const handle = await fs.promises.open(file, 'r');
   try {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
