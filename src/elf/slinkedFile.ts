@@ -106,6 +106,8 @@ export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Pr
   const tmp = path.join(path.dirname(target), `.${path.basename(target)}.slinky-${process.pid}.tmp`);
   await fs.copyFile(target, tmp);
   try {
+    // The copy has the file's mode: a read-only one could not be opened for writing by its owner.
+    await fs.chmod(tmp, 0o600);
     const fh = await fs.open(tmp, 'r+');
     try {
       const trailer = encodeTrailer({ manifestOffset: file.trailer.manifestOffset, manifestLength: bytes.length });

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { slinkyfs } from '../helpers/cli';
+import { BIN, sh, slinkyfs } from '../helpers/cli';
 import { digestToString } from '../../src/chunking/digest';
 import { readElf } from '../../src/elf/elfFile';
 import { openSlinked } from '../../src/elf/slinkedFile';
@@ -197,5 +197,24 @@ describe('what digest keeps of the file it rewrites', () => {
     expect(st.ino).not.toBe(ino); // a new file took its place
     expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([65534, 65534, 0o6751]);
     expect(slinkyfs(['digest', '--verify', f]).status).toBe(0);
+  });
+
+  const asNobody = (args: string[], cwd: string) =>
+    sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- '${process.execPath}' '${BIN}' ${args.map((a) => `'${a}'`).join(' ')}`, { cwd });
+
+  test('its owner (not root) digests a file its mode makes read-only', async () => {
+    const sub = path.join(dir, 'nobody-rw');
+    fs.mkdirSync(sub);
+    fs.chownSync(sub, 65534, 65534);
+    const f = path.join(sub, 'ro');
+    await slinkFile('/usr/bin/true', f, { digestAlgorithm: null });
+    fs.chownSync(f, 65534, 65534);
+    fs.chmodSync(f, 0o555);
+    const r = asNobody(['digest', f], sub);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    const st = fs.statSync(f);
+    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([65534, 65534, 0o555]);
+    expect(slinkyfs(['digest', '--verify', f]).status).toBe(0);
+    expect(fs.readdirSync(sub)).toEqual(['ro']);
   });
 });
