@@ -88,6 +88,7 @@ static napi_value init(napi_env env, napi_value exports)
   if (slinky_init_rabin(env, exports) != napi_ok) return NULL;
   if (slinky_init_zstd(env, exports) != napi_ok) return NULL;
   if (slinky_init_chunkhash(env, exports) != napi_ok) return NULL;
+  if (slinky_init_xattr(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

@@ -1,5 +1,6 @@
 /* Shared declarations of the slinky_native N-API addon (build/slinky_native.node): the Rabin cut
- * finder (addon_rabin.c) and zstd chunk compression (addon_zstd.c), registered by addon.c.
+ * finder (addon_rabin.c), zstd chunk compression (addon_zstd.c) and extended attributes of open
+ * files (addon_xattr.c), registered by addon.c.
  * N-API only, so one build works with every Node.js release that has N-API version 8. */
 #ifndef SLINKY_ADDON_H
 #define SLINKY_ADDON_H
@@ -39,5 +40,6 @@ size_t slinky_rabin_max_size(const rabin_chunker *c);
 napi_status slinky_init_rabin(napi_env env, napi_value exports);
 napi_status slinky_init_chunkhash(napi_env env, napi_value exports);
 napi_status slinky_init_zstd(napi_env env, napi_value exports);
+napi_status slinky_init_xattr(napi_env env, napi_value exports);
 
 #endif

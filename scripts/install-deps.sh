@@ -12,6 +12,7 @@ PACKAGES=(
   liblzma-dev                                # xz for chunk batches on the wire (native/netxz.c)
   bindfs casync hyperfine zstd               # benchmark peers (bench/)
   acl                                        # setfacl/getfacl for the ACL tests
+  attr                                       # getfattr/setfattr for the tests of what digest keeps
 )
 
 missing=()

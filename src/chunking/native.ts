@@ -1,6 +1,6 @@
 // Loads the project's N-API addon, build/slinky_native.node (native/addon*.c, built by `make`).
-// The chunker falls back to the JS reference when the addon is absent; compression cannot, so
-// it asks for the addon with requireNative(). SLINKYFS_NATIVE=0 in the environment forces the
+// The chunker falls back to the JS reference when the addon is absent; compression and the
+// extended attributes `digest` copies cannot, so they ask for the addon with requireNative(). SLINKYFS_NATIVE=0 in the environment forces the
 // fallback (to compare implementations or rule the addon out).
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
@@ -17,6 +17,12 @@ export interface NativeAddon {
   zstdDecompressAsync(data: Uint8Array, expectedLength: number): Promise<Buffer>;
   chunkDecodeVerifyBatchAsync(input: Uint8Array, table: Uint8Array, out: Uint8Array): Promise<Buffer>;
   zstdVersion(): string;
+  /** flistxattr(2): every name followed by a NUL. The xattr calls throw errors with code/errno/syscall. */
+  xattrList(fd: number): Buffer;
+  xattrGet(fd: number, name: Uint8Array): Buffer;
+  /** flags: 0, XATTR_CREATE (1) or XATTR_REPLACE (2). */
+  xattrSet(fd: number, name: Uint8Array, value: Uint8Array, flags: number): void;
+  xattrRemove(fd: number, name: Uint8Array): void;
 }
 
 /** Opaque per-parameter-set tables living in C. */

@@ -79,7 +79,7 @@ const command: CommandModule<object, Args> = {
       .positional('file', {
         type: 'string',
         demandOption: true,
-        describe: 'slinked file; rewritten as a new file renamed over it (owner and mode kept), so one with several hard links is refused',
+        describe: 'slinked file; rewritten as a new file renamed over it (owner, mode and extended attributes kept), so one with several hard links is refused',
       })
       .option('verify', { type: 'boolean', default: false, describe: 'recompute and compare; exit 1 on any mismatch' })
       .option('list', { type: 'boolean', default: false, describe: 'print object, page, file offset and digest of every code page' })

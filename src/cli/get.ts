@@ -19,7 +19,7 @@ import { DEFAULT_FETCH, isDigestName, type FetchOptions } from '../net/transfer'
 import { xzAvailable } from '../net/xz';
 import { UserError } from './errors';
 import { transferProgress } from './transferProgress';
-import { formatBytes, parseSize, parseSizeOption } from './units';
+import { checkTimeoutSeconds, formatBytes, parseSize, parseSizeOption } from './units';
 import { makeDirs } from '../store/dirs';
 
 interface Args {
@@ -84,9 +84,6 @@ function print(s: GetSummary, where: string): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-/** Longer than any peer stays silent for a reason; a day also keeps timers in range. */
-const MAX_TIMEOUT_S = 86_400;
-
 /** A rate of 0 would put every request's deadline at infinity. */
 const minRate = (text: string) => parseSizeOption('--min-rate', text, 1, 'a rate of at least 1 byte/s (e.g. 64K)');
 
@@ -114,7 +111,7 @@ const command: CommandModule<object, Args> = {
         const max = a.codec === 'xz' ? 9 : 19;
         if (a.level !== undefined && (!Number.isInteger(a.level) || a.level < 0 || a.level > max)) throw new UserError(`--level must be 0..${max} for ${a.codec}`);
         if (!Number.isInteger(a.parallel) || a.parallel < 1 || a.parallel > 16) throw new UserError('--parallel must be 1..16');
-        if (!(a.timeout > 0 && a.timeout <= MAX_TIMEOUT_S)) throw new UserError(`--timeout wants seconds above 0 and at most ${MAX_TIMEOUT_S} (a day), not ${a.timeout}`);
+        checkTimeoutSeconds('--timeout', a.timeout);
         minRate(a['min-rate']);
         return true;
       })

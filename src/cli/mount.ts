@@ -8,7 +8,7 @@ import { DEFAULT_SPIN_US, startDaemon, type SourceEvents } from '../fs/daemon';
 import { READAHEAD_KIB } from '../fs/readahead';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
-import { parseSizeOption } from './units';
+import { checkTimeoutSeconds, parseSizeOption } from './units';
 import { parseListen } from './serve';
 import { DEFAULT_FLUSH_DELAY_MS, type Store } from '../store/store';
 import { makeDirs } from '../store/dirs';
@@ -17,8 +17,15 @@ import { makeDirs } from '../store/dirs';
 async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
   const { lazyMountSource } = await import('../net/lazyMount');
   const serve = args.serve !== undefined ? parseListen(args.serve, '--serve') : undefined;
-  return lazyMountSource(store, { peers: args.peer ?? [], serve, prefetch: args.prefetch, onPrefetched: () => events.chunksArrived() }, log);
+  return lazyMountSource(
+    store,
+    { peers: args.peer ?? [], serve, prefetch: args.prefetch, timeoutSeconds: args['peer-timeout'], onPrefetched: () => events.chunksArrived() },
+    log,
+  );
 }
+
+/** Seconds a peer may go without sending a byte, at mount time and on reads: `--peer-timeout`. */
+const DEFAULT_PEER_TIMEOUT_S = 15;
 
 /**
  * The store's limit is checked against the database file's size before each commit. A fresh
@@ -40,6 +47,7 @@ interface Args {
   passthrough: boolean;
   'ready-fd'?: number;
   peer?: string[];
+  'peer-timeout': number;
   serve?: string;
   prefetch: boolean;
 }
@@ -116,6 +124,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   childArgs.push('--flush-delay-ms', String(args['flush-delay-ms']));
   childArgs.push('--spin-us', String(args['spin-us']), '--readahead-kib', String(args['readahead-kib']));
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
+  childArgs.push('--peer-timeout', String(args['peer-timeout']));
   if (args.serve !== undefined) childArgs.push('--serve', args.serve);
   if (!args.prefetch) childArgs.push('--no-prefetch');
   if (!args.xattr) childArgs.push('--no-xattr');
@@ -154,6 +163,11 @@ const command: CommandModule<{}, Args> = {
       .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
       .option('max-size', { type: 'string', describe: 'limit the store database to this size (e.g. 10G); writes beyond it get ENOSPC' })
       .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn; a peer that cannot be mirrored is a warning, and an error when no peer can be and the store has no tree of its own)' })
+      .option('peer-timeout', {
+        type: 'number',
+        default: DEFAULT_PEER_TIMEOUT_S,
+        describe: 'seconds a peer may go without sending a byte before it counts as failed, when its tree is mirrored at mount time and when a read fetches chunks (above 0, at most 86400)',
+      })
       .option('serve', { type: 'string', describe: 'also serve the store to peers on HOST:PORT' })
       .option('prefetch', { type: 'boolean', default: true, describe: 'fetch the rest of the peers\' chunks in the background (--no-prefetch: only on demand)' })
       .option('sync-every-commit', {
@@ -191,6 +205,7 @@ const command: CommandModule<{}, Args> = {
         // Checked here, before the daemon is started, so that a mistake is a usage error (2)
         // rather than a daemon that failed (3).
         if (a.serve !== undefined) parseListen(a.serve, '--serve');
+        checkTimeoutSeconds('--peer-timeout', a['peer-timeout']);
         if (a['max-size'] !== undefined) maxSize(a['max-size']);
         if (!Number.isInteger(a['readahead-kib']) || a['readahead-kib'] < 4 || a['readahead-kib'] > 65536) {
           throw new UserError(`--readahead-kib wants a whole number of KiB from 4 to 65536, not ${a['readahead-kib']}`);
@@ -205,6 +220,7 @@ const command: CommandModule<{}, Args> = {
       })
       .example('$0 mount /slinky', 'mount the default store at /slinky')
       .example('$0 mount /slinky --peer http://10.0.0.5:7070', 'programs on the peer run here, fetched as they are read')
+      .example('$0 mount /slinky --peer http://10.0.0.5:7070 --peer-timeout 60', 'the same over a link that can stall for longer than 15 s')
       .example('$0 mount /mnt/s --store /var/lib/slinkyfs -f', 'mount another store in the foreground'),
   handler: async (args) => {
     if (!fs.existsSync(args.mountpoint)) {

@@ -1,4 +1,4 @@
-// Human sizes in and out: "10G" -> bytes, bytes -> "1.5 MiB".
+// Human sizes in and out: "10G" -> bytes, bytes -> "1.5 MiB"; and how long to wait for a peer.
 import { UserError } from './errors';
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -31,4 +31,13 @@ export function formatBytes(n: number): string {
     i++;
   }
   return `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+/** Longer than any peer stays silent for a reason; a day also keeps timers in range. */
+export const MAX_TIMEOUT_S = 86_400;
+
+/** Seconds to wait for a peer (`get --timeout`, `mount --peer-timeout`), refused in one line unless above 0 and at most a day. */
+export function checkTimeoutSeconds(option: string, seconds: number): number {
+  if (!(seconds > 0 && seconds <= MAX_TIMEOUT_S)) throw new UserError(`${option} wants seconds above 0 and at most ${MAX_TIMEOUT_S} (a day), not ${seconds}`);
+  return seconds;
 }

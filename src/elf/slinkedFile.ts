@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_ALGORITHM, digestOf, verifyDigest, type HashAlgorithm } from '../chunking/digest';
+import { requireNative } from '../chunking/native';
 import { parseElf } from './elfFile';
 import { SlinkOutputError } from './errors';
 import { pageDigest, pageDigestRuns } from './pageDigests';
@@ -91,7 +92,8 @@ export async function readObject(file: SlinkedFile, object: ManifestObject): Pro
  * rename would give one name the new file and leave the others the old): the trailer must end
  * the file and the manifest come right before it, so the new table cannot be written into the
  * same inode without a moment, a crash away, when the file ends in neither the old trailer nor
- * the new one. The same holds for the owner: a copy that cannot keep it is not renamed over.
+ * the new one. The same holds for the owner and the extended attributes (ACLs, file
+ * capabilities, user.* and trusted.* ones): a copy that cannot keep them is not renamed over.
  */
 export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Promise<void> {
   const bytes = encodeManifest(manifest);
@@ -103,16 +105,24 @@ export async function replaceManifest(file: SlinkedFile, manifest: Manifest): Pr
       `${file.path} has ${st.nlink} hard links: digest writes a new file in its place, which the other names would not see (digest a copy, then link every name to it)`,
     );
   }
+  const attrs = await readXattrs(target);
   const tmp = path.join(path.dirname(target), `.${path.basename(target)}.slinky-${process.pid}.tmp`);
   await fs.copyFile(target, tmp);
   try {
+    // The copy has the file's mode: a read-only one could not be opened for writing by its owner.
+    await fs.chmod(tmp, 0o600);
     const fh = await fs.open(tmp, 'r+');
     try {
       const trailer = encodeTrailer({ manifestOffset: file.trailer.manifestOffset, manifestLength: bytes.length });
       await fh.truncate(file.trailer.manifestOffset);
       await fh.write(Buffer.concat([bytes, trailer]), 0, bytes.length + trailer.length, file.trailer.manifestOffset);
       await keepOwner(fh, file.path, st);
-      // After chown, which clears set-id bits.
+      // The attributes after the writes and chown, each of which removes security.capability,
+      // and while the owner may write the file (user.* attributes need that); the ACL they may
+      // carry sets the mode's group bits from its mask, which are the old file's anyway.
+      keepXattrs(fh.fd, attrs, file.path);
+      // After chown, which clears set-id bits. A chmod rewrites an ACL's owner, mask and other
+      // entries from the mode, which the old file's ACL and mode agreed on, and keeps capabilities.
       await fh.chmod(st.mode & 0o7777);
       await fh.sync();
     } finally {
@@ -131,6 +141,90 @@ async function keepOwner(fh: fs.FileHandle, name: string, st: Stats): Promise<vo
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
     throw new SlinkOutputError(`${name} belongs to uid ${st.uid} gid ${st.gid}, which a rewritten copy made by this user cannot keep (digest it as its owner or as root)`);
+  }
+}
+
+interface Xattr {
+  /** Bytes, as the kernel has it: a name need not be UTF-8. */
+  readonly name: Buffer;
+  readonly value: Buffer;
+}
+
+const errnoCode = (err: unknown) => (err as NodeJS.ErrnoException).code;
+/** The addon's "fsetxattr: Operation not permitted" without the call's name. */
+const reason = (err: unknown) => (err as Error).message.replace(/^[a-z]+: /, '');
+
+function xattrNames(fd: number): Buffer[] {
+  let list: Buffer;
+  try {
+    list = requireNative('keeping extended attributes').xattrList(fd);
+  } catch (err) {
+    if (errnoCode(err) === 'EOPNOTSUPP') return []; // a filesystem without attributes
+    throw err;
+  }
+  const names: Buffer[] = [];
+  for (let at = 0; at < list.length; ) {
+    const end = list.indexOf(0, at);
+    names.push(list.subarray(at, end));
+    at = end + 1;
+  }
+  return names;
+}
+
+/**
+ * Every extended attribute of the file that this user can see: all of them for root; others are
+ * not shown trusted.* ones, which a rewrite by them therefore cannot keep.
+ */
+async function readXattrs(file: string): Promise<Xattr[]> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const out: Xattr[] = [];
+    for (const name of xattrNames(fh.fd)) {
+      try {
+        out.push({ name, value: requireNative('keeping extended attributes').xattrGet(fh.fd, name) });
+      } catch (err) {
+        if (errnoCode(err) !== 'ENODATA') throw err; // else removed since the list was read
+      }
+    }
+    return out;
+  } catch (err) {
+    if (errnoCode(err)) (err as Error).message = `cannot read the extended attributes of ${file}: ${reason(err)}`;
+    throw err;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Gives the open new file exactly the attributes `attrs` of the file it replaces: each of them,
+ * and none it got on its own (an access ACL from its directory's default ACL, say).
+ */
+function keepXattrs(fd: number, attrs: readonly Xattr[], file: string): void {
+  const addon = requireNative('keeping extended attributes');
+  const wanted = new Set(attrs.map((a) => a.name.toString('latin1')));
+  for (const name of xattrNames(fd)) {
+    if (wanted.has(name.toString('latin1'))) continue;
+    try {
+      addon.xattrRemove(fd, name);
+    } catch (err) {
+      if (errnoCode(err) === 'ENODATA') continue;
+      throw new SlinkOutputError(
+        `the new file that replaces ${file} gets the extended attribute ${name}, which the file does not have, and it cannot be removed: ${reason(err)}`,
+      );
+    }
+  }
+  for (const { name, value } of attrs) {
+    try {
+      addon.xattrSet(fd, name, value, 0);
+    } catch (err) {
+      const code = errnoCode(err);
+      if ((code === 'EPERM' || code === 'EACCES') && process.getuid?.() !== 0) {
+        throw new SlinkOutputError(`${file} has the extended attribute ${name}, which this user may not set on the new file that replaces it (digest it as root)`);
+      }
+      throw new SlinkOutputError(
+        `${file} has the extended attribute ${name}, which the new file that replaces it cannot keep: ${reason(err)} (remove it with setfattr -x, digest, then set it again)`,
+      );
+    }
   }
 }
 

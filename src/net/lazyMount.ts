@@ -28,8 +28,8 @@ export interface LazyMountOptions {
   /** HOST:PORT to serve the mounted store on. */
   serve?: { host: string; port: number };
   prefetch?: boolean;
-  /** Seconds without a byte from a peer before it counts as failed. */
-  timeoutSeconds?: number;
+  /** Seconds without a byte from a peer before it counts as failed, mirroring or fetching. */
+  timeoutSeconds: number;
   /** Called once the background prefetch has brought every absent chunk it could. */
   onPrefetched?: () => void;
 }
@@ -294,7 +294,7 @@ function hasContent(store: Store): boolean {
 /** The daemon's extraSources hook for --peer/--serve. */
 export async function lazyMountSource(store: Store, opts: LazyMountOptions, log: (l: string) => void): Promise<LazySource> {
   const closers: Array<() => Promise<void> | void> = [];
-  const clients = opts.peers.map((p) => new PeerClient(p, { idleTimeoutMs: (opts.timeoutSeconds ?? 15) * 1000 }));
+  const clients = opts.peers.map((p) => new PeerClient(p, { idleTimeoutMs: opts.timeoutSeconds * 1000 }));
   const { reports: mirrors, failures } = await mirrorNamespaces(store, clients, log);
   // With no peer's tree and nothing of its own, the mount would only show an empty directory; a
   // store that has a tree (mirrored before, while the peer was up) is still worth mounting.

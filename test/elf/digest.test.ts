@@ -3,7 +3,8 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { slinkyfs } from '../helpers/cli';
+import { BIN, sh, slinkyfs } from '../helpers/cli';
+import { useMount } from '../helpers/mount';
 import { digestToString } from '../../src/chunking/digest';
 import { readElf } from '../../src/elf/elfFile';
 import { openSlinked } from '../../src/elf/slinkedFile';
@@ -197,5 +198,110 @@ describe('what digest keeps of the file it rewrites', () => {
     expect(st.ino).not.toBe(ino); // a new file took its place
     expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([65534, 65534, 0o6751]);
     expect(slinkyfs(['digest', '--verify', f]).status).toBe(0);
+  });
+
+  /** Runs a shell command in `cwd`; its stdout (throws with its stderr on failure). */
+  function run(cmd: string, cwd = dir): string {
+    const r = sh(cmd, { cwd });
+    if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
+    return r.stdout;
+  }
+  /** getfattr's dump of every attribute of `name` in `cwd`, as it prints them. */
+  const attrsOf = (name: string, cwd = dir) => run(`getfattr -d -m - '${name}'`, cwd);
+  // cap_net_raw+ep (VFS_CAP_REVISION_2), as setcap writes it.
+  const CAP_NET_RAW = '0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=';
+  // user::rwx user:65534:r-- group::r-x mask::r-x other::r-x
+  const ACL_NOBODY_R = '0sAgAAAAEABwD/////AgAEAP7/AAAEAAUA/////xAABQD/////IAAFAP////8=';
+  const asNobody = (args: string[], cwd: string) =>
+    sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- '${process.execPath}' '${BIN}' ${args.map((a) => `'${a}'`).join(' ')}`, { cwd });
+
+  test('the rewritten file keeps every extended attribute: user.*, trusted.*, its ACL and its file capabilities', async () => {
+    const f = path.join(dir, 'attrs');
+    await slinkFile('/usr/bin/true', f, { digestAlgorithm: null });
+    fs.chmodSync(f, 0o755);
+    run(`setfattr -n user.note -v hello attrs; setfattr -n trusted.origin -v 0x0001ff attrs; setfacl -m u:65534:r attrs; setfattr -n security.capability -v ${CAP_NET_RAW} attrs`);
+    const expected = `# file: attrs\nsecurity.capability=${CAP_NET_RAW}\nsystem.posix_acl_access=${ACL_NOBODY_R}\ntrusted.origin=0sAAH/\nuser.note="hello"\n\n`;
+    expect(attrsOf('attrs')).toBe(expected);
+    const ino = fs.statSync(f).ino;
+    const r = slinkyfs(['digest', f]);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    const st = fs.statSync(f);
+    expect(st.ino).not.toBe(ino);
+    expect(attrsOf('attrs')).toBe(expected);
+    expect(st.mode & 0o7777).toBe(0o755);
+    expect(slinkyfs(['digest', '--verify', f]).status).toBe(0);
+  });
+
+  test('the rewritten file gets no attribute the file did not have, such as an ACL from its directory', async () => {
+    const sub = path.join(dir, 'default-acl');
+    fs.mkdirSync(sub);
+    run('setfacl -d -m u:65534:rwx default-acl');
+    const f = path.join(sub, 'plain');
+    await slinkFile('/usr/bin/true', f, { digestAlgorithm: null });
+    run('setfacl -b plain; chmod 750 plain', sub);
+    expect(attrsOf('plain', sub)).toBe('');
+    expect(slinkyfs(['digest', f]).status).toBe(0);
+    expect(attrsOf('plain', sub)).toBe('');
+    expect(fs.statSync(f).mode & 0o7777).toBe(0o750);
+  });
+
+  test('its owner (not root) keeps the user.* attributes of a file its mode makes read-only', async () => {
+    const sub = path.join(dir, 'nobody-rw');
+    fs.mkdirSync(sub);
+    fs.chownSync(sub, 65534, 65534);
+    const f = path.join(sub, 'ro');
+    await slinkFile('/usr/bin/true', f, { digestAlgorithm: null });
+    run('setfattr -n user.note -v kept ro', sub);
+    fs.chownSync(f, 65534, 65534);
+    fs.chmodSync(f, 0o555);
+    const r = asNobody(['digest', f], sub);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(attrsOf('ro', sub)).toBe('# file: ro\nuser.note="kept"\n\n');
+    const st = fs.statSync(f);
+    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([65534, 65534, 0o555]);
+    expect(slinkyfs(['digest', '--verify', f]).status).toBe(0);
+    expect(fs.readdirSync(sub)).toEqual(['ro']);
+  });
+
+  test('a file capability another user cannot set is refused with one line, and the file stays as it was', async () => {
+    const sub = path.join(dir, 'nobody-cap');
+    fs.mkdirSync(sub);
+    fs.chownSync(sub, 65534, 65534);
+    const f = path.join(sub, 'capped');
+    await slinkFile('/usr/bin/true', f, { digestAlgorithm: null });
+    fs.chownSync(f, 65534, 65534);
+    fs.chmodSync(f, 0o755);
+    run(`setfattr -n security.capability -v ${CAP_NET_RAW} capped`, sub);
+    const before = fs.readFileSync(f);
+    const ino = fs.statSync(f).ino;
+    const r = asNobody(['digest', f], sub);
+    expect([r.status, r.stderr]).toEqual([
+      2,
+      `slinkyfs: ${f} has the extended attribute security.capability, which this user may not set on the new file that replaces it (digest it as root)\n`,
+    ]);
+    expect(fs.statSync(f).ino).toBe(ino);
+    expect(fs.readFileSync(f).equals(before)).toBe(true);
+    expect(attrsOf('capped', sub)).toBe(`# file: capped\nsecurity.capability=${CAP_NET_RAW}\n\n`);
+    expect(fs.readdirSync(sub)).toEqual(['capped']);
+  });
+
+  describe('on a slinkyfs mount', () => {
+    const mount = useMount();
+
+    test('the rewritten file keeps its user.* and trusted.* attributes and its ACL', async () => {
+      const f = path.join(mount.mp, 'attrs');
+      await slinkFile('/usr/bin/true', f, { digestAlgorithm: null });
+      fs.chmodSync(f, 0o755);
+      run('setfattr -n user.note -v hello attrs; setfattr -n trusted.origin -v 0x0001ff attrs; setfacl -m u:65534:r attrs', mount.mp);
+      const expected = `# file: attrs\nsystem.posix_acl_access=${ACL_NOBODY_R}\ntrusted.origin=0sAAH/\nuser.note="hello"\n\n`;
+      expect(attrsOf('attrs', mount.mp)).toBe(expected);
+      const ino = fs.statSync(f).ino;
+      const r = slinkyfs(['digest', f]);
+      expect([r.status, r.stderr]).toEqual([0, '']);
+      expect(fs.statSync(f).ino).not.toBe(ino);
+      expect(attrsOf('attrs', mount.mp)).toBe(expected);
+      expect(fs.statSync(f).mode & 0o7777).toBe(0o755);
+      expect(slinkyfs(['digest', '--verify', f]).status).toBe(0);
+    });
   });
 });

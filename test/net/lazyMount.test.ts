@@ -14,7 +14,7 @@ import { slinkyfs } from '../helpers/cli';
 import { run, tempDir } from '../elf/slinkHelpers';
 import { objectsOf, waitPublished } from '../pagecache/mountHelpers';
 import type { NetworkReport } from '../../src/net/networkReport';
-import { type Sender, type Served, buildSender, runCli, sha, startServe, tally, uniqueChunks } from './netHelpers';
+import { type Sender, type Served, buildSender, runCli, sha, startServe, startSilentPeer, tally, uniqueChunks } from './netHelpers';
 
 let sender: Sender;
 let served: Served;
@@ -210,13 +210,13 @@ describe('peers that cannot be mirrored: one line each, and no mount unless ther
   });
 
   /** `mount --peer …` as a user runs it; asynchronous, as some of the peers answer from this process. */
-  async function mountPeers(peers: string[]) {
+  async function mountPeers(peers: string[], extra: string[] = []) {
     const dir = tempDir('peer-mount');
     dirs.push(dir);
     const mnt = path.join(dir, 'mnt');
     const store = path.join(dir, 'store');
     fs.mkdirSync(mnt);
-    const r = await runCli(['mount', mnt, '--store', store, ...peers.flatMap((p) => ['--peer', p])]);
+    const r = await runCli(['mount', mnt, '--store', store, ...peers.flatMap((p) => ['--peer', p]), ...extra]);
     return { r, mnt, store, left: mounted(mnt) || fs.existsSync(path.join(store, 'daemon.pid')) };
   }
 
@@ -267,6 +267,44 @@ describe('peers that cannot be mirrored: one line each, and no mount unless ther
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));
     }
+  });
+
+  test('a --peer-timeout that is not above 0 and at most a day is one line and exit 2, and nothing is mounted', async () => {
+    for (const [value, shown] of [['0', '0'], ['-1', '-1'], ['86401', '86401'], ['soon', 'NaN']]) {
+      const { r, left } = await mountPeers(['http://127.0.0.1:1'], ['--peer-timeout', value]);
+      expect([r.code, r.stderr]).toEqual([2, `slinkyfs: --peer-timeout wants seconds above 0 and at most 86400 (a day), not ${shown}\n`]);
+      expect(left).toBe(false);
+    }
+  });
+
+  describe('a peer that accepts connections and never answers, in a process of its own', () => {
+    let silent: Served;
+    beforeAll(async () => {
+      silent = await startSilentPeer();
+    });
+    afterAll(() => silent?.stop());
+
+    test('with --peer-timeout 1 fails the mount of an empty store well before the default 15 s', async () => {
+      const { r, left } = await mountPeers([silent.url], ['--peer-timeout', '1']);
+      expect([r.code, r.stderr]).toEqual([3, `slinkyfs: cannot mirror the peer: peer 127.0.0.1:${silent.port} sent nothing for 1 s\n`]);
+      expect(left).toBe(false);
+      expect(r.ms).toBeLessThan(10_000);
+    });
+
+    test('with --peer-timeout 1 a store mirrored before mounts with a warning, and a read of a chunk it lacks fails after that timeout too', async () => {
+      const first = await mountPeers([served.url], ['--no-prefetch']);
+      expect(first.r.code).toBe(0);
+      expect(slinkyfs(['umount', first.mnt]).status).toBe(0);
+      const r = await runCli(['mount', first.mnt, '--store', first.store, '--peer', silent.url, '--peer-timeout', '1', '--no-prefetch']);
+      expect([r.code, r.stderr]).toEqual([0, `slinkyfs: warning: not mirrored: peer 127.0.0.1:${silent.port} sent nothing for 1 s\n`]);
+      expect(r.ms).toBeLessThan(10_000);
+      const t0 = Date.now();
+      await expect(fs.promises.readFile(path.join(first.mnt, 'bin', 'ls'))).rejects.toMatchObject({ code: 'EIO' });
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      const log = fs.readFileSync(path.join(first.store, 'slinkyfs.log'), 'utf8');
+      expect(log).toContain(`peer 127.0.0.1:${silent.port} failed, trying the next peer: peer 127.0.0.1:${silent.port} sent nothing for 1 s\n`);
+      expect(log).toMatch(/read: chunk sha256-[0-9a-f]{64} of inode \d+ is missing or damaged\n/);
+    });
   });
 
   test('with several peers, the line gives each one\'s reason', async () => {

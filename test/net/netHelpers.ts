@@ -1,8 +1,9 @@
 // Shared by the peer tests: a sender store holding real slinked programs (written through a real
 // mount), `slinkyfs serve` on a loopback port, the CLI run asynchronously (the test process also
 // runs the hostile proxies, so it must not block), independent chunk arithmetic, and a proxy on
-// real TCP that forwards to a real server and misbehaves in a chosen way.
-import { spawn } from 'node:child_process';
+// real TCP that forwards to a real server and misbehaves in a chosen way, or a peer of its own
+// process that never answers.
+import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -93,6 +94,15 @@ export interface Served {
   stop(): Promise<void>;
 }
 
+/** SIGTERM to a server process, resolved once it has exited. */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((r) => {
+    if (child.exitCode !== null || child.signalCode !== null) return r();
+    child.once('exit', () => r());
+    child.kill('SIGTERM');
+  });
+}
+
 /** `slinkyfs serve` on a free loopback port. */
 export function startServe(store: string, extra: readonly string[] = []): Promise<Served> {
   return new Promise((resolve, reject) => {
@@ -108,16 +118,36 @@ export function startServe(store: string, extra: readonly string[] = []): Promis
         resolve({
           url: `http://127.0.0.1:${port}`,
           port,
-          stop: () =>
-            new Promise<void>((r) => {
-              if (child.exitCode !== null) return r();
-              child.once('exit', () => r());
-              child.kill('SIGTERM');
-            }),
+          stop: () => stopChild(child),
         });
       }
     });
     child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  });
+}
+
+/**
+ * A peer that accepts every connection and never sends a byte, in a process of its own (a
+ * server that does not answer because it does not, not because this process is busy).
+ */
+export function startSilentPeer(): Promise<Served> {
+  const script = `const s = require('node:net').createServer((c) => c.on('error', () => {}));
+s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /^(\d+)\n/.exec(out);
+      if (!m) return;
+      const port = Number(m[1]);
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        port,
+        stop: () => stopChild(child),
+      });
+    });
+    child.on('exit', (code) => reject(new Error(`the silent peer exited ${code} before it listened`)));
   });
 }
 
