@@ -82,12 +82,15 @@ const command: CommandModule<{}, Args> = {
       return;
     }
     const storeDir = storeDirFrom(args);
-    const daemon = args.pages || args.net ? await daemonStats(storeDir) : undefined;
-    const { network, ...pageFigures } = daemon ?? {};
-    const pages = args.pages ? (pageFigures as PageCacheStats) : undefined;
-    const net = args.net ? (network ?? null) : undefined;
-    const store = await openStoreForReading(storeDir);
+    // Every B-tree page is checked before LMDB follows it (a damaged page would crash it), and
+    // before the daemon is asked, so damage is exit 1 with or without --pages/--net. A daemon
+    // writing meanwhile is safe: the walk is taken again when a commit moved the tree under it.
+    const store = await openStoreForReading(storeDir, { checkPages: true });
     try {
+      const daemon = args.pages || args.net ? await daemonStats(storeDir) : undefined;
+      const { network, ...pageFigures } = daemon ?? {};
+      const pages = args.pages ? (pageFigures as PageCacheStats) : undefined;
+      const net = args.net ? (network ?? null) : undefined;
       const s = computeStats(store);
       const byDir = args['by-dir'] ? statsByTopDir(store) : undefined;
       if (args.json) {

@@ -1,8 +1,9 @@
-// A walk over every B-tree page of LMDB's data file before LMDB follows them, for `verify`.
+// A walk over every B-tree page of LMDB's data file before LMDB follows them, for the commands
+// that open a store file themselves (`verify`, `stats`, `gc`).
 // LMDB trusts what its pages say: a flipped bit in a node's size or offset makes it copy from
 // outside the page, and past the end of its map the process dies of SIGSEGV; a flipped page
 // number or node flag gives errors like MDB_PAGE_NOTFOUND or "Invalid dupdata flag" (and a line
-// LMDB prints to stderr). Damage of that kind is what verify exists to report, so this reads each
+// LMDB prints to stderr). Damage of that kind is to be reported, not crashed on, so this reads each
 // page reachable from the newest meta page, checks what LMDB would rely on, and names the first
 // page that is wrong. Layouts are LMDB's as lmdb-js 3 builds it (mdb.c: MDB_page, MDB_node, MDB_db).
 import fs from 'node:fs';

@@ -264,6 +264,19 @@ describe('a damaged database file is reported, not a crash', () => {
     expect(r.stderr).toBe(`slinkyfs: store ${store} is damaged: reading the chunk references failed: malformed digest\n`);
   });
 
+  test('stats of a node whose data size runs far past its page (a crash in LMDB): one line naming the page, exit 1, with any option', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'inodes');
+    db.writeUInt16LE(0x800, node + 2);
+    const size = 0x800 * 65536 + db.readUInt16LE(node);
+    const store = storeWith('stats-datasize', db);
+    const line = `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`;
+    for (const option of [[], ['--json'], ['--by-dir'], ['--pages'], ['--net']]) {
+      const r = slinkyfs(['stats', '--store', store, ...option]);
+      expect([option, r.status, r.stdout, r.stderr]).toEqual([option, 1, '', line]);
+    }
+  });
+
   test('gc of a store with a damaged page: refused in one line, exit 1, the file left as it was', () => {
     const db = Buffer.from(goodDb);
     const { page, node } = firstLeafNode(db, 'extents');
