@@ -118,6 +118,19 @@ describe('a mountpoint named through a symbolic link', () => {
     expect(mounted()).toBe(false);
   });
 
+  test('stats of a mount whose daemon died, named or through the link, with any option: one line saying so, exit 3', () => {
+    m.kill9();
+    const line =
+      `slinkyfs: the daemon of the slinkyfs mount at ${m.mountpoint} is gone (killed or crashed): clear the mount with ` +
+      `\`slinkyfs umount ${m.mountpoint}\`, then mount it again (\`slinkyfs stats --store ${m.store}\` reads its store meanwhile)\n`;
+    for (const name of [link, m.mountpoint]) {
+      for (const option of [[], ['--json'], ['--by-dir'], ['--pages'], ['--net']]) {
+        const s = slinkyfs(['stats', name, ...option], { timeout: 20000 });
+        expect([name, option, s.status, s.stdout, s.stderr]).toEqual([name, option, 3, '', line]);
+      }
+    }
+  });
+
   test('umount clears a mount whose daemon died, without stat on it hanging or failing', () => {
     m.kill9();
     const u = slinkyfs(['umount', link], { timeout: 20000 });
