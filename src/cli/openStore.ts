@@ -24,8 +24,8 @@ function databaseFile(dir: string): string {
   return file;
 }
 
-/** `checkPages` (verify) first reads every page LMDB would follow, so damage there is reported
- *  rather than followed into a crash; it costs a read of every B-tree page. */
+/** `checkPages` (verify, stats) first reads every page LMDB would follow, so damage there is
+ *  reported rather than followed into a crash; it costs a read of every B-tree page. */
 export async function openStoreForReading(dir: string, opts: { checkPages?: boolean } = {}): Promise<Store> {
   const file = databaseFile(dir);
   try {

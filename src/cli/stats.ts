@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { computeStats, statsByTopDir } from '../store/stats';
 import { openStoreForReading } from './openStore';
-import { storeDirFrom, withStore } from './storeArg';
+import { deadMountError, deadMountOf, storeDirFrom, withStore } from './storeArg';
 import { formatBytes } from './units';
 import { UserError } from './errors';
 import type { PageCacheStats } from '../pagecache';
@@ -73,6 +73,10 @@ const command: CommandModule<{}, Args> = {
       .example('$0 stats /slinky --pages', 'page cache hits, misses, verification failures, objects mapped')
       .example('$0 stats /slinky --net', 'what a mount with peers fetched, and what it found here instead'),
   handler: async (args) => {
+    // Before any look at the name: on a mount whose daemon died, stat fails with ENOTCONN (or,
+    // for a second, answers from the kernel's cache), and --pages/--net have no daemon to ask.
+    const dead = args.mountpoint ? deadMountOf(args.mountpoint) : undefined;
+    if (dead) throw deadMountError(dead);
     if (args.mountpoint && fs.statSync(args.mountpoint, { throwIfNoEntry: false })?.isFile()) {
       // A file: its file digest, the name `slinkyfs get PEER sha256-…` fetches it by.
       const { localFileDigest } = await import('../net/localDigest');
@@ -82,12 +86,15 @@ const command: CommandModule<{}, Args> = {
       return;
     }
     const storeDir = storeDirFrom(args);
-    const daemon = args.pages || args.net ? await daemonStats(storeDir) : undefined;
-    const { network, ...pageFigures } = daemon ?? {};
-    const pages = args.pages ? (pageFigures as PageCacheStats) : undefined;
-    const net = args.net ? (network ?? null) : undefined;
-    const store = await openStoreForReading(storeDir);
+    // Every B-tree page is checked before LMDB follows it (a damaged page would crash it), and
+    // before the daemon is asked, so damage is exit 1 with or without --pages/--net. A daemon
+    // writing meanwhile is safe: the walk is taken again when a commit moved the tree under it.
+    const store = await openStoreForReading(storeDir, { checkPages: true });
     try {
+      const daemon = args.pages || args.net ? await daemonStats(storeDir) : undefined;
+      const { network, ...pageFigures } = daemon ?? {};
+      const pages = args.pages ? (pageFigures as PageCacheStats) : undefined;
+      const net = args.net ? (network ?? null) : undefined;
       const s = computeStats(store);
       const byDir = args['by-dir'] ? statsByTopDir(store) : undefined;
       if (args.json) {

@@ -3,7 +3,8 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { defaultStoreDir } from '../store/defaultStore';
-import { findSlinkyMount, resolveOutsideMounts } from '../fs/mountTable';
+import { readLock } from '../store/lock';
+import { FSTYPE, findSlinkyMount, readMounts, resolveOutsideMounts, type MountEntry } from '../fs/mountTable';
 import { UserError } from './errors';
 
 export function withStore<T>(y: Argv<T>) {
@@ -25,4 +26,34 @@ export function storeDirFrom(args: { store?: string; mountpoint?: string }): str
     return m.source;
   }
   return defaultStoreDir();
+}
+
+/**
+ * The slinkyfs mount whose mountpoint `name` is or lies under (through symbolic links, looking
+ * into no mount: see resolveOutsideMounts), when its daemon is gone, killed or crashed. Its
+ * store's lock says which daemon serves which mountpoint; the kernel cannot be asked without a
+ * stat on the mount, which answers ENOTCONN, or for a second after the death still answers
+ * from its attribute cache.
+ */
+export function deadMountOf(name: string): MountEntry | undefined {
+  const mounts = readMounts();
+  const p = resolveOutsideMounts(name, mounts);
+  // The mount `p` is in: the deepest mountpoint above it, the last of those stacked there.
+  const m = mounts
+    .filter((e) => p === e.mountpoint || p.startsWith(e.mountpoint === '/' ? '/' : `${e.mountpoint}/`))
+    .sort((a, b) => a.mountpoint.length - b.mountpoint.length)
+    .pop();
+  if (m?.fstype !== FSTYPE) return undefined;
+  const holder = readLock(m.source);
+  // A daemon mounted through a symbolic link records the name it was given.
+  const serves = holder?.mountpoint !== undefined && resolveOutsideMounts(holder.mountpoint, mounts) === m.mountpoint;
+  return serves ? undefined : m;
+}
+
+/** What to tell a user who named a mount whose daemon is gone (exit 3, as for a busy mount). */
+export function deadMountError(m: MountEntry): UserError {
+  return new UserError(
+    `the daemon of the slinkyfs mount at ${m.mountpoint} is gone (killed or crashed): clear the mount with \`slinkyfs umount ${m.mountpoint}\`, then mount it again (\`slinkyfs stats --store ${m.source}\` reads its store meanwhile)`,
+    3,
+  );
 }

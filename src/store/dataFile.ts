@@ -90,10 +90,12 @@ export async function checkDataFile(file: string, emptyIsNew: boolean): Promise<
     throw err;
   }
   try {
+    // The meta pages first, the length after: a daemon may commit meanwhile, and it writes a
+    // meta page only after the pages it names, so a length taken first can be short of them.
+    const { pageSize, metas } = await readMetas(handle);
     const { size } = await handle.stat();
     if (size === 0 && emptyIsNew) return;
     const damaged = (why: string) => damagedFile(file, why);
-    const { pageSize, metas } = await readMetas(handle);
     if (!validPageSize(pageSize)) throw damaged(`page size ${pageSize}`);
     if (size < 2 * pageSize) throw damaged(`${size} bytes, shorter than its two meta pages`);
     const meta = newest(metas);

@@ -118,6 +118,19 @@ describe('a mountpoint named through a symbolic link', () => {
     expect(mounted()).toBe(false);
   });
 
+  test('stats of a mount whose daemon died, named or through the link, with any option: one line saying so, exit 3', () => {
+    m.kill9();
+    const line =
+      `slinkyfs: the daemon of the slinkyfs mount at ${m.mountpoint} is gone (killed or crashed): clear the mount with ` +
+      `\`slinkyfs umount ${m.mountpoint}\`, then mount it again (\`slinkyfs stats --store ${m.store}\` reads its store meanwhile)\n`;
+    for (const name of [link, m.mountpoint]) {
+      for (const option of [[], ['--json'], ['--by-dir'], ['--pages'], ['--net']]) {
+        const s = slinkyfs(['stats', name, ...option], { timeout: 20000 });
+        expect([name, option, s.status, s.stdout, s.stderr]).toEqual([name, option, 3, '', line]);
+      }
+    }
+  });
+
   test('umount clears a mount whose daemon died, without stat on it hanging or failing', () => {
     m.kill9();
     const u = slinkyfs(['umount', link], { timeout: 20000 });
@@ -262,6 +275,19 @@ describe('a damaged database file is reported, not a crash', () => {
     const r = slinkyfs(['verify', '--store', store]);
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(`slinkyfs: store ${store} is damaged: reading the chunk references failed: malformed digest\n`);
+  });
+
+  test('stats of a node whose data size runs far past its page (a crash in LMDB): one line naming the page, exit 1, with any option', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'inodes');
+    db.writeUInt16LE(0x800, node + 2);
+    const size = 0x800 * 65536 + db.readUInt16LE(node);
+    const store = storeWith('stats-datasize', db);
+    const line = `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`;
+    for (const option of [[], ['--json'], ['--by-dir'], ['--pages'], ['--net']]) {
+      const r = slinkyfs(['stats', '--store', store, ...option]);
+      expect([option, r.status, r.stdout, r.stderr]).toEqual([option, 1, '', line]);
+    }
   });
 
   test('gc of a store with a damaged page: refused in one line, exit 1, the file left as it was', () => {

@@ -181,8 +181,13 @@ test('a slinky trailer on garbage is counted as malformed and the daemon keeps s
   expect(spawnSync(bin('true')).status).toBe(0);
 });
 
-test('stats --pages without a running daemon is one line and exit status 3', () => {
-  const r = slinkyfs(['stats', '--store', path.join(progDir, 'no-store'), '--pages']);
-  expect(r.status).toBe(3);
-  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+test('stats --pages of a store without a running daemon is one line and exit status 3', () => {
+  const unmounted = startMount();
+  try {
+    unmounted.unmount();
+    const r = slinkyfs(['stats', '--store', unmounted.store, '--pages']);
+    expect([r.status, r.stdout, r.stderr]).toEqual([3, '', `slinkyfs: no running slinkyfs daemon serves ${unmounted.store} (page cache statistics live in the daemon)\n`]);
+  } finally {
+    unmounted.cleanup();
+  }
 });
