@@ -12,6 +12,7 @@ import { checkTimeoutSeconds, parseSizeOption } from './units';
 import { parseListen } from './serve';
 import { DEFAULT_FLUSH_DELAY_MS, type Store } from '../store/store';
 import { makeDirs } from '../store/dirs';
+import { CorruptStoreError } from '../store/errors';
 
 /** Chunk sources for --peer/--serve: loaded only when asked for. */
 async function peerSources(store: Store, args: Args, log: (l: string) => void, events: SourceEvents) {
@@ -99,7 +100,9 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
     });
   } catch (err) {
     log(`mount failed: ${(err as Error).message}`);
-    tell(`error ${(err as Error).message}`);
+    // A damaged store is a problem found (exit 1, as verify says it); anything else, the
+    // environment's (3). The parent exits with what the daemon would have.
+    tell(`${err instanceof CorruptStoreError ? 'damaged' : 'error'} ${(err as Error).message}`);
     throw err;
   }
   // A stray rejected promise must not take every program on the mount down with the daemon.
@@ -146,7 +149,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   const [first, ...rest] = answer.split('\n');
   if (first !== 'ready') {
     child.kill('SIGTERM');
-    throw new UserError(answer.replace(/^error /, ''), 3);
+    throw new UserError(answer.replace(/^(error|damaged) /, ''), first.startsWith('damaged ') ? 1 : 3);
   }
   // Mounted, with something the user should know (a peer that could not be mirrored).
   for (const line of rest) process.stderr.write(`slinkyfs: warning: ${line.replace(/^warning /, '')}\n`);

@@ -24,12 +24,12 @@ function databaseFile(dir: string): string {
   return file;
 }
 
-/** `checkPages` (verify, stats) first reads every page LMDB would follow, so damage there is
- *  reported rather than followed into a crash; it costs a read of every B-tree page. */
-export async function openStoreForReading(dir: string, opts: { checkPages?: boolean } = {}): Promise<Store> {
+/** Every page LMDB would follow is read first, so damage there is reported rather than followed
+ *  into a crash; it costs a read of every B-tree page (~0.2 s for a store holding /usr/bin). */
+export async function openStoreForReading(dir: string): Promise<Store> {
   const file = databaseFile(dir);
   try {
-    if (opts.checkPages) await checkDataTree(file);
+    await checkDataTree(file);
     return await Store.open(dir, { readOnly: true });
   } catch (err) {
     // A damaged store is what verify exists to find: exit status 1, as for damaged chunks.

@@ -89,7 +89,7 @@ const command: CommandModule<{}, Args> = {
     // Every B-tree page is checked before LMDB follows it (a damaged page would crash it), and
     // before the daemon is asked, so damage is exit 1 with or without --pages/--net. A daemon
     // writing meanwhile is safe: the walk is taken again when a commit moved the tree under it.
-    const store = await openStoreForReading(storeDir, { checkPages: true });
+    const store = await openStoreForReading(storeDir);
     try {
       const daemon = args.pages || args.net ? await daemonStats(storeDir) : undefined;
       const { network, ...pageFigures } = daemon ?? {};

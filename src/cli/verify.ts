@@ -12,7 +12,7 @@ const command: CommandModule<{}, { store?: string; mountpoint?: string }> = {
       .positional('mountpoint', { type: 'string', describe: 'a slinkyfs mountpoint (its store is checked)' })
       .example('$0 verify --store ./st', 'check a store; exit status 1 if damaged'),
   handler: async (args) => {
-    const store = await openStoreForReading(storeDirFrom(args), { checkPages: true });
+    const store = await openStoreForReading(storeDirFrom(args));
     try {
       const r = verifyStore(store);
       for (const d of r.damage) process.stdout.write(`${d.kind}: ${d.what}\n`);

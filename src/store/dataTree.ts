@@ -1,5 +1,5 @@
-// A walk over every B-tree page of LMDB's data file before LMDB follows them, for the commands
-// that open a store file themselves (`verify`, `stats`, `gc`).
+// A walk over every B-tree page of LMDB's data file before LMDB follows them, for everything
+// that opens a store file: the commands (`verify`, `stats`, `gc`, `serve`) and the daemon.
 // LMDB trusts what its pages say: a flipped bit in a node's size or offset makes it copy from
 // outside the page, and past the end of its map the process dies of SIGSEGV; a flipped page
 // number or node flag gives errors like MDB_PAGE_NOTFOUND or "Invalid dupdata flag" (and a line
@@ -133,8 +133,8 @@ class Walk {
  * reads, without a reader slot to keep its pages; when the newest meta page changed during a walk
  * that found damage, the walk is repeated, and a store that never holds still is left to LMDB's
  * own reading.
- * The pages are read synchronously: this runs in commands before they open a store (never in
- * the daemon), and a store holding /usr/bin has some 28,000 pages and overflow headers to read,
+ * The pages are read synchronously: this runs in commands before they open a store, and in the
+ * daemon before it mounts (no request waits), and a store holding /usr/bin has some 28,000 pages and overflow headers to read,
  * which took 1.0 s one by one through the threadpool against 0.2 s in place.
  */
 export async function checkDataTree(file: string): Promise<void> {

@@ -290,6 +290,41 @@ describe('a damaged database file is reported, not a crash', () => {
     }
   });
 
+  test('serve of a store with a damaged page: one line naming the page, exit 1, nothing served', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'inodes');
+    db.writeUInt16LE(0x800, node + 2);
+    const size = 0x800 * 65536 + db.readUInt16LE(node);
+    const store = storeWith('serve-datasize', db);
+    const r = slinkyfs(['serve', '--store', store, '--listen', '127.0.0.1:0']);
+    expect([r.status, r.stdout, r.stderr]).toEqual([
+      1,
+      '',
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`,
+    ]);
+  });
+
+  test('mount of a store with a damaged page: one line naming the page, exit 1, no mount left', () => {
+    const db = Buffer.from(goodDb);
+    const { page, node } = firstLeafNode(db, 'inodes');
+    db.writeUInt16LE(0x800, node + 2);
+    const size = 0x800 * 65536 + db.readUInt16LE(node);
+    const store = storeWith('mount-datasize', db);
+    const mnt = path.join(dir, 'mnt-datasize');
+    fs.mkdirSync(mnt);
+    const r = slinkyfs(['mount', mnt, '--store', store]);
+    try {
+      expect([r.status, r.stdout, r.stderr]).toEqual([
+        1,
+        '',
+        `slinkyfs: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`,
+      ]);
+      expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(` ${mnt} `);
+    } finally {
+      if (fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `)) slinkyfs(['umount', mnt]);
+    }
+  });
+
   test('gc of a store with a damaged page: refused in one line, exit 1, the file left as it was', () => {
     const db = Buffer.from(goodDb);
     const { page, node } = firstLeafNode(db, 'extents');
