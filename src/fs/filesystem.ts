@@ -395,6 +395,9 @@ export class Filesystem {
   async lookup(parent: Ino, name: string): Promise<Attr> {
     const dir = this.inode(parent);
     if (!isDir(dir)) throw new NotDirError(`inode ${parent}`);
+    // The kernel passes on names up to its own limit (1024 bytes): one longer than any name here
+    // can hold is ENAMETOOLONG, as on ext4, not a missing name.
+    if (nameByteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
     const ino = this.store.lookup(parent, name);
     if (ino === undefined) throw new NotFoundError(name);
     return this.attrOf(this.inode(ino));

@@ -81,6 +81,14 @@ test('creating an existing name fails with EEXIST', () => {
   expect(() => fs.writeFileSync(path.join(mp, 'dup2'), 'a', { flag: 'wx' })).toThrow(/EEXIST/);
 });
 
+test('a name longer than 255 bytes is ENAMETOOLONG when looked up, as on ext4, not ENOENT', () => {
+  const long = path.join(mp, 'n'.repeat(256));
+  expect(() => fs.statSync(long)).toThrow(/ENAMETOOLONG/);
+  expect(() => fs.truncateSync(long, 1)).toThrow(/ENAMETOOLONG/);
+  expect(() => fs.unlinkSync(long)).toThrow(/ENAMETOOLONG/);
+  expect(fs.statSync(path.join(mp, 'n'.repeat(255)), { throwIfNoEntry: false })).toBeUndefined();
+});
+
 test('symlinks resolve and readlink returns the target', () => {
   fs.writeFileSync(path.join(mp, 'target'), 'via link');
   fs.symlinkSync('target', path.join(mp, 'link'));
