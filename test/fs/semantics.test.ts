@@ -109,6 +109,22 @@ test('truncate shrinks and grows with zeros', () => {
   expect(b.subarray(1000).every((x) => x === 0)).toBe(true);
 });
 
+describe('holes and the largest file', () => {
+  const peakRss = () => {
+    const pid = JSON.parse(fs.readFileSync(path.join(m.store, 'daemon.pid'), 'utf8')).pid;
+    return Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  };
+
+  test('growing a file by a 1 GiB hole does not hold the hole in the daemon memory', () => {
+    const p = path.join(mp, 'hole');
+    const before = peakRss();
+    expect(sh(`truncate -s 1G '${p}'`).status).toBe(0);
+    expect(fs.statSync(p).size).toBe(2 ** 30);
+    expect(peakRss() - before).toBeLessThan(256 << 20);
+    fs.unlinkSync(p);
+  });
+});
+
 describe('extended attributes', () => {
   /** Run Python's os.*xattr in another process; prints the result or the errno name. */
   const py = (code: string): string =>
