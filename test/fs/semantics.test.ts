@@ -123,6 +123,17 @@ describe('holes and the largest file', () => {
     expect(peakRss() - before).toBeLessThan(256 << 20);
     fs.unlinkSync(p);
   });
+
+  test('a file cannot grow past 64 GiB: truncate and a write there are EFBIG and change nothing', () => {
+    const p = path.join(mp, 'huge');
+    fs.writeFileSync(p, 'abc');
+    const t = sh(`truncate -s ${64 * 2 ** 30 + 1} '${p}'`);
+    expect(t.stderr).toMatch(/File too large/);
+    const w = sh(`printf x | dd of='${p}' bs=1 seek=${64 * 2 ** 30} conv=notrunc`);
+    expect(w.stderr).toMatch(/File too large/);
+    expect(fs.readFileSync(p, 'utf8')).toBe('abc');
+    fs.unlinkSync(p);
+  });
 });
 
 describe('extended attributes', () => {
