@@ -56,6 +56,15 @@ export const PREFERRED_IO_SIZE = 1 << 20;
 /** Uncommitted bytes one open file may hold before a write commits them (memory bound). */
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
+/**
+ * The largest file (64 GiB): beyond it truncate, write and fallocate are EFBIG, as past ext4's
+ * 16 TiB. A file's recipe has an extent for every chunk, holes included (a run of zeros is
+ * chunked like any bytes), so extending a file by a hole chunks and hashes all of it in one
+ * commit: ~22 MB of memory and ~3 s per GiB. Without a limit, `truncate -s 1P` took
+ * all the machine's memory until the kernel killed the daemon.
+ */
+export const MAX_FILE_SIZE = 64 * 2 ** 30;
+const tooBig = (end: number) => new ErrnoError(E.EFBIG, `file would end at ${end}, past the largest file size (${MAX_FILE_SIZE})`);
 /** File types mknod(2) makes besides regular files: FIFOs, sockets, character and block devices. */
 const SPECIAL_TYPES = new Set([S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK]);
 
@@ -395,6 +404,9 @@ export class Filesystem {
   async lookup(parent: Ino, name: string): Promise<Attr> {
     const dir = this.inode(parent);
     if (!isDir(dir)) throw new NotDirError(`inode ${parent}`);
+    // The kernel passes on names up to its own limit (1024 bytes): one longer than any name here
+    // can hold is ENAMETOOLONG, as on ext4, not a missing name.
+    if (nameByteLength(name) > NAME_MAX) throw new ErrnoError(E.ENAMETOOLONG, `name too long: ${name}`);
     const ino = this.store.lookup(parent, name);
     if (ino === undefined) throw new NotFoundError(name);
     return this.attrOf(this.inode(ino));
@@ -824,6 +836,11 @@ export class Filesystem {
   async write(fh: number, data: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fh);
     if ((h.flags & O_ACCMODE) === O_RDONLY) throw new ErrnoError(E.EBADF, 'file not open for writing');
+    // Up to the largest file size, as write(2) does at a filesystem's limit: a short write, then EFBIG.
+    if (position + length > MAX_FILE_SIZE) {
+      if (position >= MAX_FILE_SIZE) throw tooBig(position + length);
+      length = MAX_FILE_SIZE - position;
+    }
     const st = h.state;
     // Back-pressure: at most MAX_BATCHES in flight and one filling, so memory stays bounded.
     while (st.batches.size >= MAX_BATCHES && st.overlay.bytes >= COMMIT_THRESHOLD) await Promise.race(st.batches);
@@ -959,6 +976,7 @@ export class Filesystem {
 
   async ftruncate(fh: number, size: number): Promise<void> {
     if (size < 0 || !Number.isSafeInteger(size)) throw new InvalidError('bad size');
+    if (size > MAX_FILE_SIZE) throw tooBig(size);
     const st = this.handle(fh).state;
     await this.quiescent(st, async () => {
       st.overlay.truncate(size);
@@ -978,6 +996,7 @@ export class Filesystem {
     const h = this.handle(fh);
     if ((h.flags & O_ACCMODE) === O_RDONLY) throw new ErrnoError(E.EBADF, 'file not open for writing');
     if (offset < 0 || length <= 0 || !Number.isSafeInteger(offset + length)) throw new InvalidError('bad range');
+    if (offset + length > MAX_FILE_SIZE) throw tooBig(offset + length);
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
       throw new ErrnoError(E.ENOTSUP, `fallocate mode 0x${mode.toString(16)} is not supported`);
     }

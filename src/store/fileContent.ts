@@ -20,6 +20,18 @@ import { digestToString } from '../chunking/digest';
 /** Window of file bytes materialised at a time while re-chunking. */
 const WINDOW = 4 << 20;
 
+let zeros = Buffer.alloc(0);
+/**
+ * `chunk` itself, or, when it is all zeros, the same bytes from one shared buffer. A plan keeps
+ * every new chunk's bytes until its transaction: without this, a file extended by a large hole
+ * (truncate -s 4G, a write far past the end) held a copy of the whole hole, 4 GiB of memory.
+ */
+function shareZeros(chunk: Buffer): Buffer {
+  if (zeros.length < chunk.length) zeros = Buffer.alloc(Math.max(chunk.length, 1 << 16));
+  const z = zeros.subarray(0, chunk.length);
+  return chunk.equals(z) ? z : chunk;
+}
+
 /**
  * Fill `target` with the committed bytes of `ino` starting at `offset` (bytes past `size` are
  * left as they are; holes read as zero only if `target` was zeroed).
@@ -156,7 +168,7 @@ export async function planRewrite(
         throw new Error(`internal: no chunk decided at ${pos} in window [${winStart}, ${winEnd})`);
       }
       for (const c of chunks) {
-        const plain = win.subarray(pos - winStart, pos - winStart + c.length);
+        const plain = shareZeros(win.subarray(pos - winStart, pos - winStart + c.length));
         added.push({ offset: pos, length: c.length, digest: c.digest, plain });
         pos += c.length;
         if (pos >= newSize || (pos >= b && isOldCut(pos))) {

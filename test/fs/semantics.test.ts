@@ -81,6 +81,14 @@ test('creating an existing name fails with EEXIST', () => {
   expect(() => fs.writeFileSync(path.join(mp, 'dup2'), 'a', { flag: 'wx' })).toThrow(/EEXIST/);
 });
 
+test('a name longer than 255 bytes is ENAMETOOLONG when looked up, as on ext4, not ENOENT', () => {
+  const long = path.join(mp, 'n'.repeat(256));
+  expect(() => fs.statSync(long)).toThrow(/ENAMETOOLONG/);
+  expect(() => fs.truncateSync(long, 1)).toThrow(/ENAMETOOLONG/);
+  expect(() => fs.unlinkSync(long)).toThrow(/ENAMETOOLONG/);
+  expect(fs.statSync(path.join(mp, 'n'.repeat(255)), { throwIfNoEntry: false })).toBeUndefined();
+});
+
 test('symlinks resolve and readlink returns the target', () => {
   fs.writeFileSync(path.join(mp, 'target'), 'via link');
   fs.symlinkSync('target', path.join(mp, 'link'));
@@ -99,6 +107,33 @@ test('truncate shrinks and grows with zeros', () => {
   expect(b.length).toBe(5000);
   expect(b.subarray(0, 1000).equals(randomBytes(1, 1000))).toBe(true);
   expect(b.subarray(1000).every((x) => x === 0)).toBe(true);
+});
+
+describe('holes and the largest file', () => {
+  const peakRss = () => {
+    const pid = JSON.parse(fs.readFileSync(path.join(m.store, 'daemon.pid'), 'utf8')).pid;
+    return Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  };
+
+  test('growing a file by a 1 GiB hole does not hold the hole in the daemon memory', () => {
+    const p = path.join(mp, 'hole');
+    const before = peakRss();
+    expect(sh(`truncate -s 1G '${p}'`).status).toBe(0);
+    expect(fs.statSync(p).size).toBe(2 ** 30);
+    expect(peakRss() - before).toBeLessThan(256 << 20);
+    fs.unlinkSync(p);
+  });
+
+  test('a file cannot grow past 64 GiB: truncate and a write there are EFBIG and change nothing', () => {
+    const p = path.join(mp, 'huge');
+    fs.writeFileSync(p, 'abc');
+    const t = sh(`truncate -s ${64 * 2 ** 30 + 1} '${p}'`);
+    expect(t.stderr).toMatch(/File too large/);
+    const w = sh(`printf x | dd of='${p}' bs=1 seek=${64 * 2 ** 30} conv=notrunc`);
+    expect(w.stderr).toMatch(/File too large/);
+    expect(fs.readFileSync(p, 'utf8')).toBe('abc');
+    fs.unlinkSync(p);
+  });
 });
 
 describe('extended attributes', () => {
