@@ -254,17 +254,21 @@ describe('a damaged database file is reported, not a crash', () => {
     );
   });
 
-  test('verify of a node whose data size runs far past its page (a crash in LMDB): one line, exit 1', () => {
+  /** A copy whose first inode node claims 128 MiB more data than it has (LMDB would crash). */
+  const inodeOverrun = (name: string) => {
     const db = Buffer.from(goodDb);
     const { page, node } = firstLeafNode(db, 'inodes');
-    db.writeUInt16LE(0x800, node + 2); // mn_hi: 128 MiB more data than the node has
+    db.writeUInt16LE(0x800, node + 2); // mn_hi
     const size = 0x800 * 65536 + db.readUInt16LE(node);
-    const store = storeWith('datasize', db);
+    const store = storeWith(name, db);
+    return { store, damage: `the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)` };
+  };
+
+  test('verify of a node whose data size runs far past its page (a crash in LMDB): one line, exit 1', () => {
+    const { store, damage } = inodeOverrun('datasize');
     const r = slinkyfs(['verify', '--store', store]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toBe(
-      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`,
-    );
+    expect(r.stderr).toBe(`slinkyfs: cannot open store ${store}: ${damage}\n`);
   });
 
   test('verify of a chunk reference under a key that is no digest: one line saying what it was reading, exit 1', () => {
@@ -278,47 +282,26 @@ describe('a damaged database file is reported, not a crash', () => {
   });
 
   test('stats of a node whose data size runs far past its page (a crash in LMDB): one line naming the page, exit 1, with any option', () => {
-    const db = Buffer.from(goodDb);
-    const { page, node } = firstLeafNode(db, 'inodes');
-    db.writeUInt16LE(0x800, node + 2);
-    const size = 0x800 * 65536 + db.readUInt16LE(node);
-    const store = storeWith('stats-datasize', db);
-    const line = `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`;
+    const { store, damage } = inodeOverrun('stats-datasize');
     for (const option of [[], ['--json'], ['--by-dir'], ['--pages'], ['--net']]) {
       const r = slinkyfs(['stats', '--store', store, ...option]);
-      expect([option, r.status, r.stdout, r.stderr]).toEqual([option, 1, '', line]);
+      expect([option, r.status, r.stdout, r.stderr]).toEqual([option, 1, '', `slinkyfs: cannot open store ${store}: ${damage}\n`]);
     }
   });
 
   test('serve of a store with a damaged page: one line naming the page, exit 1, nothing served', () => {
-    const db = Buffer.from(goodDb);
-    const { page, node } = firstLeafNode(db, 'inodes');
-    db.writeUInt16LE(0x800, node + 2);
-    const size = 0x800 * 65536 + db.readUInt16LE(node);
-    const store = storeWith('serve-datasize', db);
+    const { store, damage } = inodeOverrun('serve-datasize');
     const r = slinkyfs(['serve', '--store', store, '--listen', '127.0.0.1:0']);
-    expect([r.status, r.stdout, r.stderr]).toEqual([
-      1,
-      '',
-      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`,
-    ]);
+    expect([r.status, r.stdout, r.stderr]).toEqual([1, '', `slinkyfs: cannot open store ${store}: ${damage}\n`]);
   });
 
   test('mount of a store with a damaged page: one line naming the page, exit 1, no mount left', () => {
-    const db = Buffer.from(goodDb);
-    const { page, node } = firstLeafNode(db, 'inodes');
-    db.writeUInt16LE(0x800, node + 2);
-    const size = 0x800 * 65536 + db.readUInt16LE(node);
-    const store = storeWith('mount-datasize', db);
+    const { store, damage } = inodeOverrun('mount-datasize');
     const mnt = path.join(dir, 'mnt-datasize');
     fs.mkdirSync(mnt);
     const r = slinkyfs(['mount', mnt, '--store', store]);
     try {
-      expect([r.status, r.stdout, r.stderr]).toEqual([
-        1,
-        '',
-        `slinkyfs: the store's database file ${store}/db/data.mdb is damaged (database "inodes", page ${page}, entry 0: ${size} bytes of data run past the end of the page)\n`,
-      ]);
+      expect([r.status, r.stdout, r.stderr]).toEqual([1, '', `slinkyfs: ${damage}\n`]);
       expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(` ${mnt} `);
     } finally {
       if (fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `)) slinkyfs(['umount', mnt]);
