@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { readMounts, FSTYPE } from '../fs/mountTable';
+import { readMounts, FSTYPE, mountContaining } from '../fs/mountTable';
 import { acquireLock, readLock } from '../store/lock';
 import { LocalChunkSource } from '../store/localSource';
 import { SeedIndex, SeedSource } from '../store/seedSource';
@@ -40,13 +40,9 @@ interface Args {
 }
 
 /** The slinkyfs mount holding `p` (or an ancestor of it), if any. */
-function mountContaining(p: string): { mountpoint: string; store: string } | undefined {
-  const mounts = readMounts().filter((m) => m.fstype === FSTYPE);
-  for (let dir = path.resolve(p); ; dir = path.dirname(dir)) {
-    const m = mounts.filter((x) => x.mountpoint === dir).pop();
-    if (m) return { mountpoint: m.mountpoint, store: m.source };
-    if (dir === path.dirname(dir)) return undefined;
-  }
+function slinkyMountContaining(p: string): { mountpoint: string; store: string } | undefined {
+  const m = mountContaining(p, readMounts().filter((e) => e.fstype === FSTYPE));
+  return m && { mountpoint: m.mountpoint, store: m.source };
 }
 
 async function openLocal(storeDir: string | undefined) {
@@ -153,7 +149,7 @@ const command: CommandModule<object, Args> = {
     try {
       let summary: GetSummary;
       let where: string;
-      const mount = args.into ? mountContaining(args.into) : undefined;
+      const mount = args.into ? slinkyMountContaining(args.into) : undefined;
       if (args.output || mount) {
         // Onto the file system; on a mount the daemon stores the chunks, its store is a source.
         const baseName = isDigestName(args.path) ? args.path : path.basename(args.path) || 'root';

@@ -5,14 +5,13 @@ import path from 'node:path';
 import { Store } from '../store/store';
 import { readLock } from '../store/lock';
 import { CorruptStoreError } from '../store/errors';
-import { checkDataTree } from '../store/dataTree';
 import { UserError } from './errors';
 
 /**
- * The store's database file. No file means no store; a file that cannot be looked at (another
- * user's store behind a 0700 directory) is a permission problem and said as one (exit 3).
+ * That `dir` has a database file. No file means no store; a file that cannot be looked at
+ * (another user's store behind a 0700 directory) is a permission problem and said as one (exit 3).
  */
-function databaseFile(dir: string): string {
+function mustHaveDatabase(dir: string): void {
   const file = path.join(dir, 'db', 'data.mdb');
   try {
     fs.statSync(file);
@@ -21,15 +20,12 @@ function databaseFile(dir: string): string {
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new UserError(`no slinkyfs store at ${dir}`);
     throw new UserError(`cannot open store ${dir}: ${(err as Error).message}`, 3);
   }
-  return file;
 }
 
-/** Every page LMDB would follow is read first, so damage there is reported rather than followed
- *  into a crash; it costs a read of every B-tree page (~0.2 s for a store holding /usr/bin). */
+/** Damage Store.open finds in the database file is exit 1, as verify reports damage. */
 export async function openStoreForReading(dir: string): Promise<Store> {
-  const file = databaseFile(dir);
+  mustHaveDatabase(dir);
   try {
-    await checkDataTree(file);
     return await Store.open(dir, { readOnly: true });
   } catch (err) {
     // A damaged store is what verify exists to find: exit status 1, as for damaged chunks.
@@ -45,7 +41,6 @@ export async function openStoreForReading(dir: string): Promise<Store> {
 export async function openStoreForWriting(dir: string): Promise<Store> {
   const holder = readLock(dir);
   if (holder) throw new UserError(`store ${dir} is in use by slinkyfs daemon pid ${holder.pid}; unmount it first`, 3);
-  const file = databaseFile(dir);
-  await checkDataTree(file);
+  mustHaveDatabase(dir);
   return Store.open(dir);
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Argv } from 'yargs';
 import { defaultStoreDir } from '../store/defaultStore';
 import { readLock } from '../store/lock';
-import { FSTYPE, findSlinkyMount, readMounts, resolveOutsideMounts, type MountEntry } from '../fs/mountTable';
+import { FSTYPE, findSlinkyMount, mountContaining, readMounts, resolveOutsideMounts, type MountEntry } from '../fs/mountTable';
 import { UserError } from './errors';
 
 export function withStore<T>(y: Argv<T>) {
@@ -38,11 +38,7 @@ export function storeDirFrom(args: { store?: string; mountpoint?: string }): str
 export function deadMountOf(name: string): MountEntry | undefined {
   const mounts = readMounts();
   const p = resolveOutsideMounts(name, mounts);
-  // The mount `p` is in: the deepest mountpoint above it, the last of those stacked there.
-  const m = mounts
-    .filter((e) => p === e.mountpoint || p.startsWith(e.mountpoint === '/' ? '/' : `${e.mountpoint}/`))
-    .sort((a, b) => a.mountpoint.length - b.mountpoint.length)
-    .pop();
+  const m = mountContaining(p, mounts);
   if (m?.fstype !== FSTYPE) return undefined;
   const holder = readLock(m.source);
   // A daemon mounted through a symbolic link records the name it was given.

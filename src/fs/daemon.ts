@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { acquireLock } from '../store/lock';
-import { checkDataTree } from '../store/dataTree';
 import { LocalChunkSource } from '../store/localSource';
 import { setReadahead } from './readahead';
 import { recoverStore } from '../store/recovery';
@@ -111,13 +110,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (st && !st.isDirectory()) throw new MountError(`mountpoint ${mountpoint} is not a directory`);
   await makeDirs(storeDir);
   const unlock = acquireLock(storeDir, mountpoint);
-  const dataFile = path.join(storeDir, 'db', 'data.mdb');
   let store: Store | undefined;
   try {
     await clearStaleMount(mountpoint, log);
-    // Before LMDB follows a damaged page into a crash (SIGSEGV), while nothing is mounted yet:
-    // the walk's synchronous reads hold up no request.
-    if ((await fs.promises.stat(dataFile).catch(() => undefined))?.size) await checkDataTree(dataFile);
+    // Before anything is mounted: the page walk's synchronous reads (Store.open) hold up no request.
     store = await Store.open(storeDir, { maxBytes: opts.maxBytes, syncEveryCommit: opts.syncEveryCommit, flushDelayMs: opts.flushDelayMs });
     const recovered = await recoverStore(store);
     if (recovered.orphans || recovered.hidden) log(`recovered ${recovered.orphans} orphaned and ${recovered.hidden} hidden files`);

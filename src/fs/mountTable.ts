@@ -80,6 +80,17 @@ export function resolveOutsideMounts(p: string, mounts: readonly MountEntry[] = 
   return done;
 }
 
+/**
+ * The mount among `mounts` that `p` (taken as written) lies in: the one at its nearest ancestor,
+ * the last of those stacked there.
+ */
+export function mountContaining(p: string, mounts: readonly MountEntry[] = readMounts()): MountEntry | undefined {
+  for (let dir = path.resolve(p); ; dir = path.dirname(dir)) {
+    const m = mounts.filter((x) => x.mountpoint === dir).pop();
+    if (m || dir === path.dirname(dir)) return m;
+  }
+}
+
 /** The slinkyfs mount at `mountpoint`, which is taken as written (see resolveOutsideMounts). */
 export function findSlinkyMount(mountpoint: string): MountEntry | undefined {
   const want = path.resolve(mountpoint);

@@ -80,13 +80,14 @@ export async function newestMeta(handle: fs.promises.FileHandle): Promise<Meta |
  * Throw CorruptStoreError unless `file` looks like an LMDB data file LMDB can map safely: both
  * meta pages readable, one of them valid, and the file as long as the newest valid one says. An
  * empty file is accepted when `emptyIsNew` (LMDB initialises it, as on a store's first open).
+ * Returns whether there is a database in it (false: no file yet, or a new empty one).
  */
-export async function checkDataFile(file: string, emptyIsNew: boolean): Promise<void> {
+export async function checkDataFile(file: string, emptyIsNew: boolean): Promise<boolean> {
   let handle: fs.promises.FileHandle;
   try {
     handle = await fs.promises.open(file, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
   try {
@@ -94,7 +95,7 @@ export async function checkDataFile(file: string, emptyIsNew: boolean): Promise<
     // meta page only after the pages it names, so a length taken first can be short of them.
     const { pageSize, metas } = await readMetas(handle);
     const { size } = await handle.stat();
-    if (size === 0 && emptyIsNew) return;
+    if (size === 0 && emptyIsNew) return false;
     const damaged = (why: string) => damagedFile(file, why);
     if (!validPageSize(pageSize)) throw damaged(`page size ${pageSize}`);
     if (size < 2 * pageSize) throw damaged(`${size} bytes, shorter than its two meta pages`);
@@ -102,6 +103,7 @@ export async function checkDataFile(file: string, emptyIsNew: boolean): Promise<
     if (!meta) throw damaged('not an LMDB file');
     const needed = (meta.lastPage + 1) * pageSize;
     if (size < needed) throw damaged(`${size} bytes where its last page ends at ${needed}`);
+    return true;
   } finally {
     await handle.close();
   }

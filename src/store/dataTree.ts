@@ -1,5 +1,5 @@
-// A walk over every B-tree page of LMDB's data file before LMDB follows them, for everything
-// that opens a store file: the commands (`verify`, `stats`, `gc`, `serve`) and the daemon.
+// A walk over every B-tree page of LMDB's data file before LMDB follows them: Store.open runs it,
+// so every command and the daemon (before it mounts) check a store before LMDB maps it.
 // LMDB trusts what its pages say: a flipped bit in a node's size or offset makes it copy from
 // outside the page, and past the end of its map the process dies of SIGSEGV; a flipped page
 // number or node flag gives errors like MDB_PAGE_NOTFOUND or "Invalid dupdata flag" (and a line
@@ -129,16 +129,16 @@ class Walk {
 
 /**
  * Throws CorruptStoreError naming the first damaged page of `file`, after checkDataFile's look
- * at its meta pages and length (the walk starts from them). A writer may commit while this
- * reads, without a reader slot to keep its pages; when the newest meta page changed during a walk
- * that found damage, the walk is repeated, and a store that never holds still is left to LMDB's
- * own reading.
- * The pages are read synchronously: this runs in commands before they open a store, and in the
- * daemon before it mounts (no request waits), and a store holding /usr/bin has some 28,000 pages and overflow headers to read,
- * which took 1.0 s one by one through the threadpool against 0.2 s in place.
+ * at its meta pages and length (the walk starts from them; `emptyIsNew` as there: no file or an
+ * empty one has nothing to walk). A writer may commit while this reads, without a reader slot to
+ * keep its pages; when the newest meta page changed during a walk that found damage, the walk is
+ * repeated, and a store that never holds still is left to LMDB's own reading.
+ * The pages are read synchronously: this runs in Store.open, in commands and in the daemon
+ * before it mounts, so no request waits. A store holding /usr/bin has some 28,000 pages
+ * and overflow headers to read: 1.0 s one by one through the threadpool, 0.2 s in place.
  */
-export async function checkDataTree(file: string): Promise<void> {
-  await checkDataFile(file, false);
+export async function checkDataTree(file: string, emptyIsNew = false): Promise<void> {
+  if (!(await checkDataFile(file, emptyIsNew))) return;
   const handle = await fs.promises.open(file, 'r');
   try {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {

@@ -32,7 +32,7 @@ import {
 } from './records';
 import { CorruptStoreError, InvalidError, StoreError, StoreFullError, isSpaceError } from './errors';
 import { decodeName } from './names';
-import { checkDataFile } from './dataFile';
+import { checkDataTree } from './dataTree';
 import { makeDirs } from './dirs';
 
 export const STORE_FORMAT_VERSION = 1;
@@ -127,7 +127,9 @@ export class Store {
       throw new StoreError(`no slinkyfs store at ${dir}`);
     }
     await makeDirs(dbDir);
-    await checkDataFile(path.join(dbDir, 'data.mdb'), !options.readOnly);
+    // Every B-tree page LMDB would follow is read first (src/store/dataTree.ts): a damaged page is
+    // CorruptStoreError here instead of a crash inside LMDB. ~0.1 s for a store holding /usr/bin.
+    await checkDataTree(path.join(dbDir, 'data.mdb'), !options.readOnly);
     let env: RootDatabase<Buffer, Buffer>;
     try {
       env = openLmdb<Buffer, Buffer>({
