@@ -53,3 +53,11 @@ export function deadMountError(m: MountEntry): UserError {
     3,
   );
 }
+
+/**
+ * What `verify` says before it checks the store of a mount whose daemon is gone: the store can
+ * still be read, but the mount must be cleared before the files are usable again.
+ */
+export function deadMountNote(m: MountEntry): string {
+  return `slinkyfs: the daemon of the slinkyfs mount at ${m.mountpoint} is gone (killed or crashed): checking its store ${m.source}; then clear the mount with \`slinkyfs umount ${m.mountpoint}\` and mount it again\n`;
+}

@@ -2,7 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { verifyStore } from '../store/verify';
 import { openStoreForReading } from './openStore';
-import { storeDirFrom, withStore } from './storeArg';
+import { deadMountNote, deadMountOf, storeDirFrom, withStore } from './storeArg';
 
 const command: CommandModule<{}, { store?: string; mountpoint?: string }> = {
   command: 'verify [mountpoint]',
@@ -12,6 +12,8 @@ const command: CommandModule<{}, { store?: string; mountpoint?: string }> = {
       .positional('mountpoint', { type: 'string', describe: 'a slinkyfs mountpoint (its store is checked)' })
       .example('$0 verify --store ./st', 'check a store; exit status 1 if damaged'),
   handler: async (args) => {
+    const dead = args.mountpoint ? deadMountOf(args.mountpoint) : undefined;
+    if (dead) process.stderr.write(deadMountNote(dead));
     const store = await openStoreForReading(storeDirFrom(args));
     try {
       const r = verifyStore(store);

@@ -131,6 +131,18 @@ describe('a mountpoint named through a symbolic link', () => {
     }
   });
 
+  test('verify of a mount whose daemon died checks its store and says, in one line, that the daemon is gone', () => {
+    fs.writeFileSync(path.join(m.mountpoint, 'f'), 'abc');
+    m.kill9();
+    const note =
+      `slinkyfs: the daemon of the slinkyfs mount at ${m.mountpoint} is gone (killed or crashed): checking its store ${m.store}; ` +
+      `then clear the mount with \`slinkyfs umount ${m.mountpoint}\` and mount it again\n`;
+    for (const name of [link, m.mountpoint]) {
+      const v = slinkyfs(['verify', name], { timeout: 20000 });
+      expect([name, v.status, v.stdout, v.stderr]).toEqual([name, 0, '1 files, 1 chunks checked: no damage\n', note]);
+    }
+  });
+
   test('umount clears a mount whose daemon died, without stat on it hanging or failing', () => {
     m.kill9();
     const u = slinkyfs(['umount', link], { timeout: 20000 });
