@@ -71,7 +71,12 @@ export async function main(argv: string[]): Promise<void> {
     .alias('h', 'help')
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((msg, err) => {
-      throw err ?? new UserError(msg);
+      // yargs' own parse failures (e.g. an option that wants a value and got none) arrive as a
+      // YError: bad usage, not an internal error. Anything else is a command's own failure.
+      if (err && err.name !== 'YError') throw err;
+      const text = msg || err?.message || 'bad usage';
+      const noValue = /^Not enough arguments following: (.+)$/.exec(text);
+      throw new UserError(noValue ? `${noValue[1].length === 1 ? '-' : '--'}${noValue[1]} wants a value` : text);
     });
   for (const load of COMMANDS) parser = parser.command(load());
   // yargs prints --help and --version with console.log, which drops write errors, and then exits

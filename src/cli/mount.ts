@@ -164,14 +164,15 @@ const command: CommandModule<{}, Args> = {
     withStore(y)
       .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on, e.g. /slinky' })
       .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay in the foreground, log to stderr' })
-      .option('max-size', { type: 'string', describe: 'limit the store database to this size (e.g. 10G); writes beyond it get ENOSPC' })
-      .option('peer', { type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn; a peer that cannot be mirrored is a warning, and an error when no peer can be and the store has no tree of its own)' })
+      .option('max-size', { requiresArg: true, type: 'string', describe: 'limit the store database to this size (e.g. 10G); writes beyond it get ENOSPC' })
+      .option('peer', { requiresArg: true, type: 'string', array: true, describe: 'mirror this peer\'s tree (http://HOST:PORT[/DIR]); chunks are fetched when read (repeatable: tried in turn; a peer that cannot be mirrored is a warning, and an error when no peer can be and the store has no tree of its own)' })
       .option('peer-timeout', {
+        requiresArg: true,
         type: 'number',
         default: DEFAULT_PEER_TIMEOUT_S,
         describe: 'seconds a peer may go without sending a byte before it counts as failed, when its tree is mirrored at mount time and when a read fetches chunks (above 0, at most 86400)',
       })
-      .option('serve', { type: 'string', describe: 'also serve the store to peers on HOST:PORT' })
+      .option('serve', { requiresArg: true, type: 'string', describe: 'also serve the store to peers on HOST:PORT' })
       .option('prefetch', { type: 'boolean', default: true, describe: 'fetch the rest of the peers\' chunks in the background (--no-prefetch: only on demand)' })
       .option('sync-every-commit', {
         type: 'boolean',
@@ -179,16 +180,19 @@ const command: CommandModule<{}, Args> = {
         describe: 'flush every change to disk before acknowledging it (survives a power cut at any instant; slower)',
       })
       .option('flush-delay-ms', {
+        requiresArg: true,
         type: 'number',
         default: DEFAULT_FLUSH_DELAY_MS,
         describe: 'start flushing acknowledged changes to disk this long after they commit (a power cut loses at most this much; kill -9 loses nothing; 0: flush right behind each commit)',
       })
       .option('spin-us', {
+        requiresArg: true,
         type: 'number',
         default: DEFAULT_SPIN_US,
         describe: 'after each request keep polling this many microseconds before sleeping (0: sleep at once)',
       })
       .option('readahead-kib', {
+        requiresArg: true,
         type: 'number',
         default: READAHEAD_KIB,
         describe: 'kernel read-ahead for the mount in KiB (root only); 2048 reads large files faster, but is also the read-around of every mmap fault: programs map more pages',
@@ -203,7 +207,7 @@ const command: CommandModule<{}, Args> = {
         default: true,
         describe: 'let published objects identical to files of this machine that some process maps (its libc.so.6) pass through to them, sharing their pages with dynamic programs (--no-passthrough: the daemon serves every object page)',
       })
-      .option('ready-fd', { type: 'number', hidden: true })
+      .option('ready-fd', { requiresArg: true, type: 'number', hidden: true })
       .check((a) => {
         // Checked here, before the daemon is started, so that a mistake is a usage error (2)
         // rather than a daemon that failed (3).

@@ -28,9 +28,9 @@ const command: CommandModule<object, Args> = {
   describe: 'serve a store read-only to peers (`slinkyfs get`, `mount --peer`)',
   builder: (y) =>
     withStore(y)
-      .option('listen', { type: 'string', default: '127.0.0.1:7070', describe: 'address to listen on (port 0: any free port)' })
-      .option('root', { type: 'string', default: '/', describe: 'serve only this directory of the store' })
-      .option('keepalive-ms', { type: 'number', default: 5000, hidden: true, describe: 'interval of keep-alive blocks while packing' })
+      .option('listen', { requiresArg: true, type: 'string', default: '127.0.0.1:7070', describe: 'address to listen on (port 0: any free port)' })
+      .option('root', { requiresArg: true, type: 'string', default: '/', describe: 'serve only this directory of the store' })
+      .option('keepalive-ms', { requiresArg: true, type: 'number', default: 5000, hidden: true, describe: 'interval of keep-alive blocks while packing' })
       .example('$0 serve --store ./st --listen 0.0.0.0:7070', 'serve a store to the network'),
   handler: async (args) => {
     const { host, port } = parseListen(args.listen);

@@ -146,8 +146,8 @@ const command: CommandModule<object, Args> = {
   builder: (y) =>
     y
       .positional('input', { type: 'string', describe: 'program to slink' })
-      .option('output', { alias: 'o', type: 'string', describe: 'output file (default: INPUT.slinked here), or OUTDIR with --dir' })
-      .option('dir', { type: 'string', describe: 'slink every program in this directory into -o OUTDIR' })
+      .option('output', { requiresArg: true, alias: 'o', type: 'string', describe: 'output file (default: INPUT.slinked here), or OUTDIR with --dir' })
+      .option('dir', { requiresArg: true, type: 'string', describe: 'slink every program in this directory into -o OUTDIR' })
       .option('force', { type: 'boolean', default: false, describe: 'slink set-id programs (without the privilege); copy static ones' })
       .option('digests', { type: 'boolean', default: true, describe: 'write the page digest table (--no-digests to leave it out)' })
       .check((a) => {

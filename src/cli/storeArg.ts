@@ -9,6 +9,7 @@ import { UserError } from './errors';
 
 export function withStore<T>(y: Argv<T>) {
   return y.option('store', {
+    requiresArg: true,
     type: 'string',
     describe: 'store directory (default: $XDG_DATA_HOME/slinkyfs or ~/.local/share/slinkyfs)',
   });

@@ -36,6 +36,20 @@ test('mount with a fractional --flush-delay-ms is one line and exit 2', () => {
   expect(r.stderr.trim()).toBe('slinkyfs: --flush-delay-ms wants a whole number of milliseconds from 0 to 60000, not 2.5');
 });
 
+
+test('an option that takes a value, given none, is bad usage in one line, not its default', () => {
+  // Before, `serve --listen` served on the default address and `mount --peer-timeout` waited 15 s.
+  const cases: [string[], string][] = [
+    [['serve', '--store', os.tmpdir(), '--listen'], '--listen'],
+    [['mount', os.tmpdir(), '--peer-timeout'], '--peer-timeout'],
+    [['stats', '--store'], '--store'],
+    [['slink', '/bin/true', '-o'], '-o'],
+  ];
+  for (const [args, option] of cases) {
+    const r = slinkyfs(args, { timeout: 20000 });
+    expect([args, r.status, r.stdout, r.stderr]).toEqual([args, 2, '', `slinkyfs: ${option} wants a value\n`]);
+  }
+});
 test('mount on a missing mountpoint is one line and non-zero', () => {
   const r = slinkyfs(['mount', '/nonexistent/slinky-mnt', '--store', os.tmpdir() + '/x-never']);
   expect(r.status).not.toBe(0);
