@@ -2,8 +2,10 @@
 // CommandModule; main() wires them together and maps errors to exit codes in one place.
 import fs from 'node:fs';
 import path from 'node:path';
+import { isUtf8 } from 'node:buffer';
 import yargs from 'yargs';
 import type { CommandModule, MiddlewareFunction } from 'yargs';
+import { decodeName } from '../store/names';
 import { UserError } from './errors';
 import { exitCodeFor, describeError } from './exitCodes';
 
@@ -46,6 +48,30 @@ function lastValueWins(argv: Record<string, unknown>, y: { getOptions(): { array
   }
 }
 
+/**
+ * Node hands arguments over decoded as UTF-8, with every invalid byte turned into U+FFFD, so a
+ * name that is not UTF-8 would silently become another name (`slink -o $'\\xff'` writing to
+ * "\uFFFD"). The kernel's copy of the arguments has the bytes: refuse such an argument, naming
+ * its bytes, rather than act on a name the user did not give.
+ */
+function refuseNonUtf8(argv: string[]): void {
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync('/proc/self/cmdline');
+  } catch {
+    return; // no /proc: nothing to compare with
+  }
+  const all = raw.subarray(0, raw.length - 1).toString('latin1').split('\0').map((s) => Buffer.from(s, 'latin1'));
+  if (all.length < argv.length) return;
+  const ours = all.slice(all.length - argv.length);
+  // Only when these are the arguments main was given (not a caller's own list).
+  if (!ours.every((b, i) => b.toString('utf8') === argv[i])) return;
+  const bad = ours.findIndex((b) => !isUtf8(b));
+  if (bad < 0) return;
+  const shown = decodeName(ours[bad]).replace(/[\udc80-\udcff]/g, (c) => `\\x${(c.charCodeAt(0) - 0xdc00).toString(16).padStart(2, '0')}`);
+  throw new UserError(`argument ${bad + 1} is not valid UTF-8 ("${shown}"): slinkyfs takes names in UTF-8; rename it, or reach it through a symbolic link whose name is`);
+}
+
 export async function main(argv: string[]): Promise<void> {
   // Node ignores SIGPIPE, so `slinkyfs stats | head` would die of an unhandled EPIPE with a
   // stack trace; stop quietly instead, as a program killed by SIGPIPE does. Any other failure
@@ -84,6 +110,7 @@ export async function main(argv: string[]): Promise<void> {
   // the text over instead, and the write below reports a failure like any other output's.
   let shown = '';
   try {
+    refuseNonUtf8(argv);
     await parser.parseAsync(argv, (_err: unknown, _argv: unknown, output: string) => {
       shown = output;
     });

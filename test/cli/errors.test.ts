@@ -37,6 +37,22 @@ test('mount with a fractional --flush-delay-ms is one line and exit 2', () => {
 });
 
 
+test('a name that is not UTF-8 is refused in one line naming its bytes, not acted on under another name', () => {
+  // Node would hand the program "a\uFFFDb", and slink would write a file of that name.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-argv-'));
+  try {
+    const r = sh(`cd '${dir}' && '${BIN}' slink /bin/true -o $'a\\xffb'`);
+    expect([r.status, r.stdout, r.stderr]).toEqual([
+      2,
+      '',
+      'slinkyfs: argument 4 is not valid UTF-8 ("a\\xffb"): slinkyfs takes names in UTF-8; rename it, or reach it through a symbolic link whose name is\n',
+    ]);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an option that takes a value, given none, is bad usage in one line, not its default', () => {
   // Before, `serve --listen` served on the default address and `mount --peer-timeout` waited 15 s.
   const cases: [string[], string][] = [
