@@ -8,6 +8,7 @@ import net from 'node:net';
 import { decompressAsync, CorruptChunkError } from '../chunking/compress';
 import { xzDecompress } from './xz';
 import { type CompactRecipe, decodeCompact, encodeCompactRequest, isCompact } from './compactRecipe';
+import { MAX_TIMER_MS, ReplyTimers } from './replyTimers';
 import { digestToString, verifyDigest, type Digest } from '../chunking/digest';
 import {
   API,
@@ -82,9 +83,6 @@ function writtenPort(withScheme: string): number | undefined {
   const m = /^[^:]+:\/\/[^/?#]*?:(\d+)(?=[/?#]|$)/.exec(withScheme);
   return m ? Number(m[1]) : undefined;
 }
-
-/** The longest delay setTimeout keeps: beyond it Node warns and fires after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface ClientOptions {
   /** Milliseconds to wait for a connection. */
@@ -254,8 +252,7 @@ export class PeerClient {
       const finish = (err: Error | undefined, value?: T) => {
         if (settled) return;
         settled = true;
-        clearTimeout(deadline);
-        clearTimeout(idle);
+        timers.stop();
         if (err) {
           req.destroy();
           this.countFailure(err);
@@ -263,13 +260,12 @@ export class PeerClient {
         } else resolve(value as T);
       };
       const fail = (err: Error) => finish(err);
-      const deadline = setTimeout(() => fail(new PeerUnavailableError(`${this.name} did not finish a reply within ${seconds(deadlineMs)} s`)), deadlineMs);
-      const silent = () => fail(new PeerUnavailableError(`${this.name} sent nothing for ${seconds(idleTimeoutMs)} s`));
-      let idle = setTimeout(silent, idleTimeoutMs);
-      const poke = () => {
-        clearTimeout(idle);
-        idle = setTimeout(silent, idleTimeoutMs);
-      };
+      const timers = new ReplyTimers(
+        idleTimeoutMs,
+        deadlineMs,
+        () => fail(new PeerUnavailableError(`${this.name} sent nothing for ${seconds(idleTimeoutMs)} s`)),
+        () => fail(new PeerUnavailableError(`${this.name} did not finish a reply within ${seconds(deadlineMs)} s`)),
+      );
       const req = http.request(
         {
           host: this.address.host,
@@ -280,7 +276,7 @@ export class PeerClient {
           headers: spec.body ? { 'content-type': 'application/octet-stream', 'content-length': spec.body.length } : {},
         },
         (res) => {
-          poke();
+          timers.byte();
           if (res.statusCode !== 200) {
             void readLimited(res, 64 << 10).then(
               (b) => {
@@ -299,8 +295,10 @@ export class PeerClient {
           res.on('error', (e) => fail(disconnected(this.name, e)));
           const body = (async function* () {
             for await (const c of res as AsyncIterable<Buffer>) {
-              poke();
+              timers.byte();
+              timers.hold();
               yield c;
+              timers.resume();
             }
             if (!ended) throw new PeerUnavailableError('disconnected mid-reply');
           })();

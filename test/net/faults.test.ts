@@ -5,6 +5,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { digestFromString } from '../../src/chunking/digest';
+import { PeerClient } from '../../src/net/client';
 import { slinkyfs } from '../helpers/cli';
 import { tempDir } from '../elf/slinkHelpers';
 import { type Sender, type Served, buildSender, reframeChunks, rewritePacked, runCli, sha, startProxy, startServe, tally, uniqueChunks, type Misbehaviour, type Proxy } from './netHelpers';
@@ -96,6 +98,26 @@ test('a peer that goes silent times out', async () => {
   expect(r.code).toBe(3);
   expect(r.stderr.trim()).toBe(`slinkyfs: ${proxyName(url)} sent nothing for 1 s`);
   expect(r.ms).toBeLessThan(15_000);
+});
+
+test('a receiver that takes its time over a chunk is not a silent peer: the wait is its own', async () => {
+  // In-process client, server in its own process. Before, the idle timer kept running while the
+  // consumer held a block (the reply paused meanwhile), so a store slow to take a chunk ended the
+  // transfer with "sent nothing".
+  const client = new PeerClient(served.url, { idleTimeoutMs: 300 });
+  try {
+    const entry = await client.stat('/bin/ls');
+    const [recipe] = await client.recipes([digestFromString(entry.digest!)], [entry.size]);
+    const wanted = recipe!.chunks.slice(0, 8);
+    const seen: number[] = [];
+    const missing = await client.chunks(wanted, { level: 0, blockBytes: 16 << 10 }, async (c) => {
+      seen.push(c.index);
+      if (seen.length <= 2) await new Promise((r) => setTimeout(r, 900));
+    });
+    expect([missing, seen]).toEqual([[], [0, 1, 2, 3, 4, 5, 6, 7]]);
+  } finally {
+    client.close();
+  }
 });
 
 test('a peer that trickles a byte at a time misses its deadline', async () => {
