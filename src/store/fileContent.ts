@@ -180,6 +180,10 @@ export async function planRewrite(
     }
     rewritten.push([s, pos]);
     p = pos;
+    // Everything from the undecided tail on waits for more bytes, later dirty ranges too: one
+    // that starts past here must not be chunked from the old end as if that were still a cut
+    // (the bytes between would be in no extent).
+    if (tailFrom !== undefined) break;
   }
 
   if (tailFrom !== undefined && tailFrom < oldSize) {

@@ -243,6 +243,25 @@ test('overwrites of earlier bytes between batches of a large append leave the ch
   expect(verifyStore(store).damage).toEqual([]);
 });
 
+test.each([1, 2, 3, 4, 5, 6])('an overwrite running to the end of a file whose committed end is a kept cut leaves no bytes without a chunk (seed %i)', async (seed) => {
+  // The first batch (the file's 8 MiB) commits up to a definite cut and keeps the bytes after
+  // it; the next batch overwrites the whole file without growing it, so the decided part of its
+  // re-chunking may end before the old committed end. Found by fsx (seed 9, 32 MiB files): the
+  // range past the old end was then chunked from the old end as if it were still a cut, and the
+  // bytes between the two were in no extent.
+  const size = 8 << 20;
+  const piece = 131072;
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  for (const bytes of [randomBytes(60 + seed, size), randomBytes(70 + seed, size)]) {
+    for (let off = 0; off < size; off += piece) await fsys.write(fh, bytes.subarray(off, off + piece), piece, off);
+  }
+  await fsys.release(fh);
+  const expected = randomBytes(70 + seed, size);
+  expect(verifyStore(store).damage).toEqual([]);
+  expect(recipeOf('/f')).toEqual(chunkingOf(expected));
+  expect((await readAll('/f')).equals(expected)).toBe(true);
+});
+
 test('a store that fills up during background commits: the writer is told, and no written byte is lost or reordered', async () => {
   await store.close();
   store = await Store.open(dir, { maxBytes: 24 << 20 });
