@@ -57,13 +57,12 @@ export const PREFERRED_IO_SIZE = 1 << 20;
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
 /**
- * The largest file (64 GiB): beyond it truncate, write and fallocate are EFBIG, as past ext4's
- * 16 TiB. A file's recipe has an extent for every chunk, holes included (a run of zeros is
- * chunked like any bytes), so extending a file by a hole chunks and hashes all of it in one
- * commit: ~22 MB of memory and ~3 s per GiB. Without a limit, `truncate -s 1P` took
- * all the machine's memory until the kernel killed the daemon.
+ * The largest file (16 TiB, ext4's limit with 4 KiB blocks): beyond it truncate, write and
+ * fallocate are EFBIG. A hole costs no scan: its maximal zero chunks are computed and stored as
+ * one run record (docs/FORMAT.md, "Recipes"), so `truncate -s 16T` is one small commit; offsets
+ * stay far below 2^53, where JS numbers stop being exact.
  */
-export const MAX_FILE_SIZE = 64 * 2 ** 30;
+export const MAX_FILE_SIZE = 16 * 2 ** 40;
 const tooBig = (end: number) => new ErrnoError(E.EFBIG, `file would end at ${end}, past the largest file size (${MAX_FILE_SIZE})`);
 /** File types mknod(2) makes besides regular files: FIFOs, sockets, character and block devices. */
 const SPECIAL_TYPES = new Set([S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK]);
@@ -1150,7 +1149,7 @@ export class Filesystem {
     // The last chunk is what the next append re-reads: keep it hot.
     const last = plan.added[plan.added.length - 1];
     if (last) this.source.add(last.digest, Buffer.from(last.plain));
-    const tail = last && last.offset + last.length === size ? last.plain : undefined;
+    const tail = last && last.offset + last.length * (last.count ?? 1) === size ? last.plain : undefined;
     if (plan.added.length || plan.removed.length) await this.onContentCommitted?.(st.ino, tail);
   }
 
