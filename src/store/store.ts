@@ -37,7 +37,13 @@ import { decodeName } from './names';
 import { checkDataTree } from './dataTree';
 import { makeDirs } from './dirs';
 
-export const STORE_FORMAT_VERSION = 1;
+/**
+ * Format 2 may hold run records in `extents` (docs/FORMAT.md, "Recipes"); format 1 does not. A
+ * format 1 store stays format 1 until the first run is written into it, so an older slinkyfs
+ * refuses a store it would misread, and keeps reading one it would not.
+ */
+export const STORE_FORMAT_VERSION = 2;
+const READABLE_FORMATS = [1, 2];
 /** `meta` key set once the directory parent index (`dirparents`) covers every directory. */
 const PARENTS_INDEXED = 'dirparentsIndexed';
 
@@ -176,8 +182,8 @@ export class Store {
     const raw = this.meta.get('format');
     if (!raw) throw new CorruptStoreError(`${this.dir} is not a slinkyfs store (no format record)`);
     const f = JSON.parse(raw.toString('utf8')) as StoreFormat;
-    if (f.format !== STORE_FORMAT_VERSION) {
-      throw new CorruptStoreError(`store format ${f.format} is not supported (this slinkyfs reads format ${STORE_FORMAT_VERSION})`);
+    if (!READABLE_FORMATS.includes(f.format)) {
+      throw new CorruptStoreError(`store format ${f.format} is not supported (this slinkyfs reads formats ${READABLE_FORMATS.join(' and ')})`);
     }
     return f;
   }
@@ -653,7 +659,14 @@ export class Store {
 
   /** Write one record (inside txn): an extent, or a run of `count` identical chunks. */
   putExtent(ino: Ino, e: Extent & { count?: number }): void {
+    if ((e.count ?? 1) > 1) this.allowRuns();
     this.extentsDb.put(extentKey(ino, e.offset), encodeExtentValue(e.length, e.digest, e.count ?? 1));
+  }
+
+  /** A run is about to be written (inside txn): a format 1 store becomes format 2 with it. */
+  private allowRuns(): void {
+    const f = this.checkFormat();
+    if (f.format < 2) this.meta.put('format', Buffer.from(JSON.stringify({ ...f, format: 2 })));
   }
 
   removeExtent(ino: Ino, offset: number): void {

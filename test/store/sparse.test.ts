@@ -177,3 +177,20 @@ test('writing zeros as data stores the same runs as a hole, and gc keeps their c
   expect(computeStats(store)).toMatchObject({ chunks: 0, files: 0 });
   expect(verifyStore(store).damage).toEqual([]);
 });
+
+test('a format 1 store stays format 1 until its first run, then says format 2', async () => {
+  // As a store written before runs existed: its format record says 1.
+  const meta = (store as unknown as { meta: { put(k: string, v: Buffer): void } }).meta;
+  await store.txn(() => meta.put('format', Buffer.from(JSON.stringify({ ...store.format, format: 1 }))));
+  await store.close();
+  store = await Store.open(dir);
+  fsys = new Filesystem(store, new LocalChunkSource(store));
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  await fsys.write(fh, randomBytes(70, 100000), 100000, 0);
+  await fsys.flush(fh);
+  expect(store.format.format).toBe(1);
+  await fsys.ftruncate(fh, 10 << 20);
+  await fsys.release(fh);
+  expect(store.format.format).toBe(2);
+  expect(runsOf('/f').some((r) => r.count > 1)).toBe(true);
+});
