@@ -93,10 +93,6 @@ const RENAME_EXCHANGE = 2;
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 const FALLOC_FL_ZERO_RANGE = 0x10;
-/** Zeros written per step when a range is punched or zeroed. */
-const ZERO_STEP = 1 << 20;
-let zeros: Buffer | undefined;
-const zeroStep = (): Buffer => (zeros ??= Buffer.alloc(ZERO_STEP));
 
 export interface Caller {
   uid: number;
@@ -988,8 +984,8 @@ export class Filesystem {
   /**
    * fallocate(2). The store reserves nothing ahead (chunks are content-addressed, and a run of
    * zeros is one stored chunk however long it is), so allocating only extends the size unless
-   * KEEP_SIZE, and punching a hole or zeroing a range writes zeros, through the ordinary write
-   * path a step at a time (its back-pressure bounds the memory).
+   * KEEP_SIZE, and punching a hole or zeroing a range commits the file's writes, then re-chunks
+   * with the range known to be zeros: its zeros are neither buffered, read nor hashed.
    */
   async fallocate(fh: number, mode: number, offset: number, length: number): Promise<void> {
     const h = this.handle(fh);
@@ -1004,8 +1000,19 @@ export class Filesystem {
     const end = offset + length;
     if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
       // Past the end of the file there is nothing to zero: it reads as zeros if it grows.
-      const zeroEnd = Math.min(end, st.size);
-      for (let at = offset; at < zeroEnd; at += ZERO_STEP) await this.write(fh, zeroStep(), Math.min(ZERO_STEP, zeroEnd - at), at);
+      this.lastWriteMs = Date.now();
+      await this.quiescent(st, async () => {
+        this.takeFailure(st);
+        const zeroEnd = Math.min(end, st.size);
+        if (zeroEnd <= offset) return;
+        await this.commit(st);
+        this.touchContent(st);
+        const prepared = await this.prepare(st, st.overlay, st.committedSize, st.size, { endIsCut: st.endIsCut, zeros: [[offset, zeroEnd]] });
+        await this.apply(st, prepared, st.size, st.pending);
+        st.pending = {};
+        st.dirty = false;
+        st.metaDirty = false;
+      });
     }
     if (!(mode & FALLOC_FL_KEEP_SIZE) && end > st.size) await this.ftruncate(fh, end);
   }

@@ -93,6 +93,11 @@ export interface RewriteOptions {
    */
   endIsCut?: boolean;
   /**
+   * Ranges the change sets to zeros, under the overlay's bytes (fallocate's punched holes and
+   * zeroed ranges): re-chunked, but neither read nor, where whole maximal chunks fit, hashed.
+   */
+  zeros?: ReadonlyArray<readonly [number, number]>;
+  /**
    * Leave out the file's last bytes while their cut could still move with bytes appended later
    * (less than a maximal chunk plus an ELF header's bytes): the plan then ends at a definite cut,
    * `newSize` in the result says where, and the bytes after it stay uncommitted. Used for the
@@ -118,6 +123,8 @@ export async function planRewrite(
 ): Promise<RewritePlan> {
   const dirty: Array<[number, number]> = [];
   for (const [a, b] of overlay.ranges()) if (a < newSize) dirty.push([a, Math.min(b, newSize)]);
+  const zeroed = (options.zeros ?? []).filter(([a, b]) => a < b && a < newSize).map(([a, b]): [number, number] => [a, Math.min(b, newSize)]);
+  dirty.push(...zeroed);
   if (newSize !== oldSize) dirty.push([Math.min(oldSize, newSize), Math.max(oldSize, newSize)]);
   dirty.sort((x, y) => x[0] - y[0]);
 
@@ -127,7 +134,7 @@ export async function planRewrite(
   const isOldCut = (pos: number) => pos < oldSize && store.hasExtentAt(ino, pos);
 
   // Bytes known to be zeros without reading them: past the old end and not in the overlay (a
-  // hole), or in old records of the all-zero chunk. From a chunk start inside such a stretch,
+  // hole), in ranges the change zeroes, or in old records of the all-zero chunk. From a chunk start inside such a stretch,
   // every chunk that ends inside it is maxSize long: windows lie inside their chunk (the hash
   // restarts at each chunk start) and a zero window never matches a non-zero magic, and no
   // object boundary starts with a zero byte. So those chunks are computed, not scanned.
@@ -141,7 +148,13 @@ export async function planRewrite(
       limit = Math.min(limit, oa);
       break;
     }
-    for (let x = from; x < limit && x < oldSize; ) {
+    for (let x = from; x < limit; ) {
+      const z = zeroed.find(([za, zb]) => za <= x && x < zb);
+      if (z) {
+        x = z[1];
+        continue;
+      }
+      if (x >= oldSize) break;
       const r = store.runs(ino, x, x + 1, 1)[0];
       if (!r || r.offset > x || r.length > params.maxSize || !r.digest.equals(zeroDigest(r.length))) return x;
       x = runEnd(r);
@@ -176,7 +189,12 @@ export async function planRewrite(
   const fill = async (target: Buffer, from: number): Promise<void> => {
     const to = from + target.length;
     const committedEnd = Math.min(to, oldSize);
-    if (committedEnd > from) await readCommitted(store, source, ino, from, target.subarray(0, committedEnd - from));
+    let at = from; // committed bytes, but not those of a zeroed range
+    for (const [za, zb] of [...zeroed.filter(([za, zb]) => za < committedEnd && zb > from).sort((p, q) => p[0] - q[0]), [committedEnd, committedEnd] as const]) {
+      if (za > at) await readCommitted(store, source, ino, at, target.subarray(at - from, Math.min(za, committedEnd) - from));
+      if (zb > at) target.fill(0, Math.max(at, za) - from, Math.min(zb, to) - from);
+      at = Math.max(at, zb);
+    }
     if (to > Math.max(from, oldSize)) target.fill(0, Math.max(from, oldSize) - from);
   };
   const materialize = async (from: number, to: number): Promise<Buffer> => {

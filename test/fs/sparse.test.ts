@@ -186,6 +186,17 @@ print(n)
   expect(dst.length).toBeLessThan(20);
 });
 
+test('fallocate --punch-hole over most of a 1 TiB file with data is a few runs, and reads as on ext4', async () => {
+  const steps = [`t:${TiB}`, `w:0:5000:12`, `w:${GiB}:70000:13`, `w:${TiB / 2 + 7}:5000:14`, `w:${TiB - 5000}:5000:15`];
+  py(OPS, onMount('punched'), ...steps);
+  py(OPS, ext4('punched'), ...steps);
+  for (const f of [onMount('punched'), ext4('punched')]) expect(sh(`fallocate --punch-hole --keep-size -o 100 -l ${TiB - 200} '${f}'`).status).toBe(0);
+  const ranges: Array<[number, number]> = [[0, 10000], [GiB - 5, 80000], [TiB / 2, 10000], [TiB - 6000, 6000]];
+  expect(hashes(onMount('punched'), ranges)).toEqual(hashes(ext4('punched'), ranges));
+  const [runs] = await recordsOf('punched');
+  expect(runs.length).toBeLessThan(6);
+});
+
 test('files may reach 16 TiB; past that truncate and write are EFBIG', () => {
   const out = py(
     `

@@ -194,3 +194,43 @@ test('a format 1 store stays format 1 until its first run, then says format 2', 
   expect(store.format.format).toBe(2);
   expect(runsOf('/f').some((r) => r.count > 1)).toBe(true);
 });
+
+test('punching a hole or zeroing a range re-chunks without writing zeros: the chunking of the bytes, as runs', async () => {
+  const PUNCH_KEEP = 0x02 | 0x01;
+  const ZERO_RANGE_KEEP = 0x10 | 0x01;
+  const data = randomBytes(80, 20 << 20);
+  const expected = Buffer.from(data);
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  await fsys.write(fh, data, data.length, 0);
+  await fsys.flush(fh);
+  await fsys.write(fh, Buffer.from('pending'), 7, (4 << 20) + 3); // an uncommitted write inside the range
+  await fsys.fallocate(fh, PUNCH_KEEP, (3 << 20) + 5, (12 << 20) - 12);
+  expected.fill(0, (3 << 20) + 5, (15 << 20) - 7);
+  await fsys.write(fh, Buffer.from('after'), 5, (9 << 20) + 1); // a write after it, inside it
+  Buffer.from('after').copy(expected, (9 << 20) + 1);
+  await fsys.fallocate(fh, ZERO_RANGE_KEEP, (19 << 20) + 100, 2 << 20); // past the end: up to it
+  expected.fill(0, (19 << 20) + 100);
+  await fsys.release(fh);
+  expect(store.getInode(inoOf('/f'))!.size).toBe(20 << 20);
+  expect(expanded('/f')).toEqual(chunkingOf(expected));
+  expectCoalesced('/f');
+  expect((await readAt('/f', 0, expected.length)).equals(expected)).toBe(true);
+  expect(verifyStore(store).damage).toEqual([]);
+});
+
+test('punching almost all of a 1 TiB file with data leaves a few runs', async () => {
+  const T = 2 ** 40;
+  const fh = await fsys.create('/f', 0o644, ROOT);
+  await fsys.ftruncate(fh, T);
+  for (const at of [0, 2 ** 30, 2 ** 39 + 7, T - 5000]) await fsys.write(fh, randomBytes(at % 1000, 5000), 5000, at);
+  await fsys.flush(fh);
+  await fsys.fallocate(fh, 0x03, 100, T - 200);
+  await fsys.release(fh);
+  const rs = store.runs(inoOf('/f'));
+  expect(rs.length).toBeLessThan(6);
+  expect((await readAt('/f', 0, 100)).equals(randomBytes(0, 100))).toBe(true);
+  expect((await readAt('/f', 100, 5000)).equals(Buffer.alloc(5000))).toBe(true);
+  expect((await readAt('/f', 2 ** 39, 10000)).equals(Buffer.alloc(10000))).toBe(true);
+  expect((await readAt('/f', T - 100, 100)).equals(randomBytes((T - 5000) % 1000, 5000).subarray(4900))).toBe(true);
+  expect(verifyStore(store).damage).toEqual([]);
+});
