@@ -57,13 +57,12 @@ export const PREFERRED_IO_SIZE = 1 << 20;
 export const COMMIT_THRESHOLD = 8 << 20;
 const NAME_MAX = 255;
 /**
- * The largest file (64 GiB): beyond it truncate, write and fallocate are EFBIG, as past ext4's
- * 16 TiB. A file's recipe has an extent for every chunk, holes included (a run of zeros is
- * chunked like any bytes), so extending a file by a hole chunks and hashes all of it in one
- * commit: ~22 MB of memory and ~3 s per GiB. Without a limit, `truncate -s 1P` took
- * all the machine's memory until the kernel killed the daemon.
+ * The largest file (16 TiB, ext4's limit with 4 KiB blocks): beyond it truncate, write and
+ * fallocate are EFBIG. A hole costs no scan: its maximal zero chunks are computed and stored as
+ * one run record (docs/FORMAT.md, "Recipes"), so `truncate -s 16T` is one small commit; offsets
+ * stay far below 2^53, where JS numbers stop being exact.
  */
-export const MAX_FILE_SIZE = 64 * 2 ** 30;
+export const MAX_FILE_SIZE = 16 * 2 ** 40;
 const tooBig = (end: number) => new ErrnoError(E.EFBIG, `file would end at ${end}, past the largest file size (${MAX_FILE_SIZE})`);
 /** File types mknod(2) makes besides regular files: FIFOs, sockets, character and block devices. */
 const SPECIAL_TYPES = new Set([S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK]);
@@ -94,10 +93,6 @@ const RENAME_EXCHANGE = 2;
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 const FALLOC_FL_ZERO_RANGE = 0x10;
-/** Zeros written per step when a range is punched or zeroed. */
-const ZERO_STEP = 1 << 20;
-let zeros: Buffer | undefined;
-const zeroStep = (): Buffer => (zeros ??= Buffer.alloc(ZERO_STEP));
 
 export interface Caller {
   uid: number;
@@ -989,8 +984,8 @@ export class Filesystem {
   /**
    * fallocate(2). The store reserves nothing ahead (chunks are content-addressed, and a run of
    * zeros is one stored chunk however long it is), so allocating only extends the size unless
-   * KEEP_SIZE, and punching a hole or zeroing a range writes zeros, through the ordinary write
-   * path a step at a time (its back-pressure bounds the memory).
+   * KEEP_SIZE, and punching a hole or zeroing a range commits the file's writes, then re-chunks
+   * with the range known to be zeros: its zeros are neither buffered, read nor hashed.
    */
   async fallocate(fh: number, mode: number, offset: number, length: number): Promise<void> {
     const h = this.handle(fh);
@@ -1005,8 +1000,19 @@ export class Filesystem {
     const end = offset + length;
     if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
       // Past the end of the file there is nothing to zero: it reads as zeros if it grows.
-      const zeroEnd = Math.min(end, st.size);
-      for (let at = offset; at < zeroEnd; at += ZERO_STEP) await this.write(fh, zeroStep(), Math.min(ZERO_STEP, zeroEnd - at), at);
+      this.lastWriteMs = Date.now();
+      await this.quiescent(st, async () => {
+        this.takeFailure(st);
+        const zeroEnd = Math.min(end, st.size);
+        if (zeroEnd <= offset) return;
+        await this.commit(st);
+        this.touchContent(st);
+        const prepared = await this.prepare(st, st.overlay, st.committedSize, st.size, { endIsCut: st.endIsCut, zeros: [[offset, zeroEnd]] });
+        await this.apply(st, prepared, st.size, st.pending);
+        st.pending = {};
+        st.dirty = false;
+        st.metaDirty = false;
+      });
     }
     if (!(mode & FALLOC_FL_KEEP_SIZE) && end > st.size) await this.ftruncate(fh, end);
   }
@@ -1150,7 +1156,7 @@ export class Filesystem {
     // The last chunk is what the next append re-reads: keep it hot.
     const last = plan.added[plan.added.length - 1];
     if (last) this.source.add(last.digest, Buffer.from(last.plain));
-    const tail = last && last.offset + last.length === size ? last.plain : undefined;
+    const tail = last && last.offset + last.length * (last.count ?? 1) === size ? last.plain : undefined;
     if (plan.added.length || plan.removed.length) await this.onContentCommitted?.(st.ino, tail);
   }
 

@@ -180,7 +180,7 @@ export class LazySource implements ChunkSource {
     const seen = new Set<string>();
     for (const rec of this.store.allInodes()) {
       if (!isReg(rec)) continue;
-      for (const e of this.store.extents(rec.ino)) {
+      for (const e of this.store.runs(rec.ino)) {
         const k = e.digest.toString('latin1');
         if (seen.has(k) || !this.store.isChunkAbsent(e.digest)) continue;
         seen.add(k);

@@ -205,7 +205,7 @@ export class PeerServer {
     const parts = this.path(url);
     const rec = this.view.resolve(parts);
     const e = this.view.entry(rec, parts[parts.length - 1] ?? '');
-    if (!e) throw new HttpError(409, 'file is damaged or of an unsupported type');
+    if (!e) throw new HttpError(409, 'file is damaged, has too many chunks for a recipe, or is of an unsupported type');
     return e;
   }
 

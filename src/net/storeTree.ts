@@ -65,11 +65,17 @@ export function addNode(store: Store, parent: Ino, name: string, e: TreeEntry, r
   } else {
     if (!recipe) throw new Error(`no recipe for ${name}`);
     store.putInode({ ...base, mode: S_IFREG | (e.mode & PEER_MODE_MASK), size: recipe.size });
+    // Consecutive identical chunks (a hole's zeros) become one run record, one reference.
     let offset = 0;
-    for (const c of recipe.chunks) {
-      store.putExtent(ino, { offset, length: c.length, digest: c.digest });
+    const chunks = recipe.chunks;
+    for (let i = 0; i < chunks.length; ) {
+      const c = chunks[i];
+      let count = 1;
+      while (i + count < chunks.length && chunks[i + count].length === c.length && chunks[i + count].digest.equals(c.digest)) count++;
+      store.putExtent(ino, { offset, length: c.length, digest: c.digest, count });
       store.refAbsentChunk(c.digest, c.length);
-      offset += c.length;
+      offset += c.length * count;
+      i += count;
     }
   }
   store.addEntry(parent, name, ino);

@@ -2,11 +2,11 @@
 // symlinks, files as recipes with their digests, and a resumable pre-order walk for paged
 // listings. Read-only: nothing here writes to the store.
 import { digestToString, type Digest } from '../chunking/digest';
-import { type InodeRecord, type Ino, ROOT_INO, isDir, isReg, isSymlink } from '../store/records';
+import { type InodeRecord, type Ino, ROOT_INO, isDir, isReg, isSymlink, runEnd } from '../store/records';
 import type { Store } from '../store/store';
 import { encodeName } from '../store/names';
 import { SLINKY_NAME } from '../pagecache/layout';
-import { type Recipe, type TreeEntry, encodeRecipe, fileDigest } from './protocol';
+import { LIMITS, type Recipe, type TreeEntry, encodeRecipe, fileDigest } from './protocol';
 
 export class NotServedError extends Error {
   override name = 'NotServedError';
@@ -48,16 +48,22 @@ export class StoreView {
     return rec;
   }
 
-  /** The file's recipe; undefined when its extents do not cover it contiguously (damage). */
+  /**
+   * The file's recipe, runs expanded; undefined when its extents do not cover it contiguously
+   * (damage) or it has more chunks than a recipe may carry (LIMITS.recipeChunks).
+   */
   recipe(rec: InodeRecord): Recipe | undefined {
-    const chunks = [];
+    const runs = this.store.runs(rec.ino);
     let pos = 0;
-    for (const e of this.store.extents(rec.ino)) {
+    let n = 0;
+    for (const e of runs) {
       if (e.offset !== pos) return undefined;
-      chunks.push({ length: e.length, digest: e.digest });
-      pos += e.length;
+      pos = runEnd(e);
+      n += e.count;
     }
-    if (pos !== rec.size) return undefined;
+    if (pos !== rec.size || n > LIMITS.recipeChunks) return undefined;
+    const chunks = [];
+    for (const e of runs) for (let i = 0; i < e.count; i++) chunks.push({ length: e.length, digest: e.digest });
     return { mode: rec.mode, size: rec.size, chunks };
   }
 

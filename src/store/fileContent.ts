@@ -11,11 +11,11 @@ import { LBFS_PARAMS, OBJECT_MAGIC_BYTES, type ChunkerParams } from '../chunking
 import { chunkAndHash } from '../chunking/chunkHash';
 import { encodeChunkAsync } from '../chunking/compress';
 import { readParts, type ChunkSource } from './chunkSource';
-import type { Extent, Ino } from './records';
+import { runEnd, type Extent, type Ino, type Run } from './records';
 import { uncoveredBy, type Overlay } from './overlay';
 import type { Store, StoredChunk } from './store';
 import { ChunkMissingError, CorruptStoreError } from './errors';
-import { digestToString } from '../chunking/digest';
+import { digestOf, digestToString } from '../chunking/digest';
 
 /** Window of file bytes materialised at a time while re-chunking. */
 const WINDOW = 4 << 20;
@@ -27,9 +27,22 @@ let zeros = Buffer.alloc(0);
  * (truncate -s 4G, a write far past the end) held a copy of the whole hole, 4 GiB of memory.
  */
 function shareZeros(chunk: Buffer): Buffer {
-  if (zeros.length < chunk.length) zeros = Buffer.alloc(Math.max(chunk.length, 1 << 16));
-  const z = zeros.subarray(0, chunk.length);
+  const z = zeroBytes(chunk.length);
   return chunk.equals(z) ? z : chunk;
+}
+
+/** `length` zero bytes from the shared buffer. */
+function zeroBytes(length: number): Buffer {
+  if (zeros.length < length) zeros = Buffer.alloc(Math.max(length, 1 << 16));
+  return zeros.subarray(0, length);
+}
+
+const zeroDigests = new Map<number, Digest>();
+/** The digest of the chunk of `length` zero bytes. */
+function zeroDigest(length: number): Digest {
+  let d = zeroDigests.get(length);
+  if (!d) zeroDigests.set(length, (d = digestOf(zeroBytes(length))));
+  return d;
 }
 
 /**
@@ -55,13 +68,18 @@ export async function readCommitted(
   if (bad >= 0) throw new ChunkMissingError(`chunk ${digestToString(parts[bad].digest)} of inode ${ino} is missing or damaged`);
 }
 
+/** A new record: one chunk, or a run of `count` identical ones (`plain` is one chunk's bytes). */
 export interface NewExtent extends Extent {
   plain: Buffer;
+  count?: number;
 }
 
 export interface RewritePlan {
-  removed: Extent[];
+  /** Old records replaced (a run partly outside the rewritten ranges among them). */
+  removed: Run[];
   added: NewExtent[];
+  /** The parts of removed runs that lie outside the rewritten ranges, written again as runs. */
+  kept?: Run[];
   /** Where the committed content ends after the plan (short of the file's size with keepTail). */
   newSize: number;
   /** The content then ends at a definite cut (see RewriteOptions.endIsCut). */
@@ -74,6 +92,11 @@ export interface RewriteOptions {
    * forced by its end: chunking may restart right there instead of at the last chunk's start.
    */
   endIsCut?: boolean;
+  /**
+   * Ranges the change sets to zeros, under the overlay's bytes (fallocate's punched holes and
+   * zeroed ranges): re-chunked, but neither read nor, where whole maximal chunks fit, hashed.
+   */
+  zeros?: ReadonlyArray<readonly [number, number]>;
   /**
    * Leave out the file's last bytes while their cut could still move with bytes appended later
    * (less than a maximal chunk plus an ELF header's bytes): the plan then ends at a definite cut,
@@ -100,6 +123,8 @@ export async function planRewrite(
 ): Promise<RewritePlan> {
   const dirty: Array<[number, number]> = [];
   for (const [a, b] of overlay.ranges()) if (a < newSize) dirty.push([a, Math.min(b, newSize)]);
+  const zeroed = (options.zeros ?? []).filter(([a, b]) => a < b && a < newSize).map(([a, b]): [number, number] => [a, Math.min(b, newSize)]);
+  dirty.push(...zeroed);
   if (newSize !== oldSize) dirty.push([Math.min(oldSize, newSize), Math.max(oldSize, newSize)]);
   dirty.sort((x, y) => x[0] - y[0]);
 
@@ -108,12 +133,68 @@ export async function planRewrite(
   // commit of a growing file must not cost more with every megabyte already stored.
   const isOldCut = (pos: number) => pos < oldSize && store.hasExtentAt(ino, pos);
 
+  // Bytes known to be zeros without reading them: past the old end and not in the overlay (a
+  // hole), in ranges the change zeroes, or in old records of the all-zero chunk. From a chunk start inside such a stretch,
+  // every chunk that ends inside it is maxSize long: windows lie inside their chunk (the hash
+  // restarts at each chunk start) and a zero window never matches a non-zero magic, and no
+  // object boundary starts with a zero byte. So those chunks are computed, not scanned.
+  const zeroSkip = (0 & ((1 << params.maskBits) - 1)) !== params.magic;
+  const overlayRanges = overlay.ranges();
+  const zeroEnd = (from: number): number => {
+    let limit = newSize;
+    for (const [oa, ob] of overlayRanges) {
+      if (ob <= from) continue;
+      if (oa <= from) return from;
+      limit = Math.min(limit, oa);
+      break;
+    }
+    for (let x = from; x < limit; ) {
+      const z = zeroed.find(([za, zb]) => za <= x && x < zb);
+      if (z) {
+        x = z[1];
+        continue;
+      }
+      if (x >= oldSize) break;
+      const r = store.runs(ino, x, x + 1, 1)[0];
+      if (!r || r.offset > x || r.length > params.maxSize || !r.digest.equals(zeroDigest(r.length))) return x;
+      x = runEnd(r);
+    }
+    return limit;
+  };
+  // The first old cut c in (pos, pos + k * maxSize], c ≥ from, with c - pos a multiple of
+  // maxSize: where k maximal chunks from pos would meet the old chunking again.
+  const firstGridCut = (pos: number, k: number, from: number): number | undefined => {
+    const step = params.maxSize;
+    const lo = Math.max(from, pos + 1);
+    const hi = Math.min(pos + k * step, oldSize - 1);
+    if (lo > hi) return undefined;
+    for (const r of store.runs(ino, lo, hi + 1)) {
+      const first = r.offset >= lo ? 0 : Math.ceil((lo - r.offset) / r.length);
+      if (r.length === step) {
+        const c = r.offset + first * step;
+        if ((r.offset - pos) % step === 0 && first < r.count && c <= hi) return c;
+        continue;
+      }
+      for (let i = first; i < r.count && i < first + step; i++) {
+        const c = r.offset + i * r.length;
+        if (c > hi) break;
+        if ((c - pos) % step === 0) return c;
+      }
+    }
+    return undefined;
+  };
+
   // File bytes [from, to) after the change: the overlay's, else the committed ones, else zeros
   // (a file extended past its old end). Bytes the overlay holds in one run are used in place.
   const fill = async (target: Buffer, from: number): Promise<void> => {
     const to = from + target.length;
     const committedEnd = Math.min(to, oldSize);
-    if (committedEnd > from) await readCommitted(store, source, ino, from, target.subarray(0, committedEnd - from));
+    let at = from; // committed bytes, but not those of a zeroed range
+    for (const [za, zb] of [...zeroed.filter(([za, zb]) => za < committedEnd && zb > from).sort((p, q) => p[0] - q[0]), [committedEnd, committedEnd] as const]) {
+      if (za > at) await readCommitted(store, source, ino, at, target.subarray(at - from, Math.min(za, committedEnd) - from));
+      if (zb > at) target.fill(0, Math.max(at, za) - from, Math.min(zb, to) - from);
+      at = Math.max(at, zb);
+    }
     if (to > Math.max(from, oldSize)) target.fill(0, Math.max(from, oldSize) - from);
   };
   const materialize = async (from: number, to: number): Promise<Buffer> => {
@@ -146,6 +227,19 @@ export async function planRewrite(
     let winStart = -1;
     let win: Buffer = Buffer.alloc(0);
     for (let done = false; !done; ) {
+      const k = zeroSkip ? Math.floor((zeroEnd(pos) - pos) / params.maxSize) : 0;
+      if (k >= 1) {
+        const stop = firstGridCut(pos, k, b);
+        const count = stop === undefined ? k : (stop - pos) / params.maxSize;
+        const length = params.maxSize;
+        added.push({ offset: pos, length, digest: zeroDigest(length), plain: zeroBytes(length), count });
+        pos += count * length;
+        if (pos >= newSize || stop !== undefined) {
+          done = true;
+          if (pos >= newSize) reachedEnd = true;
+        }
+        continue;
+      }
       const need = Math.min(pos + params.maxSize + OBJECT_MAGIC_BYTES, newSize);
       if (winStart < 0 || pos < winStart || need > winStart + win.length) {
         winStart = pos;
@@ -192,18 +286,63 @@ export async function planRewrite(
   }
   const planEnd = tailFrom ?? newSize;
 
-  // Old extents that start inside a rewritten range, or past the new end, are replaced.
-  const removed: Extent[] = [];
-  let removedTo = 0;
-  for (const [s, c] of rewritten) {
-    for (const e of store.extents(ino, s, c)) if (e.offset >= s && e.offset >= removedTo) removed.push(e);
-    removedTo = c;
+  // Old records that start inside a rewritten range, or past the new end, are replaced. A run
+  // reaching out of those ranges is replaced too, and its chunks outside them are kept: as runs
+  // again (the ranges begin and end at old cuts, so they split a run between its chunks).
+  const cutAway: Array<[number, number]> = rewritten.slice();
+  if (planEnd < oldSize) cutAway.push([planEnd, Number.MAX_SAFE_INTEGER]);
+  const removed: Run[] = [];
+  const kept: Run[] = [];
+  const gone = new Set<number>();
+  for (const [x, y] of cutAway) {
+    for (const r of store.runs(ino, x, y)) {
+      if (gone.has(r.offset) || (r.count === 1 && r.offset < x)) continue;
+      removed.push(r);
+      gone.add(r.offset);
+      if (r.count === 1) continue;
+      let at = r.offset;
+      const end = runEnd(r);
+      for (const [u, v] of cutAway) {
+        if (v <= at) continue;
+        if (u >= end) break;
+        if (u > at) kept.push(runPart(r, at, u));
+        at = Math.max(at, v);
+      }
+      if (at < end) kept.push(runPart(r, at, end));
+    }
   }
-  if (planEnd < oldSize) {
-    for (const e of store.extents(ino, planEnd)) if (e.offset >= planEnd && e.offset >= removedTo) removed.push(e);
+
+  // Consecutive identical chunks become one run: the new ones among themselves and with the kept
+  // parts (applyPlan joins them with the records on either side, as the store then has them).
+  const recs: Array<Run & { plain?: Buffer }> = [];
+  const all: Array<Run & { plain?: Buffer }> = [...kept, ...added.map((e) => ({ ...e, count: e.count ?? 1 }))].sort((p, q) => p.offset - q.offset);
+  for (const r of all) {
+    const last = recs[recs.length - 1];
+    if (last && sameChunks(last, r) && runEnd(last) === r.offset) {
+      last.count += r.count;
+      last.plain ??= r.plain;
+    } else recs.push({ ...r });
+  }
+  const newAdded: NewExtent[] = [];
+  const newKept: Run[] = [];
+  for (const r of recs) {
+    if (r.plain) newAdded.push({ offset: r.offset, length: r.length, digest: r.digest, plain: r.plain, ...(r.count > 1 ? { count: r.count } : {}) });
+    else newKept.push({ offset: r.offset, length: r.length, digest: r.digest, count: r.count });
   }
   const endIsCut = tailFrom !== undefined || (!reachedEnd && newSize === oldSize && !!options.endIsCut);
-  return { removed, added, newSize: planEnd, endIsCut };
+  return { removed, added: newAdded, kept: newKept, newSize: planEnd, endIsCut };
+}
+
+function sameChunks(a: Extent, b: Extent): boolean {
+  return a.length === b.length && a.digest.equals(b.digest);
+}
+
+/** The chunks of run `r` in [from, to), both on its chunk grid. */
+function runPart(r: Run, from: number, to: number): Run {
+  if ((from - r.offset) % r.length !== 0 || (to - from) % r.length !== 0) {
+    throw new Error(`internal: run at ${r.offset} split at ${from}..${to}, between its chunks`);
+  }
+  return { offset: from, length: r.length, digest: r.digest, count: (to - from) / r.length };
 }
 
 /** Window offsets (file offset - base) of the old extents starting in [from, to), sorted. */
@@ -255,25 +394,53 @@ export function applyPlan(store: Store, ino: Ino, plan: RewritePlan, encoded: Ma
   for (const e of plan.added) {
     if (!store.refChunk(e.digest, e.length, encoded.get(e.digest.toString('latin1')))) throw new NeedEncodingError(e.digest);
   }
+  // A kept part of a run names the chunk its removed run names: referenced, present or absent.
+  for (const e of plan.kept ?? []) {
+    if (!store.refChunk(e.digest, e.length)) throw new CorruptStoreError(`inode ${ino}: run at ${e.offset} names a chunk the store does not know`);
+  }
   for (const e of plan.removed) {
     store.removeExtent(ino, e.offset);
     store.unrefChunk(e.digest);
   }
+  for (const e of plan.kept ?? []) store.putExtent(ino, e);
   for (const e of plan.added) store.putExtent(ino, e);
+  // Join the new records with their neighbours where those are runs of the same chunk. Here, not
+  // when planning: a batch may be planned before the one before it is applied.
+  let first = Infinity;
+  let end = -1;
+  for (const list of [plan.kept ?? [], plan.added]) {
+    if (list.length === 0) continue; // each is in offset order
+    first = Math.min(first, list[0].offset);
+    end = Math.max(end, runEnd(list[list.length - 1]));
+  }
+  if (end < 0) return;
+  joinAt(store, ino, first);
+  joinAt(store, ino, end);
 }
 
-/** Drop a file's whole recipe (inside txn): used when its inode goes away. */
+/** Make the records ending and starting at `pos` one run when they name the same chunk (inside txn). */
+function joinAt(store: Store, ino: Ino, pos: number): void {
+  if (pos <= 0) return;
+  const a = store.runs(ino, pos - 1, pos, 1)[0];
+  const b = store.runs(ino, pos, pos + 1, 1)[0];
+  if (!a || !b || runEnd(a) !== pos || b.offset !== pos || !sameChunks(a, b)) return;
+  store.removeExtent(ino, pos);
+  store.putExtent(ino, { ...a, count: a.count + b.count });
+  store.unrefChunk(b.digest); // two records became one
+}
+
+/** Drop a file's whole recipe (inside txn): used when its inode goes away. One reference per record. */
 export function dropContent(store: Store, ino: Ino): void {
-  for (const e of store.extents(ino)) {
+  for (const e of store.runs(ino)) {
     store.removeExtent(ino, e.offset);
     store.unrefChunk(e.digest);
   }
 }
 
 /**
- * Copy without copying (inside txn): `to`, whose recipe ends at `start`, gets `from`'s extents
- * from `start` on that lie wholly before `end` (at most `maxExtents` of them), each chunk one
- * reference more. Returns where the copied extents end: `start` when none can be copied.
+ * Copy without copying (inside txn): `to`, whose recipe ends at `start`, gets `from`'s chunks
+ * from `start` on that lie wholly before `end` (from at most `maxExtents` of its records), each
+ * record written one reference more. Returns where the copied extents end: `start` when none can be copied.
  *
  * `to`'s recipe must stay the chunking of its bytes (docs/FORMAT.md, "Recipes"). Cuts are found
  * from the previous cut onward (the window and the minimum chunk lie after it; the forced cut
@@ -293,12 +460,22 @@ export function cloneExtents(store: Store, from: Ino, to: Ino, start: number, en
       return start;
     }
   } else if (store.extents(to, 0, Number.MAX_SAFE_INTEGER, 1).length > 0) return start;
+  // Records are copied whole or in part (a run from `start` or up to `end`, between its chunks);
+  // the first joins `to`'s last record when that is a run of the same chunk.
   let pos = start;
-  for (const e of store.extents(from, start, end, maxExtents)) {
-    if (e.offset !== pos || e.offset + e.length > end) break;
-    if (!store.refChunk(e.digest, e.length)) throw new CorruptStoreError(`inode ${from}: extent at ${e.offset} names a chunk the store does not know`);
-    store.putExtent(to, e);
-    pos += e.length;
+  let last = start > 0 ? store.runs(to, start - 1, start, 1)[0] : undefined;
+  for (const r of store.runs(from, start, end, maxExtents)) {
+    if (r.offset > pos || (pos - r.offset) % r.length !== 0) break;
+    const count = Math.min(r.count - (pos - r.offset) / r.length, Math.floor((end - pos) / r.length));
+    if (count <= 0) break;
+    if (last && runEnd(last) === pos && sameChunks(last, r)) {
+      store.putExtent(to, { ...last, count: last.count + count });
+    } else {
+      if (!store.refChunk(r.digest, r.length)) throw new CorruptStoreError(`inode ${from}: extent at ${r.offset} names a chunk the store does not know`);
+      store.putExtent(to, { offset: pos, length: r.length, digest: r.digest, count });
+    }
+    last = undefined;
+    pos += count * r.length;
   }
   return pos;
 }

@@ -127,25 +127,46 @@ export interface Extent {
   digest: Digest;
 }
 
-/** Extent value: chunk length (u32 LE) followed by the tagged digest. */
-export function encodeExtentValue(length: number, digest: Digest): Buffer {
-  const v = Buffer.allocUnsafe(4 + digest.length);
+/**
+ * One `extents` record: `count` consecutive chunks of the same length and digest from `offset`
+ * on (chunk i holds bytes [offset + i * length, offset + (i + 1) * length)); count 1 is a plain
+ * extent. A run is only a compact encoding of the recipe (docs/FORMAT.md, "Recipes").
+ */
+export interface Run extends Extent {
+  count: number;
+}
+
+/** Where a record's chunks end. */
+export function runEnd(r: Extent & { count?: number }): number {
+  return r.offset + r.length * (r.count ?? 1);
+}
+
+/** Extent value: chunk length (u32 LE), the tagged digest, and for a run of 2 or more a u64 LE count. */
+export function encodeExtentValue(length: number, digest: Digest, count = 1): Buffer {
+  const v = Buffer.allocUnsafe(4 + digest.length + (count > 1 ? 8 : 0));
   v.writeUInt32LE(length, 0);
   digest.copy(v, 4);
+  if (count > 1) v.writeBigUInt64LE(BigInt(count), 4 + digest.length);
   return v;
 }
 
-export function decodeExtent(key: Uint8Array, value: Uint8Array): Extent {
+export function decodeExtent(key: Uint8Array, value: Uint8Array): Run {
   const k = Buffer.from(key.buffer, key.byteOffset, key.length);
   const v = Buffer.from(value.buffer, value.byteOffset, value.length);
-  if (k.length !== 16 || v.length < 5 || v.length !== 4 + digestLengthForId(v[4])) {
+  const dlen = v.length >= 5 ? digestLengthForId(v[4]) : 0;
+  const plain = 4 + dlen;
+  if (k.length !== 16 || dlen === 0 || (v.length !== plain && v.length !== plain + 8)) {
     throw new RecordFormatError('bad extent record');
   }
+  const length = v.readUInt32LE(0);
+  const count = v.length === plain ? 1 : Number(v.readBigUInt64LE(plain));
+  if (v.length !== plain && (count < 2 || length === 0 || !Number.isSafeInteger(count * length))) throw new RecordFormatError('bad extent record');
   return {
     offset: Number(k.readBigUInt64BE(8)),
-    length: v.readUInt32LE(0),
+    length,
     // copy: LMDB values may live in reused buffers
-    digest: asDigest(Buffer.from(v.subarray(4))),
+    digest: asDigest(Buffer.from(v.subarray(4, plain))),
+    count,
   };
 }
 

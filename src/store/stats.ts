@@ -95,7 +95,7 @@ export function statsByTopDir(store: Store): DirStats[] {
       if (isReg(rec)) {
         row.files++;
         row.logicalBytes += rec.size;
-        for (const e of store.extents(rec.ino)) {
+        for (const e of store.runs(rec.ino)) {
           const k = e.digest.toString('latin1');
           if (seen.has(k)) continue;
           seen.add(k);

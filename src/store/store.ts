@@ -14,6 +14,8 @@ import {
   type ChunkRef,
   CODEC_ABSENT,
   type Extent,
+  type Run,
+  runEnd,
   type InodeRecord,
   type Ino,
   ROOT_INO,
@@ -35,7 +37,13 @@ import { decodeName } from './names';
 import { checkDataTree } from './dataTree';
 import { makeDirs } from './dirs';
 
-export const STORE_FORMAT_VERSION = 1;
+/**
+ * Format 2 may hold run records in `extents` (docs/FORMAT.md, "Recipes"); format 1 does not. A
+ * format 1 store stays format 1 until the first run is written into it, so an older slinkyfs
+ * refuses a store it would misread, and keeps reading one it would not.
+ */
+export const STORE_FORMAT_VERSION = 2;
+const READABLE_FORMATS = [1, 2];
 /** `meta` key set once the directory parent index (`dirparents`) covers every directory. */
 const PARENTS_INDEXED = 'dirparentsIndexed';
 
@@ -174,8 +182,8 @@ export class Store {
     const raw = this.meta.get('format');
     if (!raw) throw new CorruptStoreError(`${this.dir} is not a slinkyfs store (no format record)`);
     const f = JSON.parse(raw.toString('utf8')) as StoreFormat;
-    if (f.format !== STORE_FORMAT_VERSION) {
-      throw new CorruptStoreError(`store format ${f.format} is not supported (this slinkyfs reads format ${STORE_FORMAT_VERSION})`);
+    if (!READABLE_FORMATS.includes(f.format)) {
+      throw new CorruptStoreError(`store format ${f.format} is not supported (this slinkyfs reads formats ${READABLE_FORMATS.join(' and ')})`);
     }
     return f;
   }
@@ -603,10 +611,32 @@ export class Store {
 
   // ---- recipes (extent maps) ----------------------------------------------------------------
 
-  /** Extents of `ino` that overlap [from, to), in offset order; at most `limit` of them. */
+  /**
+   * Chunks of `ino` that overlap [from, to), in offset order; at most `limit` of them. A run
+   * record gives only its chunks in the range (docs/FORMAT.md, "Recipes"): use runs() to walk a
+   * whole recipe.
+   */
   extents(ino: Ino, from = 0, to = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Extent[] {
     const out: Extent[] = [];
-    // The extent holding `from` starts at or before it: find it with one reverse step.
+    for (const r of this.runs(ino, from, to, limit)) {
+      let i = r.offset < from ? Math.floor((from - r.offset) / r.length) : 0;
+      if (r.count === 1) {
+        if (out.push({ offset: r.offset, length: r.length, digest: r.digest }) >= limit) break;
+        continue;
+      }
+      for (; i < r.count; i++) {
+        const offset = r.offset + i * r.length;
+        if (offset >= to || out.push({ offset, length: r.length, digest: r.digest }) >= limit) break;
+      }
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /** The `extents` records of `ino` that overlap [from, to), in offset order; at most `limit`. */
+  runs(ino: Ino, from = 0, to = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Run[] {
+    const out: Run[] = [];
+    // The record holding `from` starts at or before it: find it with one reverse step.
     let start = extentKey(ino, from);
     // (reverse ranges exclude `end`: the bare 8-byte inode key sorts before all of its extents)
     for (const { key } of this.extentsDb.getRange({ start, end: inoKey(ino), reverse: true, limit: 1 })) {
@@ -615,18 +645,28 @@ export class Store {
     const end = to >= Number.MAX_SAFE_INTEGER ? inoKey(ino + 1) : extentKey(ino, to);
     for (const { key, value } of this.extentsDb.getRange({ start, end })) {
       const e = decodeExtent(key, value);
-      if (e.offset + e.length > from && out.push(e) >= limit) break;
+      if (runEnd(e) > from && out.push(e) >= limit) break;
     }
     return out;
   }
 
-  /** True when an extent of `ino` starts exactly at `offset`. */
+  /** True when a chunk of `ino` starts exactly at `offset` (a record's first or one inside a run). */
   hasExtentAt(ino: Ino, offset: number): boolean {
-    return this.extentsDb.doesExist(extentKey(ino, offset));
+    if (this.extentsDb.doesExist(extentKey(ino, offset))) return true;
+    const r = this.runs(ino, offset, offset + 1, 1)[0];
+    return r !== undefined && r.count > 1 && r.offset <= offset && (offset - r.offset) % r.length === 0;
   }
 
-  putExtent(ino: Ino, e: Extent): void {
-    this.extentsDb.put(extentKey(ino, e.offset), encodeExtentValue(e.length, e.digest));
+  /** Write one record (inside txn): an extent, or a run of `count` identical chunks. */
+  putExtent(ino: Ino, e: Extent & { count?: number }): void {
+    if ((e.count ?? 1) > 1) this.allowRuns();
+    this.extentsDb.put(extentKey(ino, e.offset), encodeExtentValue(e.length, e.digest, e.count ?? 1));
+  }
+
+  /** A run is about to be written (inside txn): a format 1 store becomes format 2 with it. */
+  private allowRuns(): void {
+    const f = this.checkFormat();
+    if (f.format < 2) this.meta.put('format', Buffer.from(JSON.stringify({ ...f, format: 2 })));
   }
 
   removeExtent(ino: Ino, offset: number): void {
@@ -777,7 +817,8 @@ export class Store {
     for (const key of this.chunks.getKeys({})) yield asDigest(Buffer.from(key));
   }
 
-  *allExtents(): Generator<{ ino: Ino; extent: Extent }> {
+  /** Every `extents` record (runs as one record each). */
+  *allExtents(): Generator<{ ino: Ino; extent: Run }> {
     for (const { key, value } of this.extentsDb.getRange({})) {
       yield { ino: readIno(key), extent: decodeExtent(key, value) };
     }

@@ -2,7 +2,7 @@
 // to the file's size, every chunk present), every reference count recomputed.
 import { DigestFormatError, verifyDigest, digestToString } from '../chunking/digest';
 import { decodeChunk } from '../chunking/compress';
-import { CODEC_ABSENT, RecordFormatError, isReg } from './records';
+import { CODEC_ABSENT, RecordFormatError, isReg, runEnd } from './records';
 import { CorruptStoreError, isLmdbError } from './errors';
 import type { Store } from './store';
 
@@ -43,9 +43,10 @@ function walk(store: Store, at: { reading: string }, onProgress?: (done: number,
     filesChecked++;
     at.reading = `the extents of inode ${rec.ino}`;
     let pos = 0;
-    for (const e of store.extents(rec.ino)) {
+    // A run counts once and is walked arithmetically: it covers count × length bytes.
+    for (const e of store.runs(rec.ino)) {
       if (e.offset !== pos) damage.push({ kind: 'recipe-gap', what: `inode ${rec.ino}: bytes ${pos}..${e.offset} have no chunk` });
-      pos = e.offset + e.length;
+      pos = runEnd(e);
       const k = e.digest.toString('latin1');
       counted.set(k, (counted.get(k) ?? 0) + 1);
       if (!store.chunkRef(e.digest)) damage.push({ kind: 'chunk-missing', what: `inode ${rec.ino} at ${e.offset}: ${digestToString(e.digest)}` });
@@ -80,7 +81,10 @@ function walk(store: Store, at: { reading: string }, onProgress?: (done: number,
   return { chunksChecked: all.length, filesChecked, notYetFetched, damage };
 }
 
-/** Recompute reference counts from the recipes and drop chunks nothing uses (inside a txn). */
+/**
+ * Recompute reference counts from the recipes (one per `extents` record, a run included) and drop
+ * chunks nothing uses (inside a txn).
+ */
 export function collectGarbage(store: Store): { freedChunks: number; freedBytes: number; fixedCounts: number } {
   const counted = new Map<string, number>();
   for (const { extent } of store.allExtents()) {

@@ -124,12 +124,12 @@ describe('holes and the largest file', () => {
     fs.unlinkSync(p);
   });
 
-  test('a file cannot grow past 64 GiB: truncate and a write there are EFBIG and change nothing', () => {
+  test('a file cannot grow past 16 TiB: truncate and a write there are EFBIG and change nothing', () => {
     const p = path.join(mp, 'huge');
     fs.writeFileSync(p, 'abc');
-    const t = sh(`truncate -s ${64 * 2 ** 30 + 1} '${p}'`);
+    const t = sh(`truncate -s ${16 * 2 ** 40 + 1} '${p}'`);
     expect(t.stderr).toMatch(/File too large/);
-    const w = sh(`printf x | dd of='${p}' bs=1 seek=${64 * 2 ** 30} conv=notrunc`);
+    const w = sh(`printf x | dd of='${p}' bs=1 seek=${16 * 2 ** 40} conv=notrunc`);
     expect(w.stderr).toMatch(/File too large/);
     expect(fs.readFileSync(p, 'utf8')).toBe('abc');
     fs.unlinkSync(p);
