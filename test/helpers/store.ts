@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { chunkBuffer } from '../../src/chunking/chunker';
 import { Filesystem } from '../../src/fs/filesystem';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
@@ -55,4 +56,9 @@ export function useOpenStore(tag: string): OpenStore {
     fs.rmSync(t.dir, { recursive: true, force: true });
   });
   return t;
+}
+
+/** The chunking of `data` as a recipe reads (digests in hex): what a file of those bytes must store. */
+export function chunkingOf(data: Buffer): Array<{ offset: number; length: number; digest: string }> {
+  return chunkBuffer(data).map((c) => ({ offset: c.offset, length: c.length, digest: c.digest.toString('hex') }));
 }

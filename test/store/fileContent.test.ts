@@ -4,15 +4,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chunkBuffer } from '../../src/chunking/chunker';
 import { Filesystem } from '../../src/fs/filesystem';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
 import { computeStats } from '../../src/store/stats';
 import { verifyStore } from '../../src/store/verify';
 import { prng, randomBytes } from '../helpers/prng';
+import { ROOT, chunkingOf } from '../helpers/store';
 
-const ROOT = { uid: 0, gid: 0 };
 let dir: string;
 let store: Store;
 let fsys: Filesystem;
@@ -41,9 +40,6 @@ function recipeOf(p: string) {
   return store.extents(ino).map((e) => ({ offset: e.offset, length: e.length, digest: e.digest.toString('hex') }));
 }
 
-function chunkingOf(data: Buffer) {
-  return chunkBuffer(data).map((c) => ({ offset: c.offset, length: c.length, digest: c.digest.toString('hex') }));
-}
 
 test('a file written in 128 KiB pieces has the chunking of its whole content', async () => {
   const data = randomBytes(1, 3 << 20);

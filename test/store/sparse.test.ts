@@ -2,36 +2,25 @@
 // real LMDB store (no FUSE): a hole is stored as runs of the maximal zero chunk without being
 // scanned, and whatever is written into or around it, the recipe with its runs expanded is
 // exactly the chunking of the file's bytes, with consecutive identical chunks kept as runs.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { chunkBuffer } from '../../src/chunking/chunker';
 import { Filesystem } from '../../src/fs/filesystem';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
 import { computeStats } from '../../src/store/stats';
 import { collectGarbage, verifyStore } from '../../src/store/verify';
 import { prng, randomBytes } from '../helpers/prng';
+import { ROOT, chunkingOf, useOpenStore } from '../helpers/store';
 
-const ROOT = { uid: 0, gid: 0 };
 const MAX = 65536;
-let dir: string;
+const opened = useOpenStore('sparse');
 let store: Store;
 let fsys: Filesystem;
-
-beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-sparse-'));
-  store = await Store.open(dir);
+beforeEach(() => {
+  store = opened.store;
   fsys = new Filesystem(store, new LocalChunkSource(store));
-});
-afterEach(async () => {
-  await store.close();
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 const inoOf = (p: string) => store.lookup(1, p.slice(1))!;
 const expanded = (p: string) => store.extents(inoOf(p)).map((e) => ({ offset: e.offset, length: e.length, digest: e.digest.toString('hex') }));
-const chunkingOf = (data: Buffer) => chunkBuffer(data).map((c) => ({ offset: c.offset, length: c.length, digest: c.digest.toString('hex') }));
 /** Runs that, expanded, would be more than one chunk: what makes a record stand for many. */
 const runsOf = (p: string) => store.runs(inoOf(p)).map((r) => ({ offset: r.offset, length: r.length, count: r.count }));
 
@@ -43,6 +32,14 @@ function expectCoalesced(p: string): void {
     const b = rs[i];
     expect(a.length === b.length && a.digest.equals(b.digest)).toBe(false);
   }
+}
+
+/** The file holds exactly `expected`: its recipe is their chunking, in runs, and reads them back; the store verifies. */
+async function expectExactly(p: string, expected: Buffer): Promise<void> {
+  expect(expanded(p)).toEqual(chunkingOf(expected));
+  expectCoalesced(p);
+  expect((await readAt(p, 0, expected.length)).equals(expected)).toBe(true);
+  expect(verifyStore(store).damage).toEqual([]);
 }
 
 async function readAt(p: string, offset: number, length: number): Promise<Buffer> {
@@ -120,10 +117,7 @@ test.each([11, 12, 13])('random writes, holes and truncates of a sparse file kee
     if (round % 3 === 2) await fsys.flush(fh);
   }
   await fsys.release(fh);
-  expect(expanded('/f')).toEqual(chunkingOf(expected));
-  expectCoalesced('/f');
-  expect((await readAt('/f', 0, expected.length)).equals(expected)).toBe(true);
-  expect(verifyStore(store).damage).toEqual([]);
+  await expectExactly('/f', expected);
 });
 
 test('a write into the middle of a 1 TiB hole leaves runs before and after it', async () => {
@@ -183,7 +177,7 @@ test('a format 1 store stays format 1 until its first run, then says format 2', 
   const meta = (store as unknown as { meta: { put(k: string, v: Buffer): void } }).meta;
   await store.txn(() => meta.put('format', Buffer.from(JSON.stringify({ ...store.format, format: 1 }))));
   await store.close();
-  store = await Store.open(dir);
+  store = opened.store = await Store.open(opened.dir); // afterEach closes this one
   fsys = new Filesystem(store, new LocalChunkSource(store));
   const fh = await fsys.create('/f', 0o644, ROOT);
   await fsys.write(fh, randomBytes(70, 100000), 100000, 0);
@@ -212,10 +206,7 @@ test('punching a hole or zeroing a range re-chunks without writing zeros: the ch
   expected.fill(0, (19 << 20) + 100);
   await fsys.release(fh);
   expect(store.getInode(inoOf('/f'))!.size).toBe(20 << 20);
-  expect(expanded('/f')).toEqual(chunkingOf(expected));
-  expectCoalesced('/f');
-  expect((await readAt('/f', 0, expected.length)).equals(expected)).toBe(true);
-  expect(verifyStore(store).damage).toEqual([]);
+  await expectExactly('/f', expected);
 });
 
 test('punching almost all of a 1 TiB file with data leaves a few runs', async () => {
