@@ -4,10 +4,11 @@
 // place that has it, verified: the local store, a partial file of an interrupted attempt (so a
 // resumed transfer fetches only what never arrived), a file written earlier in this run, the
 // seeds, and only then the peer. Files are written a window at a time, so memory stays bounded
-// whatever the file sizes.
+// whatever the file sizes. A chunk of zeros is not written where the file had no bytes yet when
+// it was opened: that stretch stays a hole (it reads as zeros), so a sparse file stays sparse.
 import fs from 'node:fs';
 import path from 'node:path';
-import { verifyDigest, type Digest } from '../chunking/digest';
+import { algorithmOf, digestOf, verifyDigest, type Digest } from '../chunking/digest';
 import type { ChunkSource } from '../store/chunkSource';
 import { encodeName } from '../store/names';
 import type { ChunkWanted } from './client';
@@ -41,6 +42,8 @@ export class FileSink {
   /** Where each chunk went in this run (read back, verified, when needed again). */
   private readonly written = new Map<string, Place>();
   private readonly provider = new Map<string, 'local' | 'seed' | 'partial' | 'remote'>();
+  /** Chunks known to be all zeros: their bytes need no read, and past a file's old end no write. */
+  private readonly zeros = new Set<string>();
 
   constructor(
     private readonly output: string,
@@ -77,6 +80,7 @@ export class FileSink {
     }
     if (this.resumed) await this.scanPartial();
     for (const [k, w] of uniqueChunks(this.plan)) {
+      if (isMaximalZeroChunk(w.digest, w.length)) this.zeros.add(k);
       if (this.partial.has(k)) {
         this.provider.set(k, 'partial');
         this.tally.localChunks++;
@@ -151,6 +155,10 @@ export class FileSink {
     const recipe = this.plan.recipes.get(f.digest!)!;
     const fh = await fs.promises.open(fsPath(file), fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
     try {
+      // Past this end nothing was ever written: a stretch left alone there reads as zeros. Below
+      // it, an interrupted attempt may have left anything, so every chunk there is written.
+      const oldEnd = (await fh.stat()).size;
+      const holeOk = (k: string, pos: number) => pos >= oldEnd && this.zeros.has(k);
       let offset = 0;
       let i = 0;
       while (i < recipe.chunks.length) {
@@ -175,7 +183,8 @@ export class FileSink {
           await fetch(Array.from(remote.values()), async (d, plain) => {
             const k = d.toString('latin1');
             const at = where.get(k)!;
-            for (const pos of at) await fh.write(plain, 0, plain.length, pos);
+            if (isZeros(plain)) this.zeros.add(k);
+            for (const pos of at) if (!holeOk(k, pos)) await fh.write(plain, 0, plain.length, pos);
             this.written.set(k, { file, offset: at[0], length: plain.length });
           });
         }
@@ -184,9 +193,10 @@ export class FileSink {
           const c = recipe.chunks[j];
           const k = c.digest.toString('latin1');
           const arrivedHere = remote.has(k);
-          if (!arrivedHere && !this.partial.has(placeKey(c.digest, file, offset))) {
-            const bytes = await this.localBytes(c.digest, k);
-            await fh.write(bytes, 0, bytes.length, offset);
+          if (!arrivedHere && !holeOk(k, offset) && !this.partial.has(placeKey(c.digest, file, offset))) {
+            const bytes = await this.localBytes(c.digest, k, c.length);
+            if (isZeros(bytes)) this.zeros.add(k);
+            if (!holeOk(k, offset)) await fh.write(bytes, 0, bytes.length, offset);
           }
           if (!this.written.has(k)) this.written.set(k, { file, offset, length: c.length });
           offset += c.length;
@@ -200,7 +210,9 @@ export class FileSink {
   }
 
   /** A chunk from a local place, verified; any failure here means the place changed under us. */
-  private async localBytes(d: Digest, k: string): Promise<Buffer> {
+  private async localBytes(d: Digest, k: string, length: number): Promise<Buffer> {
+    // Known zeros need no read (their place may be a hole past the file's current end).
+    if (this.zeros.has(k)) return zeroBytes(length);
     const place = this.written.get(k) ?? this.partial.get(k);
     if (place) {
       const b = await readPlace(place);
@@ -211,6 +223,27 @@ export class FileSink {
     if (!b) throw new Error(`a local chunk changed while the transfer ran; run the same get again`);
     return b;
   }
+}
+
+/** Zero bytes, shared: only ever read (written out, compared with). */
+let zeroBuffer = Buffer.alloc(1 << 16);
+function zeroBytes(length: number): Buffer {
+  if (zeroBuffer.length < length) zeroBuffer = Buffer.alloc(length);
+  return zeroBuffer.subarray(0, length);
+}
+
+function isZeros(b: Buffer): boolean {
+  return b.equals(zeroBytes(b.length));
+}
+
+/** Digest of the maximal chunk of zeros (64 KiB), per algorithm: every chunk of a hole but its last. */
+const maximalZero = new Map<string, Digest>();
+function isMaximalZeroChunk(d: Digest, length: number): boolean {
+  if (length !== 1 << 16) return false;
+  const alg = algorithmOf(d);
+  let z = maximalZero.get(alg);
+  if (!z) maximalZero.set(alg, (z = digestOf(zeroBytes(length), alg)));
+  return z.equals(d);
 }
 
 function placeKey(d: Digest, file: string, offset: number): string {

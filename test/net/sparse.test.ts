@@ -1,6 +1,6 @@
 // A sparse file between peers: the server expands its run records into the wire recipe, `get`
-// brings identical bytes and stores the zeros as runs again; a file whose expanded recipe would
-// pass the protocol's chunk limit is not served.
+// brings identical bytes and stores the zeros as runs again, and `get -o` leaves them holes; a
+// file whose expanded recipe would pass the protocol's chunk limit is not served.
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -17,6 +17,7 @@ const ISLANDS: Array<[number, number, number]> = [
   [100 * MiB + 17, 300000, 2],
   [SIZE - 70000, 69990, 3],
 ];
+const DATA_BYTES = ISLANDS.reduce((n, [, len]) => n + len, 0);
 let dir: string;
 let served: Served | undefined;
 
@@ -79,6 +80,49 @@ test('get of a sparse file gives identical bytes, and the receiving store keeps 
   } finally {
     m.cleanup();
   }
+});
+
+/** Bytes the file system allocated to `p`. */
+const allocated = (p: string) => fs.statSync(p).blocks * 512;
+
+test('get -o writes the holes of a sparse file as holes, from the peer or from the local store', async () => {
+  const store = path.join(dir, 'recv-sparse', 'store');
+  const fromPeer = path.join(dir, 'got-sparse');
+  const fromStore = path.join(dir, 'got-sparse-again');
+  const r = await runCli(['get', served!.url, '/sparse', '-o', fromPeer, '--store', store]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect((await runCli(['get', served!.url, '/sparse', '--into', '/', '--store', store])).code).toBe(0);
+  const again = await runCli(['get', served!.url, '/sparse', '-o', fromStore, '--store', store, '--json']);
+  expect(again.code).toBe(0);
+  const s = JSON.parse(again.stdout);
+  expect(s.localChunks).toBe(s.chunks);
+  for (const out of [fromPeer, fromStore]) {
+    expect(sha(out)).toBe(sha(path.join(dir, 'sparse.ext4')));
+    expect(fs.statSync(out).size).toBe(SIZE);
+    // The islands, the zeros their chunks share with them (at most a chunk each side) and blocks.
+    expect(allocated(out)).toBeLessThanOrEqual(DATA_BYTES + MiB);
+  }
+});
+
+test('get -o resuming into a partial file rewrites the zeros where it held other bytes', async () => {
+  const out = path.join(dir, 'got-resumed');
+  const part = path.join(dir, '.got-resumed.slinkyfs-part');
+  // What an interrupted attempt could leave: a hole, then bytes where the peer's file has a hole.
+  const fd = fs.openSync(part, 'w', 0o600);
+  try {
+    fs.writeSync(fd, Buffer.alloc(8 * MiB, 0x5a), 0, 8 * MiB, 40 * MiB);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const r = await runCli(['get', served!.url, '/sparse', '-o', out, '--store', path.join(dir, 'recv-resumed', 'store'), '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout).resumed).toBe(true);
+  expect(fs.existsSync(part)).toBe(false);
+  expect(sha(out)).toBe(sha(path.join(dir, 'sparse.ext4')));
+  // The old bytes were overwritten in place; the hole past them stayed a hole.
+  expect(allocated(out)).toBeLessThanOrEqual(8 * MiB + DATA_BYTES + MiB);
 });
 
 test('a file whose expanded recipe passes the chunk limit is not served', async () => {
