@@ -8,7 +8,8 @@
 // it was opened: that stretch stays a hole (it reads as zeros), so a sparse file stays sparse.
 import fs from 'node:fs';
 import path from 'node:path';
-import { algorithmOf, digestOf, verifyDigest, type Digest } from '../chunking/digest';
+import { verifyDigest, type Digest } from '../chunking/digest';
+import { isHoleChunk, isZeros, zeroBytes } from '../chunking/zeros';
 import type { ChunkSource } from '../store/chunkSource';
 import { encodeName } from '../store/names';
 import type { ChunkWanted } from './client';
@@ -80,7 +81,7 @@ export class FileSink {
     }
     if (this.resumed) await this.scanPartial();
     for (const [k, w] of uniqueChunks(this.plan)) {
-      if (isMaximalZeroChunk(w.digest, w.length)) this.zeros.add(k);
+      if (isHoleChunk(w.length, w.digest)) this.zeros.add(k);
       if (this.partial.has(k)) {
         this.provider.set(k, 'partial');
         this.tally.localChunks++;
@@ -223,27 +224,6 @@ export class FileSink {
     if (!b) throw new Error(`a local chunk changed while the transfer ran; run the same get again`);
     return b;
   }
-}
-
-/** Zero bytes, shared: only ever read (written out, compared with). */
-let zeroBuffer = Buffer.alloc(1 << 16);
-function zeroBytes(length: number): Buffer {
-  if (zeroBuffer.length < length) zeroBuffer = Buffer.alloc(length);
-  return zeroBuffer.subarray(0, length);
-}
-
-function isZeros(b: Buffer): boolean {
-  return b.equals(zeroBytes(b.length));
-}
-
-/** Digest of the maximal chunk of zeros (64 KiB), per algorithm: every chunk of a hole but its last. */
-const maximalZero = new Map<string, Digest>();
-function isMaximalZeroChunk(d: Digest, length: number): boolean {
-  if (length !== 1 << 16) return false;
-  const alg = algorithmOf(d);
-  let z = maximalZero.get(alg);
-  if (!z) maximalZero.set(alg, (z = digestOf(zeroBytes(length), alg)));
-  return z.equals(d);
 }
 
 function placeKey(d: Digest, file: string, offset: number): string {

@@ -15,35 +15,11 @@ import { runEnd, type Extent, type Ino, type Run } from './records';
 import { uncoveredBy, type Overlay } from './overlay';
 import type { Store, StoredChunk } from './store';
 import { ChunkMissingError, CorruptStoreError } from './errors';
-import { digestOf, digestToString } from '../chunking/digest';
+import { digestToString } from '../chunking/digest';
+import { isHoleChunk, shareZeros, zeroBytes, zeroDigest } from '../chunking/zeros';
 
 /** Window of file bytes materialised at a time while re-chunking. */
 const WINDOW = 4 << 20;
-
-let zeros = Buffer.alloc(0);
-/**
- * `chunk` itself, or, when it is all zeros, the same bytes from one shared buffer. A plan keeps
- * every new chunk's bytes until its transaction: without this, a file extended by a large hole
- * (truncate -s 4G, a write far past the end) held a copy of the whole hole, 4 GiB of memory.
- */
-function shareZeros(chunk: Buffer): Buffer {
-  const z = zeroBytes(chunk.length);
-  return chunk.equals(z) ? z : chunk;
-}
-
-/** `length` zero bytes from the shared buffer. */
-function zeroBytes(length: number): Buffer {
-  if (zeros.length < length) zeros = Buffer.alloc(Math.max(length, 1 << 16));
-  return zeros.subarray(0, length);
-}
-
-const zeroDigests = new Map<number, Digest>();
-/** The digest of the chunk of `length` zero bytes. */
-function zeroDigest(length: number): Digest {
-  let d = zeroDigests.get(length);
-  if (!d) zeroDigests.set(length, (d = digestOf(zeroBytes(length))));
-  return d;
-}
 
 /**
  * Fill `target` with the committed bytes of `ino` starting at `offset` (bytes past `size` are
@@ -57,12 +33,14 @@ export async function readCommitted(
   target: Buffer,
 ): Promise<void> {
   const end = offset + target.length;
-  const extents = store.extents(ino, offset, end);
-  const parts = extents.map((e) => {
+  const parts = [];
+  for (const e of store.extents(ino, offset, end)) {
     const from = Math.max(offset, e.offset);
     const to = Math.min(end, e.offset + e.length);
-    return { digest: e.digest, skip: from - e.offset, take: to - from, at: from - offset, length: e.length };
-  });
+    // A hole's chunk is zeros by its digest: nothing to fetch, decode or verify.
+    if (isHoleChunk(e.length, e.digest)) target.fill(0, from - offset, to - offset);
+    else parts.push({ digest: e.digest, skip: from - e.offset, take: to - from, at: from - offset, length: e.length });
+  }
   const ok = await readParts(source, parts, target);
   const bad = ok.indexOf(false);
   if (bad >= 0) throw new ChunkMissingError(`chunk ${digestToString(parts[bad].digest)} of inode ${ino} is missing or damaged`);
