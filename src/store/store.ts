@@ -35,6 +35,7 @@ import {
 import { CorruptStoreError, InvalidError, StoreError, StoreFullError, isSpaceError } from './errors';
 import { decodeName } from './names';
 import { checkDataTree } from './dataTree';
+import { HOLE_CHUNK_LENGTH, isHoleChunk } from '../chunking/zeros';
 import { makeDirs } from './dirs';
 
 /**
@@ -46,6 +47,7 @@ export const STORE_FORMAT_VERSION = 2;
 const READABLE_FORMATS = [1, 2];
 /** `meta` key set once the directory parent index (`dirparents`) covers every directory. */
 const PARENTS_INDEXED = 'dirparentsIndexed';
+const HOLES_INDEXED = 'holesIndexed';
 
 export interface StoreOptions {
   readOnly?: boolean;
@@ -126,6 +128,9 @@ export class Store {
     private readonly dirParents: Database<Buffer, Buffer> | undefined,
     /** Extended attributes: ino ‖ name -> value. Absent read-only in a store from before them. */
     private readonly xattrs: Database<Buffer, Buffer> | undefined,
+    /** Bytes of each file in records of the maximal zero chunk (its holes): ino -> u64 LE. Absent
+     *  read-only in a store from before it (every file then counts as having no holes). */
+    private readonly holes: Database<Buffer, Buffer> | undefined,
     readonly options: StoreOptions,
   ) {}
 
@@ -171,7 +176,7 @@ export class Store {
     };
     const store = new Store(
       dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), db('compressq'),
-      later('dirparents'), later('xattrs'), options,
+      later('dirparents'), later('xattrs'), later('holes'), options,
     );
     if (!options.readOnly) await store.initialise();
     else store.checkFormat();
@@ -192,6 +197,7 @@ export class Store {
     if (this.meta.get('format')) {
       this.checkFormat();
       await this.indexParents();
+      await this.indexHoles();
       return;
     }
     const { LBFS_PARAMS } = await import('../chunking/chunker');
@@ -215,6 +221,7 @@ export class Store {
       this.putInode({ ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 0, atimeMs: now, mtimeMs: now, ctimeMs: now, target: '' });
       this.setCounter('nextIno', ROOT_INO + 1);
       this.meta.put(PARENTS_INDEXED, Buffer.from('1'));
+      this.meta.put(HOLES_INDEXED, Buffer.from('1'));
     });
   }
 
@@ -232,6 +239,31 @@ export class Store {
       }
       this.meta.put(PARENTS_INDEXED, Buffer.from('1'));
     });
+  }
+
+  /**
+   * Count the holes of a store written before `holes` existed: one pass over the recipes, once.
+   * Writers keep the counts current from then on (putExtent, removeExtent).
+   */
+  private async indexHoles(): Promise<void> {
+    if (this.meta.get(HOLES_INDEXED)) return;
+    await this.txn(() => {
+      if (this.meta.get(HOLES_INDEXED)) return;
+      for (const [ino, bytes] of this.countHoles()) this.holes!.put(inoKey(ino), u64(bytes));
+      this.meta.put(HOLES_INDEXED, Buffer.from('1'));
+    });
+  }
+
+  /** Hole bytes of every file that has some, from its records (what `holes` must hold). */
+  countHoles(): Map<Ino, number> {
+    const out = new Map<Ino, number>();
+    for (const { key, value } of this.extentsDb.getRange({})) {
+      const r = decodeExtent(key, value);
+      if (!isHoleChunk(r.length, r.digest)) continue;
+      const ino = readIno(key);
+      out.set(ino, (out.get(ino) ?? 0) + r.length * r.count);
+    }
+    return out;
   }
 
   get format(): StoreFormat {
@@ -482,9 +514,7 @@ export class Store {
     return raw ? Number(raw.readBigUInt64LE(0)) : 0;
   }
   private setCounter(name: string, value: number): void {
-    const b = Buffer.allocUnsafe(8);
-    b.writeBigUInt64LE(BigInt(value));
-    this.meta.put(name, b);
+    this.meta.put(name, u64(value));
   }
 
   /** A fresh inode number (inside txn). Numbers are never reused, so stale handles cannot alias. */
@@ -507,6 +537,7 @@ export class Store {
 
   removeInode(ino: Ino): void {
     this.inodes.remove(inoKey(ino));
+    this.holes?.remove(inoKey(ino));
     this.orphans.remove(inoKey(ino));
     // Its attributes go by key: their names need no decoding.
     if (this.xattrs) for (const key of this.xattrs.getKeys({ start: inoKey(ino), end: inoKey(ino + 1) })) this.xattrs.remove(key);
@@ -659,8 +690,12 @@ export class Store {
 
   /** Write one record (inside txn): an extent, or a run of `count` identical chunks. */
   putExtent(ino: Ino, e: Extent & { count?: number }): void {
-    if ((e.count ?? 1) > 1) this.allowRuns();
-    this.extentsDb.put(extentKey(ino, e.offset), encodeExtentValue(e.length, e.digest, e.count ?? 1));
+    const count = e.count ?? 1;
+    if (count > 1) this.allowRuns();
+    const key = extentKey(ino, e.offset);
+    const holeBytes = isHoleChunk(e.length, e.digest) ? e.length * count : 0;
+    this.addHoleBytes(ino, holeBytes - this.holeBytesAt(key));
+    this.extentsDb.put(key, encodeExtentValue(e.length, e.digest, count));
   }
 
   /** A run is about to be written (inside txn): a format 1 store becomes format 2 with it. */
@@ -670,7 +705,39 @@ export class Store {
   }
 
   removeExtent(ino: Ino, offset: number): void {
-    this.extentsDb.remove(extentKey(ino, offset));
+    const key = extentKey(ino, offset);
+    this.addHoleBytes(ino, -this.holeBytesAt(key));
+    this.extentsDb.remove(key);
+  }
+
+  /**
+   * Bytes of `ino` in records of the maximal zero chunk (HOLE_CHUNK_LENGTH zeros): its holes, as
+   * SEEK_HOLE reports them and st_blocks leaves them out.
+   */
+  holeBytes(ino: Ino): number {
+    const raw = this.holes?.getBinary(inoKey(ino));
+    return raw && raw.length === 8 ? Number(raw.readBigUInt64LE(0)) : 0;
+  }
+
+  /** The `holes` counts are kept in this store (false read-only in a store from before them). */
+  get holesCounted(): boolean {
+    return this.holes !== undefined && this.meta.get(HOLES_INDEXED) !== undefined;
+  }
+
+  /** Hole bytes of the record at `key`, if there is one (a cheap length test comes first). */
+  private holeBytesAt(key: Buffer): number {
+    if (!this.holes) return 0;
+    const old = this.extentsDb.getBinary(key);
+    if (!old || old.length < 4 || old.readUInt32LE(0) !== HOLE_CHUNK_LENGTH) return 0;
+    const r = decodeExtent(key, old);
+    return isHoleChunk(r.length, r.digest) ? r.length * r.count : 0;
+  }
+
+  private addHoleBytes(ino: Ino, delta: number): void {
+    if (delta === 0 || !this.holes) return;
+    const next = this.holeBytes(ino) + delta;
+    if (next > 0) this.holes.put(inoKey(ino), u64(next));
+    else this.holes.remove(inoKey(ino));
   }
 
   // ---- chunks -------------------------------------------------------------------------------
@@ -830,3 +897,10 @@ export class Store {
 }
 
 export { StoreFullError };
+
+/** A u64 LE value. */
+function u64(value: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64LE(BigInt(value));
+  return b;
+}

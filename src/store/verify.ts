@@ -1,13 +1,14 @@
 // Full consistency check: every chunk re-hashed, every recipe walked (contiguous extents from 0
-// to the file's size, every chunk present), every reference count recomputed.
+// to the file's size, every chunk present, its hole count right), every reference count recomputed.
 import { DigestFormatError, verifyDigest, digestToString } from '../chunking/digest';
 import { decodeChunk } from '../chunking/compress';
 import { CODEC_ABSENT, RecordFormatError, isReg, runEnd } from './records';
 import { CorruptStoreError, isLmdbError } from './errors';
 import type { Store } from './store';
+import { isHoleChunk } from '../chunking/zeros';
 
 export interface Damage {
-  kind: 'chunk-corrupt' | 'chunk-missing' | 'recipe-gap' | 'refcount' | 'unreferenced';
+  kind: 'chunk-corrupt' | 'chunk-missing' | 'recipe-gap' | 'hole-count' | 'refcount' | 'unreferenced';
   what: string;
 }
 
@@ -38,20 +39,25 @@ function walk(store: Store, at: { reading: string }, onProgress?: (done: number,
   const damage: Damage[] = [];
   const counted = new Map<string, number>();
   let filesChecked = 0;
+  const holesCounted = store.holesCounted;
   for (const rec of store.allInodes()) {
     if (!isReg(rec)) continue;
     filesChecked++;
     at.reading = `the extents of inode ${rec.ino}`;
     let pos = 0;
+    let holes = 0;
     // A run counts once and is walked arithmetically: it covers count × length bytes.
     for (const e of store.runs(rec.ino)) {
       if (e.offset !== pos) damage.push({ kind: 'recipe-gap', what: `inode ${rec.ino}: bytes ${pos}..${e.offset} have no chunk` });
       pos = runEnd(e);
+      if (isHoleChunk(e.length, e.digest)) holes += e.length * e.count;
       const k = e.digest.toString('latin1');
       counted.set(k, (counted.get(k) ?? 0) + 1);
       if (!store.chunkRef(e.digest)) damage.push({ kind: 'chunk-missing', what: `inode ${rec.ino} at ${e.offset}: ${digestToString(e.digest)}` });
     }
     if (pos !== rec.size) damage.push({ kind: 'recipe-gap', what: `inode ${rec.ino}: recipe covers ${pos} of ${rec.size} bytes` });
+    const recorded = store.holeBytes(rec.ino);
+    if (holesCounted && recorded !== holes) damage.push({ kind: 'hole-count', what: `inode ${rec.ino}: ${recorded} hole bytes recorded, ${holes} in its recipe` });
     at.reading = `the inode table after inode ${rec.ino}`;
   }
   at.reading = 'the chunk references';
