@@ -80,7 +80,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_ACCESS, OP_CREATE,
   OP_READDIRPLUS, OP_FALLOCATE, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR,
-  OP_COPY_FILE_RANGE,
+  OP_COPY_FILE_RANGE, OP_LSEEK,
   OP_COUNT
 };
 static const char *const OP_NAMES[OP_COUNT] = {
@@ -89,7 +89,7 @@ static const char *const OP_NAMES[OP_COUNT] = {
   "rmdir", "symlink", "rename", "link", "open", "read", "write", "flush", "release",
   "fsync", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "access", "create",
   "readdirplus", "fallocate", "setxattr", "getxattr", "listxattr", "removexattr",
-  "copyFileRange",
+  "copyFileRange", "lseek",
 };
 
 /* Layout of the Float64Array JS fills before replyEntry/replyAttr/replyCreate/replyStatfs. */
@@ -907,6 +907,15 @@ static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
   POST_OR_FAIL(SESSION(req), r, req);
 }
 
+/* lseek(2) with SEEK_DATA or SEEK_HOLE (the kernel answers the other kinds itself). An error
+ * here must never be ENOSYS: the kernel would stop asking for the rest of the mount's life. */
+static void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+  struct rq *r = rq_new(OP_LSEEK, req, NULL, NULL);
+  if (r) { r->ino = ino; set_fh(r, fi); r->off = off; r->flags = whence; }
+  POST_OR_FAIL(SESSION(req), r, req);
+}
+
 /* Extended attributes. A value to set is copied (at most XATTR_SIZE_MAX, 64 KiB); getxattr and
  * listxattr carry the caller's buffer size, 0 asking for the size only (JS answers with
  * replyXattrSize then).
@@ -1370,6 +1379,7 @@ static void dispatch(napi_env env, struct session *s, napi_value fn, struct rq *
     A(fh_value(env, r)); A(num(env, (double)r->off)); A(num(env, (double)r->ino2)); A(num(env, (double)r->fh2));
     A(num(env, (double)r->off2)); A(num(env, (double)r->size)); A(num(env, r->flags));
     break;
+  case OP_LSEEK: A(fh_value(env, r)); A(num(env, (double)r->off)); A(num(env, r->flags)); break;
   case OP_ACCESS: A(num(env, r->mask)); break;
   case OP_CREATE: A(name_value(env, r->name)); A(num(env, r->mode)); A(num(env, r->flags)); break;
   case OP_INIT:
@@ -1819,6 +1829,7 @@ static void fill_ops(struct fuse_lowlevel_ops *ops, uint64_t mask)
   REG(OP_LISTXATTR, listxattr, ll_listxattr);
   REG(OP_REMOVEXATTR, removexattr, ll_removexattr);
   REG(OP_COPY_FILE_RANGE, copy_file_range, ll_copy_file_range);
+  REG(OP_LSEEK, lseek, ll_lseek);
 #undef REG
 }
 
@@ -2126,6 +2137,19 @@ static napi_value reply_count(napi_env env, napi_callback_info info, bool xattr)
 }
 
 static napi_value js_reply_write(napi_env env, napi_callback_info info) { return reply_count(env, info, false); }
+
+/* replyLseek(handle, id, offset): the offset SEEK_DATA or SEEK_HOLE found. */
+static napi_value js_reply_lseek(napi_env env, napi_callback_info info)
+{
+  ARGS(3);
+  struct session *s;
+  struct rq *r = reply_target(env, argv, argc, 3, &s);
+  if (!r) return result(env, STALE);
+  double off = get_num(env, argv[2], -1);
+  int res = off >= 0 && off <= 9007199254740991.0 ? fuse_reply_lseek(r->req, (off_t)off) : fuse_reply_err(r->req, EIO);
+  rq_free(env, s, r);
+  return result(env, res);
+}
 static napi_value js_reply_xattr_size(napi_env env, napi_callback_info info) { return reply_count(env, info, true); }
 
 /* replyBuf(handle, id, data: Uint8Array | string): read and readlink answers. The kernel copies
@@ -2406,6 +2430,7 @@ static napi_value init_module(napi_env env, napi_value exports)
     { "replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL },
     { "replyWrite", NULL, js_reply_write, NULL, NULL, NULL, napi_default, NULL },
+    { "replyLseek", NULL, js_reply_lseek, NULL, NULL, NULL, napi_default, NULL },
     { "replyBuf", NULL, js_reply_buf, NULL, NULL, NULL, napi_default, NULL },
     { "replyXattrSize", NULL, js_reply_xattr_size, NULL, NULL, NULL, napi_default, NULL },
     { "replyDir", NULL, js_reply_dir, NULL, NULL, NULL, napi_default, NULL },

@@ -15,6 +15,7 @@ import {
 export const E = {
   EPERM: -1,
   ENOENT: -2,
+  ENXIO: -6,
   EIO: -5,
   E2BIG: -7,
   EBADF: -9,

@@ -41,6 +41,7 @@ import {
   isSymlink,
 } from '../store/records';
 import type { Store } from '../store/store';
+import { seekDataOrHole } from '../store/seekHole';
 import { nameByteLength } from '../store/names';
 import { E, ErrnoError } from './errno';
 import { ACL_ACCESS, ACL_DEFAULT, type Acl, aclWithMode, decodeAcl, encodeAcl, inheritAcl, isAclName, isMinimal, modeFromAcl } from './posixAcl';
@@ -93,6 +94,9 @@ const RENAME_EXCHANGE = 2;
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 const FALLOC_FL_ZERO_RANGE = 0x10;
+/** lseek(2) whence values the kernel passes on to a FUSE filesystem. */
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
 
 export interface Caller {
   uid: number;
@@ -294,7 +298,8 @@ export class Filesystem {
       gid: rec.gid,
       nlink: rec.nlink,
       size: rec.size,
-      blocks: Math.ceil(rec.size / 512),
+      // Holes take no room: `du` shows it, and `cp`, `tar` and the like then ask for them (lseek).
+      blocks: Math.ceil((isReg(rec) ? Math.max(0, rec.size - this.store.holeBytes(rec.ino)) : rec.size) / 512),
       blksize: PREFERRED_IO_SIZE,
       atimeMs: rec.atimeMs,
       mtimeMs: rec.mtimeMs,
@@ -1015,6 +1020,29 @@ export class Filesystem {
       });
     }
     if (!(mode & FALLOC_FL_KEEP_SIZE) && end > st.size) await this.ftruncate(fh, end);
+  }
+
+  /**
+   * lseek(2)'s SEEK_DATA and SEEK_HOLE (the kernel answers the other kinds itself). Writes not yet
+   * committed are committed first, so the answer is about every byte written so far; holes are
+   * records of the maximal zero chunk (src/store/seekHole.ts).
+   */
+  async lseekIno(ino: Ino, offset: number, whence: number): Promise<number> {
+    if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw new InvalidError(`lseek: whence ${whence} is not SEEK_DATA or SEEK_HOLE`);
+    const find = (): number => {
+      const rec = this.inode(ino);
+      if (!isReg(rec)) throw new InvalidError(`not a regular file: inode ${ino}`);
+      const found = offset >= 0 && offset < rec.size ? seekDataOrHole(this.store, ino, rec.size, offset, whence === SEEK_HOLE) : undefined;
+      if (found === undefined) throw new ErrnoError(E.ENXIO, `lseek: no ${whence === SEEK_HOLE ? 'hole' : 'data'} at or after ${offset}`);
+      return found;
+    };
+    const st = this.states.get(ino);
+    if (!st) return find();
+    // The failure of a background commit stays for the writer to hear (at its write, flush or close).
+    return this.quiescent(st, async () => {
+      await this.commit(st);
+      return find();
+    });
   }
 
   /**

@@ -116,6 +116,7 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
     fsync: (_req, _ino, fh) => fs.fsync(fh),
     fallocate: (_req, _ino, fh, mode, offset, length) => fs.fallocate(fh, mode, offset, length),
     copyFileRange: (_req, _ino, fhIn, offIn, _inoOut, fhOut, offOut, length) => fs.copyFileRange(fhIn, offIn, fhOut, offOut, length),
+    lseek: (_req, ino, _fh, offset, whence) => fs.lseekIno(ino, offset, whence),
     ...(opts.xattr === false
       ? {}
       : {

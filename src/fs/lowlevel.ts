@@ -187,6 +187,11 @@ export interface LowLevelOps {
    * with EOPNOTSUPP makes the kernel copy this call's range itself (reads and writes).
    */
   copyFileRange?(req: RequestContext, ino: number, fhIn: number, offIn: number, inoOut: number, fhOut: number, offOut: number, length: number, flags: number): R<number>;
+  /**
+   * lseek(2) with whence SEEK_DATA (3) or SEEK_HOLE (4); resolves to the offset found. Never
+   * reject with ENOSYS: the kernel would stop asking for the rest of the mount's life.
+   */
+  lseek?(req: RequestContext, ino: number, fh: number, offset: number, whence: number): R<number>;
   /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). `value` is a copy. */
   setxattr?(req: RequestContext, ino: number, name: string, value: Buffer, flags: number): R<void>;
   /** The value (the binding answers a size query, or ERANGE when it does not fit the caller's buffer). */
@@ -311,6 +316,7 @@ interface FusellAddon {
   replyAttr(h: Handle, id: number): number;
   replyOpen(h: Handle, id: number): number;
   replyWrite(h: Handle, id: number, count: number): number;
+  replyLseek(h: Handle, id: number, offset: number): number;
   replyBuf(h: Handle, id: number, data: Uint8Array | string): number;
   replyXattrSize(h: Handle, id: number, size: number): number;
   replyDir(h: Handle, id: number, flat: unknown[], plus: boolean): number;
@@ -332,7 +338,7 @@ const OPS = [
   'rmdir', 'symlink', 'rename', 'link', 'open', 'read', 'write', 'flush', 'release',
   'fsync', 'opendir', 'readdir', 'releasedir', 'fsyncdir', 'statfs', 'access', 'create',
   'readdirplus', 'fallocate', 'setxattr', 'getxattr', 'listxattr', 'removexattr',
-  'copyFileRange',
+  'copyFileRange', 'lseek',
 ] as const;
 type OpName = (typeof OPS)[number];
 const OP = Object.fromEntries(OPS.map((n, i) => [n, i])) as Record<OpName, number>;
@@ -615,6 +621,8 @@ export function mountLowLevel(mountpoint: string, ops: LowLevelOps, options: Low
         return run(id, 'fallocate', () => ops.fallocate!(req, ino, a0, a1, a2, a3), ok0(id));
       case OP.copyFileRange:
         return run(id, 'copyFileRange', () => ops.copyFileRange!(req, ino, a0, a1, a2, a3, a4, a5, a6), (n) => void a.replyWrite(handle, id, n));
+      case OP.lseek:
+        return run(id, 'lseek', () => ops.lseek!(req, ino, a0, a1, a2), (off) => void a.replyLseek(handle, id, off));
       case OP.setxattr:
         return run(id, 'setxattr', () => ops.setxattr!(req, ino, a0, a1, a2), ok0(id));
       case OP.getxattr:

@@ -218,3 +218,64 @@ os.close(fd)
   expect(out).toBe(`${16 * TiB}\nEFBIG\nEFBIG\n`);
   fs.unlinkSync(onMount('limit'));
 });
+
+/** lseek(2) answers on a file: each `d:OFFSET` (SEEK_DATA) or `h:OFFSET` (SEEK_HOLE), or the errno name. */
+const SEEKS = `
+import errno, json, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+out = []
+for a in sys.argv[2:]:
+    w, off = a.split(":")
+    try:
+        out.append(os.lseek(fd, int(off), os.SEEK_DATA if w == "d" else os.SEEK_HOLE))
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+print(json.dumps(out))
+`;
+const seeks = (file: string, ...asks: string[]) => JSON.parse(py(SEEKS, file, ...asks)) as Array<number | string>;
+
+/** 1 GiB: a hole, 100,000 random bytes at 512 MiB, a hole to the end. Returns where the data's hole after it begins. */
+function islandFile(name: string): number {
+  py(OPS, onMount(name), `t:${GiB}`, `w:${GiB / 2}:100000:7`);
+  // 512 MiB is a cut (the hole before it is maximal chunks), so the chunking from there is that
+  // of the island and the zeros after it: the first maximal zero chunk begins the next hole.
+  const tail = Buffer.alloc(1 << 20);
+  Buffer.from(py('import random; print(random.Random(7).randbytes(100000).hex())').trim(), 'hex').copy(tail);
+  const zero = Buffer.alloc(MAX);
+  const first = chunkBuffer(tail).find((c) => c.length === MAX && tail.subarray(c.offset, c.offset + MAX).equals(zero))!;
+  return GiB / 2 + first.offset;
+}
+
+/** The zeros after the island: maximal chunks from `holeAfter` on, then a shorter last chunk of zeros (data: see src/store/seekHole.ts). */
+function tailOf(holeAfter: number): { start: number; length: number } {
+  const length = (GiB - holeAfter) % MAX;
+  return { start: GiB - length, length };
+}
+
+test('lseek SEEK_DATA and SEEK_HOLE through the mount find the island of a sparse file and the holes around it', () => {
+  const holeAfter = islandFile('island');
+  expect(holeAfter).toBeGreaterThanOrEqual(GiB / 2 + 100000);
+  const tail = tailOf(holeAfter);
+  expect(tail.length).toBeGreaterThan(0); // so the last chunk is data, of zeros
+  expect(seeks(onMount('island'), 'd:0', 'h:0', `d:${GiB / 2 + 5}`, `h:${GiB / 2}`, `d:${holeAfter}`, `h:${holeAfter + 1}`, `h:${GiB - 1}`, `d:${GiB}`, `h:${GiB}`)).toEqual([
+    GiB / 2, 0, GiB / 2 + 5, holeAfter, tail.start, holeAfter + 1, GiB, 'ENXIO', 'ENXIO',
+  ]);
+});
+
+test('st_blocks leaves holes out: du of a 1 TiB hole is 0, of the island file its data chunks', () => {
+  expect(sh(`truncate -s 1T '${onMount('tera-du')}'`).status).toBe(0);
+  expect(fs.statSync(onMount('tera-du')).blocks).toBe(0);
+  const holeAfter = islandFile('island-du');
+  expect(fs.statSync(onMount('island-du')).blocks).toBe(Math.ceil((holeAfter - GiB / 2 + tailOf(holeAfter).length) / 512));
+});
+
+test('cp out of the mount copies a sparse file sparsely and exactly', () => {
+  islandFile('island-cp');
+  const copy = ext4('island-cp.copy');
+  const r = sh(`cp --sparse=auto '${onMount('island-cp')}' '${copy}' && cmp '${onMount('island-cp')}' '${copy}'`, { timeout: 120_000 });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  expect(fs.statSync(copy).size).toBe(GiB);
+  // The data and at most a block on either side of it (ext4 allocates whole 4 KiB blocks).
+  expect(fs.statSync(copy).blocks * 512).toBeLessThanOrEqual(100000 + MAX + 2 * 4096);
+});
