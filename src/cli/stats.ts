@@ -107,6 +107,8 @@ const command: CommandModule<{}, Args> = {
         ['symlinks', String(s.symlinks)],
         ...(s.special ? [['special files', String(s.special)]] : []),
         ['logical bytes', formatBytes(s.logicalBytes)],
+        // A sparse file's size says little about its content: say how much of it is hole.
+        ...(s.holeBytes ? [['  of which holes', formatBytes(s.holeBytes)]] : []),
         ['unique bytes', formatBytes(s.uniqueBytes)],
         ['stored bytes', formatBytes(s.storedBytes)],
         ['chunks', String(s.chunks)],

@@ -11,6 +11,8 @@ export interface StoreStats {
   /** FIFOs, sockets and device nodes. */
   special: number;
   logicalBytes: number;
+  /** Of the logical bytes, those in holes (records of the maximal zero chunk): sparse files' emptiness. */
+  holeBytes: number;
   uniqueBytes: number;
   storedBytes: number;
   chunks: number;
@@ -42,10 +44,12 @@ export function computeStats(store: Store): StoreStats {
   let symlinks = 0;
   let special = 0;
   let logicalBytes = 0;
+  let holeBytes = 0;
   for (const rec of store.allInodes()) {
     if (isReg(rec)) {
       files++;
       logicalBytes += rec.size;
+      holeBytes += store.holeBytes(rec.ino);
     } else if (isDir(rec)) directories++;
     else if (isSymlink(rec)) symlinks++;
     else special++;
@@ -71,6 +75,7 @@ export function computeStats(store: Store): StoreStats {
     symlinks,
     special,
     logicalBytes,
+    holeBytes,
     uniqueBytes,
     storedBytes,
     chunks,

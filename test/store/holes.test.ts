@@ -8,6 +8,7 @@ import { ErrnoError } from '../../src/fs/errno';
 import { InvalidError } from '../../src/store/errors';
 import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
+import { computeStats } from '../../src/store/stats';
 import { verifyStore } from '../../src/store/verify';
 import { randomBytes } from '../helpers/prng';
 import { ROOT, useOpenStore } from '../helpers/store';
@@ -119,6 +120,14 @@ test('st_blocks counts the bytes outside holes: none for a file that is all hole
   await fsys.ftruncate(g, 2 ** 40);
   await fsys.release(g);
   expect(await fsys.getattr('/hole')).toMatchObject({ size: 2 ** 40, blocks: 0 });
+});
+
+test("stats counts every file's hole bytes among its logical bytes", async () => {
+  const bytes = await islands(async () => undefined);
+  const g = await fsys.create('/hole', 0o644, ROOT);
+  await fsys.ftruncate(g, 2 ** 40);
+  await fsys.release(g);
+  expect(computeStats(store)).toMatchObject({ files: 2, logicalBytes: bytes.length + 2 ** 40, holeBytes: holeBytesOf(bytes) + 2 ** 40 });
 });
 
 test('SEEK_DATA and SEEK_HOLE find the next data and the next hole, as the chunking of the bytes places them', async () => {
