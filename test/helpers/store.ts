@@ -58,6 +58,26 @@ export function useOpenStore(tag: string): OpenStore {
   return t;
 }
 
+export interface OpenFs extends OpenStore {
+  /** Open the store's directory again (the test closed the store) and hand it out anew. */
+  reopen(): Promise<void>;
+}
+
+/**
+ * useOpenStore with a Filesystem over the store: `use` gets both before each test and after
+ * each reopen (tests keep them in their own variables).
+ */
+export function useOpenFs(tag: string, use: (store: Store, fsys: Filesystem) => void): OpenFs {
+  const t = useOpenStore(tag) as OpenFs;
+  const hand = () => use(t.store, new Filesystem(t.store, new LocalChunkSource(t.store)));
+  beforeEach(hand);
+  t.reopen = async () => {
+    t.store = await Store.open(t.dir); // useOpenStore's afterEach closes this one
+    hand();
+  };
+  return t;
+}
+
 /** The chunking of `data` as a recipe reads (digests in hex): what a file of those bytes must store. */
 export function chunkingOf(data: Buffer): Array<{ offset: number; length: number; digest: string }> {
   return chunkBuffer(data).map((c) => ({ offset: c.offset, length: c.length, digest: c.digest.toString('hex') }));

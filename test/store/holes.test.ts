@@ -6,12 +6,11 @@ import { chunkBuffer } from '../../src/chunking/chunker';
 import { Filesystem } from '../../src/fs/filesystem';
 import { ErrnoError } from '../../src/fs/errno';
 import { InvalidError } from '../../src/store/errors';
-import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
 import { computeStats } from '../../src/store/stats';
 import { verifyStore } from '../../src/store/verify';
 import { randomBytes } from '../helpers/prng';
-import { ROOT, useOpenStore } from '../helpers/store';
+import { ROOT, useOpenFs } from '../helpers/store';
 
 const MAX = 65536;
 const MiB = 1 << 20;
@@ -19,12 +18,11 @@ const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 const PUNCH_HOLE = 0x02 | 0x01; // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
-const opened = useOpenStore('holes');
 let store: Store;
 let fsys: Filesystem;
-beforeEach(() => {
-  store = opened.store;
-  fsys = new Filesystem(store, new LocalChunkSource(store));
+const opened = useOpenFs('holes', (s, f) => {
+  store = s;
+  fsys = f;
 });
 const inoOf = (p: string) => store.lookup(1, p.slice(1))!;
 
@@ -197,7 +195,7 @@ test('a store from before hole counts gets them counted the first time it is ope
   } finally {
     await old.close();
   }
-  store = opened.store = await Store.open(opened.dir); // afterEach closes this one
+  await opened.reopen();
   expect(store.holesCounted).toBe(true);
   expect(store.holeBytes(ino)).toBe(holeBytesOf(bytes));
   expect(verifyStore(store).damage).toEqual([]);

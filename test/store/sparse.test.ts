@@ -3,20 +3,18 @@
 // scanned, and whatever is written into or around it, the recipe with its runs expanded is
 // exactly the chunking of the file's bytes, with consecutive identical chunks kept as runs.
 import { Filesystem } from '../../src/fs/filesystem';
-import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
 import { computeStats } from '../../src/store/stats';
 import { collectGarbage, verifyStore } from '../../src/store/verify';
 import { prng, randomBytes } from '../helpers/prng';
-import { ROOT, chunkingOf, useOpenStore } from '../helpers/store';
+import { ROOT, chunkingOf, useOpenFs } from '../helpers/store';
 
 const MAX = 65536;
-const opened = useOpenStore('sparse');
 let store: Store;
 let fsys: Filesystem;
-beforeEach(() => {
-  store = opened.store;
-  fsys = new Filesystem(store, new LocalChunkSource(store));
+const opened = useOpenFs('sparse', (s, f) => {
+  store = s;
+  fsys = f;
 });
 
 const inoOf = (p: string) => store.lookup(1, p.slice(1))!;
@@ -177,8 +175,7 @@ test('a format 1 store stays format 1 until its first run, then says format 2', 
   const meta = (store as unknown as { meta: { put(k: string, v: Buffer): void } }).meta;
   await store.txn(() => meta.put('format', Buffer.from(JSON.stringify({ ...store.format, format: 1 }))));
   await store.close();
-  store = opened.store = await Store.open(opened.dir); // afterEach closes this one
-  fsys = new Filesystem(store, new LocalChunkSource(store));
+  await opened.reopen();
   const fh = await fsys.create('/f', 0o644, ROOT);
   await fsys.write(fh, randomBytes(70, 100000), 100000, 0);
   await fsys.flush(fh);
