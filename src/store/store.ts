@@ -727,7 +727,8 @@ export class Store {
   /** Hole bytes of the record at `key`, if there is one (a cheap length test comes first). */
   private holeBytesAt(key: Buffer): number {
     if (!this.holes) return 0;
-    const old = this.extentsDb.getBinary(key);
+    // Most puts are of a new key, or of a record that is no hole: no copy of the value for those.
+    const old = this.extentsDb.getBinaryFast(key);
     if (!old || old.length < 4 || old.readUInt32LE(0) !== HOLE_CHUNK_LENGTH) return 0;
     const r = decodeExtent(key, old);
     return isHoleChunk(r.length, r.digest) ? r.length * r.count : 0;
