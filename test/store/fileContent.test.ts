@@ -9,6 +9,7 @@ import { LocalChunkSource } from '../../src/store/localSource';
 import { Store } from '../../src/store/store';
 import { computeStats } from '../../src/store/stats';
 import { verifyStore } from '../../src/store/verify';
+import { patched, resized } from '../helpers/bytes';
 import { prng, randomBytes } from '../helpers/prng';
 import { ROOT, chunkingOf } from '../helpers/store';
 
@@ -87,18 +88,13 @@ test('random overwrites, extensions and truncates leave the chunking of the fina
     if (kind === 3) {
       const size = next() % (3 << 20);
       await fsys.ftruncate(fh, size);
-      const grown = Buffer.alloc(size);
-      expected.copy(grown, 0, 0, Math.min(size, expected.length));
-      expected = grown;
+      expected = resized(expected, size);
     } else {
       const len = 1 + (next() % 100000);
       const off = next() % (expected.length + 50000);
       const patch = randomBytes(100 + round, len);
       await fsys.write(fh, patch, len, off);
-      const grown = Buffer.alloc(Math.max(expected.length, off + len));
-      expected.copy(grown);
-      patch.copy(grown, off);
-      expected = grown;
+      expected = patched(expected, off, patch);
     }
     if (round % 5 === 4) await fsys.flush(fh);
   }

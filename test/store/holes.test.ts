@@ -9,6 +9,7 @@ import { InvalidError } from '../../src/store/errors';
 import { Store } from '../../src/store/store';
 import { computeStats } from '../../src/store/stats';
 import { verifyStore } from '../../src/store/verify';
+import { patched, resized } from '../helpers/bytes';
 import { randomBytes } from '../helpers/prng';
 import { ROOT, useOpenFs } from '../helpers/store';
 
@@ -63,17 +64,16 @@ async function seek(p: string, offset: number, whence: number): Promise<number |
 
 /** Build /f by the steps, mirroring them on a buffer; after each, the store's count is the bytes'. */
 async function islands(check: (bytes: Buffer) => Promise<void>): Promise<Buffer> {
-  let bytes = Buffer.alloc(0);
+  let bytes: Buffer = Buffer.alloc(0);
   const fh = await fsys.create('/f', 0o644, ROOT);
   const write = async (offset: number, data: Buffer) => {
     await fsys.write(fh, data, data.length, offset);
     await fsys.flush(fh);
-    if (offset + data.length > bytes.length) bytes = Buffer.concat([bytes, Buffer.alloc(offset + data.length - bytes.length)]);
-    data.copy(bytes, offset);
+    bytes = patched(bytes, offset, data);
   };
   const truncate = async (size: number) => {
     await fsys.ftruncate(fh, size);
-    bytes = size <= bytes.length ? Buffer.from(bytes.subarray(0, size)) : Buffer.concat([bytes, Buffer.alloc(size - bytes.length)]);
+    bytes = resized(bytes, size);
   };
   await write(0, randomBytes(1, 100_000));
   await check(bytes);

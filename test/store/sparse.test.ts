@@ -7,6 +7,7 @@ import { Store } from '../../src/store/store';
 import { computeStats } from '../../src/store/stats';
 import { collectGarbage, verifyStore } from '../../src/store/verify';
 import { prng, randomBytes } from '../helpers/prng';
+import { patched, resized } from '../helpers/bytes';
 import { ROOT, chunkingOf, useOpenFs } from '../helpers/store';
 
 const MAX = 65536;
@@ -91,26 +92,21 @@ test('a 40 MiB file with data islands written around holes has the chunking of i
 
 test.each([11, 12, 13])('random writes, holes and truncates of a sparse file keep the chunking of its bytes (seed %d)', async (seed) => {
   const next = prng(seed);
-  let expected = Buffer.alloc(0);
+  let expected: Buffer = Buffer.alloc(0);
   const fh = await fsys.create('/f', 0o644, ROOT);
   for (let round = 0; round < 40; round++) {
     const kind = next() % 5;
     if (kind === 0) {
       const size = next() % (12 << 20);
       await fsys.ftruncate(fh, size);
-      const grown = Buffer.alloc(size);
-      expected.copy(grown, 0, 0, Math.min(size, expected.length));
-      expected = grown;
+      expected = resized(expected, size);
     } else {
       // Zeros as data too: a written zero run must come out as the same runs as a hole.
       const len = 1 + (next() % 300000);
       const off = next() % (expected.length + (4 << 20));
       const patch = kind === 1 ? Buffer.alloc(len) : randomBytes(seed * 100 + round, len);
       await fsys.write(fh, patch, len, off);
-      const grown = Buffer.alloc(Math.max(expected.length, off + len));
-      expected.copy(grown);
-      patch.copy(grown, off);
-      expected = grown;
+      expected = patched(expected, off, patch);
     }
     if (round % 3 === 2) await fsys.flush(fh);
   }
