@@ -377,7 +377,7 @@ export function applyPlan(store: Store, ino: Ino, plan: RewritePlan, encoded: Ma
     if (!store.refChunk(e.digest, e.length)) throw new CorruptStoreError(`inode ${ino}: run at ${e.offset} names a chunk the store does not know`);
   }
   for (const e of plan.removed) {
-    store.removeExtent(ino, e.offset);
+    store.removeExtent(ino, e);
     store.unrefChunk(e.digest);
   }
   for (const e of plan.kept ?? []) store.putExtent(ino, e);
@@ -402,7 +402,7 @@ function joinAt(store: Store, ino: Ino, pos: number): void {
   const a = store.runs(ino, pos - 1, pos, 1)[0];
   const b = store.runs(ino, pos, pos + 1, 1)[0];
   if (!a || !b || runEnd(a) !== pos || b.offset !== pos || !sameChunks(a, b)) return;
-  store.removeExtent(ino, pos);
+  store.removeExtent(ino, b);
   store.putExtent(ino, { ...a, count: a.count + b.count });
   store.unrefChunk(b.digest); // two records became one
 }
@@ -410,7 +410,7 @@ function joinAt(store: Store, ino: Ino, pos: number): void {
 /** Drop a file's whole recipe (inside txn): used when its inode goes away. One reference per record. */
 export function dropContent(store: Store, ino: Ino): void {
   for (const e of store.runs(ino)) {
-    store.removeExtent(ino, e.offset);
+    store.removeExtent(ino, e);
     store.unrefChunk(e.digest);
   }
 }

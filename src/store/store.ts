@@ -704,10 +704,13 @@ export class Store {
     if (f.format < 2) this.meta.put('format', Buffer.from(JSON.stringify({ ...f, format: 2 })));
   }
 
-  removeExtent(ino: Ino, offset: number): void {
-    const key = extentKey(ino, offset);
-    this.addHoleBytes(ino, -this.holeBytesAt(key));
-    this.extentsDb.remove(key);
+  /**
+   * Remove one record (inside txn). The caller has just read it (every caller walks the records
+   * it removes), so its hole bytes leave the count without a second read.
+   */
+  removeExtent(ino: Ino, record: Extent & { count?: number }): void {
+    if (isHoleChunk(record.length, record.digest)) this.addHoleBytes(ino, -record.length * (record.count ?? 1));
+    this.extentsDb.remove(extentKey(ino, record.offset));
   }
 
   /**
@@ -724,7 +727,7 @@ export class Store {
     return this.holes !== undefined && this.meta.get(HOLES_INDEXED) !== undefined;
   }
 
-  /** Hole bytes of the record at `key`, if there is one (a cheap length test comes first). */
+  /** Hole bytes of the record at `key`, if there is one (a cheap length test comes first): what a put over it replaces. */
   private holeBytesAt(key: Buffer): number {
     if (!this.holes) return 0;
     // Most puts are of a new key, or of a record that is no hole: no copy of the value for those.

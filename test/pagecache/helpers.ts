@@ -80,7 +80,7 @@ export async function tamperRecipe(store: Store, source: LocalChunkSource, ino: 
   const encoded = await encodeChunkAsync(bytes);
   await store.txn(() => {
     store.refChunk(digest, bytes.length, encoded);
-    store.removeExtent(ino, e.offset);
+    store.removeExtent(ino, e);
     store.unrefChunk(e.digest);
     store.putExtent(ino, { offset: e.offset, length: e.length, digest });
   });
