@@ -296,6 +296,42 @@ describe('a damaged database file is reported, not a crash', () => {
     );
   });
 
+  /** The first chunk's value: its leaf node and the first page of its overflow run (chunks are
+   *  larger than a page, so LMDB keeps each on pages of its own). */
+  function firstOverflow(db: Buffer): { page: number; entry: string; run: number; size: number } {
+    const psize = db.readUInt32LE(48);
+    const { page, node } = firstLeafNode(db, 'chunks');
+    expect(db.readUInt16LE(node + 4) & 1).toBe(1); // F_BIGDATA
+    const run = Number(db.readBigUInt64LE(node + 8 + db.readUInt16LE(node + 6)));
+    expect(db.readUInt16LE(run * psize + 18) & 0x7f).toBe(0x04); // P_OVERFLOW
+    const size = db.readUInt16LE(node) + (db.readUInt16LE(node + 2) << 16);
+    return { page, entry: `database "chunks", page ${page}, entry 0`, run, size };
+  }
+
+  test('verify of a value whose overflow page is not one: one line naming the entry and the page, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { entry, run } = firstOverflow(db);
+    db.writeUInt16LE(0x02, run * db.readUInt32LE(48) + 18); // P_LEAF
+    const store = storeWith('overflow-kind', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (${entry}: its page ${run} has flags 0x2 where an overflow page belongs)\n`,
+    );
+  });
+
+  test('verify of a value whose overflow run is too short for it: one line naming the entry and the page, exit 1', () => {
+    const db = Buffer.from(goodDb);
+    const { entry, run, size } = firstOverflow(db);
+    db.writeUInt32LE(0, run * db.readUInt32LE(48) + 20); // mp_pages
+    const store = storeWith('overflow-pages', db);
+    const r = slinkyfs(['verify', '--store', store]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `slinkyfs: cannot open store ${store}: the store's database file ${store}/db/data.mdb is damaged (${entry}: its overflow at page ${run} spans 0 pages, too few for ${size} bytes)\n`,
+    );
+  });
+
   /** A copy whose first inode node claims 128 MiB more data than it has (LMDB would crash). */
   const inodeOverrun = (name: string) => {
     const db = Buffer.from(goodDb);
