@@ -7,7 +7,7 @@
 // given instead. Both builds run every recipe through a shell given as SHELL= (dash either way:
 // /usr/bin/dash or the slinked one), so they spawn the same processes.
 //
-//   make build && node dist/bench/macro.js [--src DIR] [--rounds 3] [--no-passthrough]
+//   make build && node dist/bench/macro.js [--src DIR] [--rounds 3] [--no-passthrough] [--readahead-kib N]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -39,7 +39,8 @@ function build(dir: string, env: NodeJS.ProcessEnv, make: string, shell: string)
 async function main() {
   if (!fs.existsSync(path.join(SRC, 'Makefile'))) throw new Error(`no Makefile in ${SRC}`);
   // --no-passthrough: every object page from the daemon (README, "Twins").
-  const m = await benchMount('macro', args.includes('--no-passthrough') ? ['--no-passthrough'] : []);
+  const readahead = args.includes('--readahead-kib') ? ['--readahead-kib', opt('--readahead-kib', '128')] : [];
+  const m = await benchMount('macro', [...(args.includes('--no-passthrough') ? ['--no-passthrough'] : []), ...readahead]);
   try {
     await m.add(Object.fromEntries(Object.entries(TOOLS).map(([name, file]) => [name, fs.realpathSync(file)])));
     const dynDir = path.join(m.dir, 'src-dynamic');

@@ -22,7 +22,8 @@
 // The mount is measured twice: cold (freshly mounted, kernel and daemon caches empty, so the
 // daemon's growth includes reading and verifying every page the ten touch) and hot.
 //
-//   make build && node dist/bench/memory.js   (as root: pagemap needs CAP_SYS_ADMIN for PFNs)
+//   make build && node dist/bench/memory.js [--readahead-kib N]   (as root: pagemap needs
+//   CAP_SYS_ADMIN for PFNs; --readahead-kib is passed to both mounts)
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -170,7 +171,12 @@ const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('run as root (pagemap frame numbers)');
-  const [m, served] = await benchMounts([['memory'], ['memory-served', ['--no-passthrough']]]);
+  const args = process.argv.slice(2);
+  const readahead = args.includes('--readahead-kib') ? ['--readahead-kib', args[args.indexOf('--readahead-kib') + 1]] : [];
+  const [m, served] = await benchMounts([
+    ['memory', readahead],
+    ['memory-served', ['--no-passthrough', ...readahead]],
+  ]);
   try {
     const programs = Object.fromEntries(PROGRAMS.map((p) => [p.name, p.name]));
     await m.add(programs);
