@@ -195,7 +195,7 @@ const command: CommandModule<{}, Args> = {
         requiresArg: true,
         type: 'number',
         default: READAHEAD_KIB,
-        describe: 'kernel read-ahead for the mount in KiB (root only); 2048 reads large files faster, but is also the read-around of every mmap fault: programs map more pages',
+        describe: "kernel read-ahead for the mount in KiB (root only); it is also the read-around of every mmap fault (128 is the kernel's own)",
       })
       .option('xattr', {
         type: 'boolean',

@@ -1,18 +1,20 @@
 // The kernel's read-ahead window for a FUSE mount: /sys/class/bdi/<major>:<minor>/read_ahead_kb
 // of the connection, writable by root only. A wider window lets a sequential reader keep several
-// 1 MiB requests in flight, so both pool threads decode and verify at once; but the same window
-// is the read-around of every page fault of an mmap'd file, and programs then map more pages.
-// Measured side by side (bench/memory.ts, bench/macro.ts, a cold `cat` of 512 MiB):
-//   128 KiB (the kernel's default): Pss of ten programs 1.075x dynamic (physical pages 0.97x),
-//            a C build 1.01x, the cold cat 1.6-2.4 s;
-//   2048 KiB: Pss 1.11-1.14x (physical 1.00-1.03x), the build 1.03-1.05x, the cat 1.1-1.2 s.
-// slinkyfs is a bin directory first: the default keeps 128 KiB, and `mount --readahead-kib 2048`
-// suits a mount that mostly serves large files.
+// 1 MiB requests in flight, so both pool threads decode and verify at once; the same window is
+// also the read-around of every page fault of an mmap'd file. Measured side by side:
+//   before twins (objects identical to this machine's libraries passing through to them), 2048
+//   KiB cost programs 3-6% more Pss than the kernel's 128 (1.11-1.14x dynamic against 1.075x)
+//   and a C build 1.03-1.05x against 1.01x, so the default stayed at 128;
+//   with twins (bench/memory.ts and bench/macro.ts with --readahead-kib, alternating): Pss of
+//   ten programs 1.005x and 1.015x dynamic at 2048 against 1.012-1.020x at 128, the build
+//   1.028-1.043x against 1.017-1.094x (noise), while a cold `cat` of 512 MiB reads at 256-344
+//   MB/s against 202-247 MB/s. So the default is 2048; `mount --readahead-kib 128` gives the
+//   kernel's own window back.
 import { promises as fsp } from 'node:fs';
 import { deviceAt } from './mountTable';
 
-/** The default: the kernel's own choice for a new FUSE connection (see above). */
-export const READAHEAD_KIB = 128;
+/** The default (see above); the kernel's own for a new FUSE connection is 128. */
+export const READAHEAD_KIB = 2048;
 
 /** "major:minor" of the filesystem mounted at `mountpoint` (the last mount there). */
 export async function mountDevice(mountpoint: string): Promise<string | undefined> {
