@@ -8,8 +8,9 @@
 //   with twins (bench/memory.ts and bench/macro.ts with --readahead-kib, alternating): Pss of
 //   ten programs 1.005x and 1.015x dynamic at 2048 against 1.012-1.020x at 128, the build
 //   1.028-1.043x against 1.017-1.094x (noise), while a cold `cat` of 512 MiB reads at 256-344
-//   MB/s against 202-247 MB/s. So the default is 2048; `mount --readahead-kib 128` gives the
-//   kernel's own window back.
+//   MB/s against 202-247 MB/s. So the default is 2048. Without twins (--no-passthrough, or
+//   programs slinked from another machine's libraries) the cost remains, Pss 1.13-1.22x against
+//   1.08-1.10x: `mount --readahead-kib 128` gives such a mount the kernel's own window back.
 import { promises as fsp } from 'node:fs';
 import { deviceAt } from './mountTable';
 
