@@ -257,11 +257,8 @@ export class Store {
   /** Hole bytes of every file that has some, from its records (what `holes` must hold). */
   countHoles(): Map<Ino, number> {
     const out = new Map<Ino, number>();
-    for (const { key, value } of this.extentsDb.getRange({})) {
-      const r = decodeExtent(key, value);
-      if (!isHoleChunk(r.length, r.digest)) continue;
-      const ino = readIno(key);
-      out.set(ino, (out.get(ino) ?? 0) + r.length * r.count);
+    for (const { ino, extent: r } of this.allExtents()) {
+      if (isHoleChunk(r.length, r.digest)) out.set(ino, (out.get(ino) ?? 0) + r.length * r.count);
     }
     return out;
   }
