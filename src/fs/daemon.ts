@@ -116,7 +116,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // Before anything is mounted: the page walk's synchronous reads (Store.open) hold up no request.
     store = await Store.open(storeDir, { maxBytes: opts.maxBytes, syncEveryCommit: opts.syncEveryCommit, flushDelayMs: opts.flushDelayMs });
     const recovered = await recoverStore(store);
-    if (recovered.orphans || recovered.hidden) log(`recovered ${recovered.orphans} orphaned and ${recovered.hidden} hidden files`);
+    if (recovered.orphans) log(`recovered ${recovered.orphans} orphaned files`);
     const local = new LocalChunkSource(store, (d, why) => log(`corrupt chunk in store: ${why}`));
     // Files mirrored from peers are published once their chunks are all here. Like the
     // filesystem's hook below, this runs only after `pages` exists (a prefetch starts later).

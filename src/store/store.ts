@@ -576,6 +576,9 @@ export class Store {
   markOrphan(ino: Ino): void {
     this.orphans.put(inoKey(ino), EMPTY);
   }
+  unmarkOrphan(ino: Ino): void {
+    this.orphans.remove(inoKey(ino));
+  }
   orphanInodes(): Ino[] {
     return Array.from(this.orphans.getKeys({}), (k) => readIno(k));
   }
