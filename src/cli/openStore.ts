@@ -22,11 +22,14 @@ function mustHaveDatabase(dir: string): void {
   }
 }
 
-/** Damage Store.open finds in the database file is exit 1, as verify reports damage. */
-export async function openStoreForReading(dir: string): Promise<Store> {
+/**
+ * Damage Store.open finds in the database file is exit 1, as verify reports damage. verify asks
+ * for `checkEveryPage`: it walks the pages even of a file a clean close vouches for.
+ */
+export async function openStoreForReading(dir: string, options: { checkEveryPage?: boolean } = {}): Promise<Store> {
   mustHaveDatabase(dir);
   try {
-    return await Store.open(dir, { readOnly: true });
+    return await Store.open(dir, { readOnly: true, checkEveryPage: options.checkEveryPage });
   } catch (err) {
     // A damaged store is what verify exists to find: exit status 1, as for damaged chunks.
     throw new UserError(`cannot open store ${dir}: ${(err as Error).message}`, err instanceof CorruptStoreError ? 1 : 2);

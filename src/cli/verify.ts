@@ -14,7 +14,7 @@ const command: CommandModule<{}, { store?: string; mountpoint?: string }> = {
   handler: async (args) => {
     const dead = args.mountpoint ? deadMountOf(args.mountpoint) : undefined;
     if (dead) process.stderr.write(deadMountNote(dead));
-    const store = await openStoreForReading(storeDirFrom(args));
+    const store = await openStoreForReading(storeDirFrom(args), { checkEveryPage: true });
     try {
       const r = verifyStore(store);
       for (const d of r.damage) process.stdout.write(`${d.kind}: ${d.what}\n`);

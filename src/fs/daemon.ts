@@ -115,6 +115,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     await clearStaleMount(mountpoint, log);
     // Before anything is mounted: the page walk's synchronous reads (Store.open) hold up no request.
     store = await Store.open(storeDir, { maxBytes: opts.maxBytes, syncEveryCommit: opts.syncEveryCommit, flushDelayMs: opts.flushDelayMs });
+    const check = store.pageCheck;
+    log(check.kind === 'walked' ? `checked ${check.pages} database pages in ${Math.round(check.ms)} ms` : `database file unchanged since a clean close: page walk skipped`);
     const recovered = await recoverStore(store);
     if (recovered.orphans) log(`recovered ${recovered.orphans} orphaned files`);
     const local = new LocalChunkSource(store, (d, why) => log(`corrupt chunk in store: ${why}`));

@@ -38,6 +38,8 @@ class Walk {
   private readonly used: Uint8Array;
   readonly named: { name: string; db: DbRecord }[] = [];
   private readonly overflows: OverflowRef[] = [];
+  /** Pages read and claimed so far. */
+  pages = 0;
 
   constructor(
     private readonly handle: fs.promises.FileHandle,
@@ -67,6 +69,7 @@ class Walk {
       if (this.used[i]) throw new Damage(`${where}: refers to page ${i}, which is already in use`);
       this.used[i] = 1;
     }
+    this.pages += count;
     return p;
   }
 
@@ -158,9 +161,10 @@ class Walk {
  * The pages are read synchronously: this runs in Store.open, in commands and in the daemon
  * before it mounts, so no request waits. A store holding /usr/bin has some 28,000 pages
  * and overflow headers to read: 1.0 s one by one through the threadpool, 0.2 s in place.
+ * Returns how many pages it checked (0: nothing to walk, or a store that never held still).
  */
-export async function checkDataTree(file: string, emptyIsNew = false): Promise<void> {
-  if (!(await checkDataFile(file, emptyIsNew))) return;
+export async function checkDataTree(file: string, emptyIsNew = false): Promise<number> {
+  if (!(await checkDataFile(file, emptyIsNew))) return 0;
   const handle = await fs.promises.open(file, 'r');
   try {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -172,12 +176,13 @@ export async function checkDataTree(file: string, emptyIsNew = false): Promise<v
         walk.tree('of databases', meta.mainDb, true);
         for (const { name, db } of walk.named) walk.tree(name, db, false);
         walk.overflowHeaders();
-        return;
+        return walk.pages;
       } catch (err) {
         if (!(err instanceof Damage)) throw err;
         if ((await newestMeta(handle))?.txnid === meta.txnid) throw damagedFile(file, err.message);
       }
     }
+    return 0;
   } finally {
     await handle.close();
   }
