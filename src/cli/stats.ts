@@ -118,6 +118,8 @@ const command: CommandModule<{}, Args> = {
         ['compression ratio', `${s.compressionRatio.toFixed(2)}x`],
         ['total saving', `${(s.storedBytes ? s.logicalBytes / s.storedBytes : 1).toFixed(2)}x`],
         ['database file', formatBytes(s.databaseBytes)],
+        // LMDB never shrinks its file: say how much of it is free pages, and what gives them back.
+        ...(s.databaseFreeBytes ? [['  free (gc gives back)', formatBytes(s.databaseFreeBytes)]] : []),
         ['awaiting compression', `${s.pendingCompression} chunks`],
       ];
       process.stdout.write(table(rows) + '\n');

@@ -23,6 +23,8 @@ export interface StoreStats {
   dedupRatio: number;
   compressionRatio: number;
   databaseBytes: number;
+  /** Of those, bytes in free pages: what `slinkyfs gc` would give back. */
+  databaseFreeBytes: number;
   /** Chunks stored raw that the compactor has not compressed yet. */
   pendingCompression: number;
 }
@@ -86,6 +88,7 @@ export function computeStats(store: Store): StoreStats {
     dedupRatio: ratio(logicalBytes, uniqueBytes + absentBytes),
     compressionRatio: ratio(uniqueBytes, storedBytes),
     databaseBytes: store.usedBytes(),
+    databaseFreeBytes: store.freeBytes(),
     pendingCompression: store.pendingCompressionCount(),
   };
 }

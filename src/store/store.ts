@@ -483,6 +483,21 @@ export class Store {
     return (this.env.getStats() as { lastTxnId: number }).lastTxnId;
   }
 
+  /**
+   * Bytes of the database file in pages no database holds: free, or freed and waiting for reuse
+   * (raw chunks compressed later leave theirs). LMDB reuses them but never shrinks the file;
+   * `gc` (compactFile) gives them back. From the page counts LMDB keeps in each tree's record.
+   */
+  freeBytes(): number {
+    type TreeStats = { treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number };
+    const pages = (t: TreeStats) => t.treeBranchPageCount + t.treeLeafPageCount + t.overflowPages;
+    const env = this.env.getStats() as { root: TreeStats; free: TreeStats; pageSize: number; lastPageNumber: number };
+    let used = 2 + pages(env.root) + pages(env.free); // the two meta pages, the database of databases, the free list
+    const named = [this.meta, this.inodes, this.dirents, this.extentsDb, this.chunkRefs, this.chunks, this.orphans, this.compressQueue, this.dirParents, this.xattrs, this.holes];
+    for (const db of named) if (db) used += pages(db.getStats() as TreeStats);
+    return Math.max(0, env.lastPageNumber + 1 - used) * env.pageSize;
+  }
+
   /** Bytes the database file occupies up to its highest used page. */
   usedBytes(): number {
     const s = this.env.getStats() as { pageSize: number; lastPageNumber: number };
