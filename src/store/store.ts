@@ -531,8 +531,9 @@ export class Store {
     // rename(2) replaces the old file atomically: a crash leaves one whole database or the other.
     await fs.promises.rename(path.join(tmp, 'data.mdb'), path.join(dbDir, 'data.mdb'));
     await fs.promises.rm(tmp, { recursive: true, force: true });
-    // LMDB wrote the copy from pages this store walked (or a clean close vouched for) as it opened.
-    await recordCleanClose(dbDir);
+    // LMDB wrote the copy from pages this store walked (or a clean close vouched for) as it
+    // opened. Without the record the next open walks: the compaction stands either way.
+    await recordCleanClose(dbDir).catch(() => undefined);
     const afterBytes = (await fs.promises.stat(path.join(dbDir, 'data.mdb'))).size;
     return { beforeBytes, afterBytes };
   }
