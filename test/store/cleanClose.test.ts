@@ -14,9 +14,10 @@ const st = useTempStore('clean');
 const dbDir = () => path.join(st.dir, 'db');
 const record = () => path.join(dbDir(), 'closed-clean');
 
+let files = 0;
 async function storeWithAFile(): Promise<void> {
   await st.withFs(async (_store, fsys) => {
-    const fh = await fsys.create(`/f${Date.now()}`, 0o644, ROOT);
+    const fh = await fsys.create(`/f${++files}`, 0o644, ROOT);
     const data = Buffer.alloc(100_000, 7);
     await fsys.write(fh, data, data.length, 0);
     await fsys.release(fh);
