@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { recordCleanClose } from '../../src/store/cleanClose';
 import { CorruptStoreError } from '../../src/store/errors';
-import { Store } from '../../src/store/store';
+import { Store, type PageCheck, type StoreOptions } from '../../src/store/store';
 import { slinkyfs } from '../helpers/cli';
 import { startMount } from '../helpers/mount';
 import { ROOT, useTempStore } from '../helpers/store';
@@ -44,26 +44,24 @@ function damageMainRoot(): string {
   }
 }
 
+/** What opening the store checked; the store is closed again. */
+async function checkOnOpen(options: StoreOptions = {}): Promise<PageCheck> {
+  const store = await Store.open(st.dir, options);
+  await store.close();
+  return store.pageCheck;
+}
+
 test('a store a writer closed cleanly opens again without walking its pages', async () => {
   await storeWithAFile();
-  const store = await Store.open(st.dir);
-  try {
-    expect(store.pageCheck).toEqual({ kind: 'unchanged since a clean close' });
-  } finally {
-    await store.close();
-  }
+  expect(await checkOnOpen()).toEqual({ kind: 'unchanged since a clean close' });
 });
 
 test('a store with no record of a clean close is walked page by page', async () => {
   await storeWithAFile();
   fs.rmSync(record());
-  const store = await Store.open(st.dir, { readOnly: true });
-  try {
-    expect(store.pageCheck).toMatchObject({ kind: 'walked' });
-    expect((store.pageCheck as { pages: number }).pages).toBeGreaterThan(5);
-  } finally {
-    await store.close();
-  }
+  const check = await checkOnOpen({ readOnly: true });
+  expect(check).toMatchObject({ kind: 'walked' });
+  expect((check as { pages: number }).pages).toBeGreaterThan(5);
 });
 
 test('a writer removes the record as it opens, so a crash leaves none', async () => {
@@ -83,12 +81,7 @@ test('a record of an earlier close does not vouch for a file committed to since'
   const earlier = fs.readFileSync(record());
   await storeWithAFile();
   fs.writeFileSync(record(), earlier);
-  const store = await Store.open(st.dir, { readOnly: true });
-  try {
-    expect(store.pageCheck).toMatchObject({ kind: 'walked' });
-  } finally {
-    await store.close();
-  }
+  expect(await checkOnOpen({ readOnly: true })).toMatchObject({ kind: 'walked' });
 });
 
 test('a file written after a clean close is walked even with its modification time set back, and its damage found', async () => {
