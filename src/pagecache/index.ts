@@ -129,6 +129,9 @@ export interface PageCache {
 export type AttachedSession = Pick<LowLevelSession, 'setImmutable' | 'setBacking' | 'fastPath'>;
 
 const SCAN_INTERVAL_MS = 5000;
+/** Looked-at files whose marks are cleared together: at most this many, at most this late. */
+const LOOKED_BATCH = 4096;
+const LOOKED_DELAY_MS = 1000;
 /** In the store directory: the twins verified so far (twins.ts), so a new daemon hashes none. */
 const TWINS_FILE = 'twins.json';
 const PAGE = 4096;
@@ -149,6 +152,8 @@ class SharedPageCache implements PageCache {
   private nextScan: Promise<void> | undefined;
   private closed = false;
   private existing: Promise<void> = Promise.resolve();
+  private readonly lookedAt = new Map<number, number>();
+  private lookedTimer: NodeJS.Timeout | undefined;
   private session: AttachedSession | undefined;
   private readonly twins: TwinFinder;
   private backing: TwinBacking | undefined;
@@ -168,6 +173,8 @@ class SharedPageCache implements PageCache {
         return rec && isReg(rec) ? rec.size : undefined;
       },
       isLocal: (ino, from, to) => o.store.extents(ino, from, to).every((e) => o.store.hasChunk(e.digest)),
+      markOf: (ino) => o.store.examinationMark(ino),
+      looked: (ino, mark) => this.looked(ino, mark),
       owner: o.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
       index: this.index,
       key: this.key,
@@ -180,7 +187,10 @@ class SharedPageCache implements PageCache {
     // deciding from it spares reading that chunk back (a lookup, a decode and a SHA-256), part
     // of which ran before the close that committed it was answered. close(2) of a 20 KB file:
     // 445-507 us before, 381-397 us after (README, "Known limitations").
-    if (tail && tail.length >= TRAILER_SIZE && !hasTrailer(tail.subarray(tail.length - TRAILER_SIZE))) return;
+    if ((tail && tail.length >= TRAILER_SIZE && !hasTrailer(tail.subarray(tail.length - TRAILER_SIZE))) || this.index.isProtected(ino)) {
+      this.looked(ino, this.o.store.examinationMark(ino));
+      return;
+    }
     this.publisher.enqueue(ino);
   }
 
@@ -325,15 +335,22 @@ class SharedPageCache implements PageCache {
   }
 
   /**
-   * Files that reached the store without a commit through this daemon (an older version, `get`,
-   * `seed`) are looked at once at start-up, in the background: only those whose chunks are all
-   * here (a lazily mirrored file is not fetched for this).
+   * The files the store marks unexamined (src/store/store.ts, "files to examine"): written
+   * offline (`get`, `seed`, an older version), mirrored lazily and not yet whole, or committed
+   * just before a daemon was killed. Looked at in the background: only those whose chunks are
+   * all here (a lazily mirrored file is not fetched for this; it stays marked). Reading every
+   * inode instead took 5-6 s of the daemon's time after each mount of a 50,000-file store.
    */
   private async queueExisting(): Promise<void> {
+    const store = this.o.store;
+    const marked = store.unexaminedInodes();
+    if (!marked) return this.log('page cache: this store keeps no list of files to examine');
     let n = 0;
-    for (const rec of this.o.store.allInodes()) {
+    for (const ino of marked) {
       if (this.closed) return;
-      if (isReg(rec) && rec.size >= 64 && !this.index.isProtected(rec.ino)) this.publisher.enqueue(rec.ino);
+      const rec = store.getInode(ino);
+      if (rec && isReg(rec) && rec.size >= TRAILER_SIZE && !this.index.isProtected(ino)) this.publisher.enqueue(ino);
+      else this.looked(ino, store.examinationMark(ino));
       if (++n % 256 === 0) await new Promise((r) => setImmediate(r));
     }
   }
@@ -343,9 +360,33 @@ class SharedPageCache implements PageCache {
     this.existing = this.existing.then(() => this.queueExisting()).catch((err) => this.log(`page cache: looking for slinked files failed: ${(err as Error).message}`));
   }
 
+  /**
+   * A file was looked at (`mark`: its examinationMark from before the look). Its mark leaves
+   * the store with those of other files a second later, in one transaction, not one each.
+   */
+  private looked(ino: number, mark: number): void {
+    this.lookedAt.set(ino, mark);
+    if (this.lookedAt.size >= LOOKED_BATCH) void this.settleLooked();
+    else if (!this.lookedTimer) {
+      this.lookedTimer = setTimeout(() => void this.settleLooked(), LOOKED_DELAY_MS);
+      this.lookedTimer.unref();
+    }
+  }
+
+  private async settleLooked(): Promise<void> {
+    if (this.lookedTimer) clearTimeout(this.lookedTimer);
+    this.lookedTimer = undefined;
+    if (this.lookedAt.size === 0) return;
+    const batch = new Map(this.lookedAt);
+    this.lookedAt.clear();
+    // A failure only leaves the marks: those files are looked at again at the next start.
+    await this.o.store.txn(() => this.o.store.settleExamination(batch)).catch((err) => this.log(`page cache: clearing examined files failed: ${(err as Error).message}`));
+  }
+
   async idle(): Promise<void> {
     await this.existing;
     await this.publisher.idle();
+    await this.settleLooked();
   }
 
   private scheduleScan(): void {
@@ -445,6 +486,7 @@ class SharedPageCache implements PageCache {
     if (this.timer) clearTimeout(this.timer);
     await this.closeSocket();
     await this.publisher.stop();
+    await this.settleLooked();
   }
 }
 

@@ -55,6 +55,10 @@ export interface PublishDeps {
   /** True when every chunk of the file is in the local store: files still arriving from a peer
    *  are not fetched just to be published (the next start-up looks again). */
   isLocal: (ino: number, from: number, to: number) => boolean;
+  /** The store's examination mark of a file, taken before it is looked at (Store.examinationMark). */
+  markOf: (ino: number) => number;
+  /** The file was looked at and its content decided (no need to look again until it changes). */
+  looked: (ino: number, mark: number) => void;
   owner: Caller;
   index: ObjectIndex;
   /** The store's page table key (pageTable.ts). */
@@ -163,8 +167,9 @@ export class Publisher {
       while (this.queue.size) {
         const ino: number = this.queue.values().next().value!;
         this.queue.delete(ino);
+        const mark = this.d.markOf(ino);
         try {
-          await this.publishFrom(ino);
+          if (await this.publishFrom(ino)) this.d.looked(ino, mark);
         } catch (err) {
           this.d.log(`page cache: publishing objects of inode ${ino} failed: ${(err as Error).message}`);
         }
@@ -180,25 +185,30 @@ export class Publisher {
     return b;
   }
 
-  /** Publishes the objects of file `ino` if it is a slinked file. */
-  async publishFrom(ino: number): Promise<void> {
-    if (this.d.index.isProtected(ino)) return;
+  /**
+   * Publishes the objects of file `ino` if it is a slinked file. False when that could not be
+   * decided: some of its chunks are not here yet.
+   */
+  async publishFrom(ino: number): Promise<boolean> {
+    if (this.d.index.isProtected(ino)) return true;
     const size = this.d.sizeOf(ino);
-    if (size === undefined || size < TRAILER_SIZE || !this.d.isLocal(ino, size - TRAILER_SIZE, size)) return;
+    if (size === undefined || size < TRAILER_SIZE) return true;
+    if (!this.d.isLocal(ino, size - TRAILER_SIZE, size)) return false;
     this.counters.examined++;
     const tail = await this.read(ino, size - TRAILER_SIZE, TRAILER_SIZE);
-    if (!hasTrailer(tail) || !this.d.isLocal(ino, 0, size)) return;
+    if (!hasTrailer(tail)) return true;
+    if (!this.d.isLocal(ino, 0, size)) return false;
     let objects: readonly ManifestObject[];
     let pageAlgorithm: HashAlgorithm | null;
     try {
       const m = await readManifest((at, n) => this.read(ino, at, n), size, tail);
-      if (!m) return;
+      if (!m) return true;
       objects = m.objects;
       pageAlgorithm = m.pageDigestAlgorithm;
     } catch (err) {
       this.counters.malformed++;
       this.d.log(`page cache: inode ${ino} has a slinky trailer but ${(err as Error).message}`);
-      return;
+      return true;
     }
     this.counters.slinkedFiles++;
     for (const o of objects) {
@@ -213,6 +223,7 @@ export class Publisher {
       }
       await this.publishObject(ino, o, name, pageAlgorithm);
     }
+    return true;
   }
 
   private async ensureDirs(): Promise<void> {

@@ -22,6 +22,7 @@ import {
   S_IFDIR,
   decodeChunkRef,
   isDir,
+  isReg,
   decodeExtent,
   decodeInode,
   direntKey,
@@ -50,6 +51,8 @@ const READABLE_FORMATS = [1, 2];
 /** `meta` key set once the directory parent index (`dirparents`) covers every directory. */
 const PARENTS_INDEXED = 'dirparentsIndexed';
 const HOLES_INDEXED = 'holesIndexed';
+/** `meta` key set once `unexamined` holds every file whose content changed since it was looked at. */
+const EXAMINE_INDEXED = 'unexaminedIndexed';
 
 export interface StoreOptions {
   readOnly?: boolean;
@@ -141,6 +144,9 @@ export class Store {
     /** Bytes of each file in records of the maximal zero chunk (its holes): ino -> u64 LE. Absent
      *  read-only in a store from before it (every file then counts as having no holes). */
     private readonly holes: Database<Buffer, Buffer> | undefined,
+    /** Files whose content changed since the page cache last looked for a slinky trailer in
+     *  them: ino -> empty. Absent read-only in a store from before it. */
+    private readonly unexamined: Database<Buffer, Buffer> | undefined,
     readonly options: StoreOptions,
   ) {}
 
@@ -200,7 +206,7 @@ export class Store {
     };
     const store = new Store(
       dir, env, meta, db('inodes'), db('dirents'), db('extents'), db('chunkrefs'), db('chunks'), db('orphans'), db('compressq'),
-      later('dirparents'), later('xattrs'), later('holes'), options,
+      later('dirparents'), later('xattrs'), later('holes'), later('unexamined'), options,
     );
     store.pageCheck = pageCheck;
     if (!options.readOnly) await store.initialise();
@@ -223,6 +229,7 @@ export class Store {
       this.checkFormat();
       await this.indexParents();
       await this.indexHoles();
+      await this.indexUnexamined();
       return;
     }
     const { LBFS_PARAMS } = await import('../chunking/chunker');
@@ -247,6 +254,7 @@ export class Store {
       this.setCounter('nextIno', ROOT_INO + 1);
       this.meta.put(PARENTS_INDEXED, Buffer.from('1'));
       this.meta.put(HOLES_INDEXED, Buffer.from('1'));
+      this.meta.put(EXAMINE_INDEXED, Buffer.from('1'));
     });
   }
 
@@ -276,6 +284,21 @@ export class Store {
       if (this.meta.get(HOLES_INDEXED)) return;
       for (const [ino, bytes] of this.countHoles()) this.holes!.put(inoKey(ino), u64(bytes));
       this.meta.put(HOLES_INDEXED, Buffer.from('1'));
+    });
+  }
+
+  /**
+   * A store written before `unexamined` existed: every file is unexamined, once. Writers keep it
+   * current from then on (putExtent, removeExtent), and the page cache empties it.
+   */
+  private async indexUnexamined(): Promise<void> {
+    if (this.meta.get(EXAMINE_INDEXED)) return;
+    await this.txn(() => {
+      if (this.meta.get(EXAMINE_INDEXED)) return;
+      for (const { key, value } of this.inodes.getRange({})) {
+        if (isReg(decodeInode(readIno(key), value))) this.unexamined!.put(key, EMPTY);
+      }
+      this.meta.put(EXAMINE_INDEXED, Buffer.from('1'));
     });
   }
 
@@ -493,7 +516,7 @@ export class Store {
     const pages = (t: TreeStats) => t.treeBranchPageCount + t.treeLeafPageCount + t.overflowPages;
     const env = this.env.getStats() as { root: TreeStats; free: TreeStats; pageSize: number; lastPageNumber: number };
     let used = 2 + pages(env.root) + pages(env.free); // the two meta pages, the database of databases, the free list
-    const named = [this.meta, this.inodes, this.dirents, this.extentsDb, this.chunkRefs, this.chunks, this.orphans, this.compressQueue, this.dirParents, this.xattrs, this.holes];
+    const named = [this.meta, this.inodes, this.dirents, this.extentsDb, this.chunkRefs, this.chunks, this.orphans, this.compressQueue, this.dirParents, this.xattrs, this.holes, this.unexamined];
     for (const db of named) if (db) used += pages(db.getStats() as TreeStats);
     return Math.max(0, env.lastPageNumber + 1 - used) * env.pageSize;
   }
@@ -585,6 +608,7 @@ export class Store {
   removeInode(ino: Ino): void {
     this.inodes.remove(inoKey(ino));
     this.holes?.remove(inoKey(ino));
+    this.unexamined?.remove(inoKey(ino));
     this.orphans.remove(inoKey(ino));
     // Its attributes go by key: their names need no decoding.
     if (this.xattrs) for (const key of this.xattrs.getKeys({ start: inoKey(ino), end: inoKey(ino + 1) })) this.xattrs.remove(key);
@@ -746,6 +770,7 @@ export class Store {
     const holeBytes = isHoleChunk(e.length, e.digest) ? e.length * count : 0;
     this.addHoleBytes(ino, holeBytes - this.holeBytesAt(key));
     this.extentsDb.put(key, encodeExtentValue(e.length, e.digest, count));
+    this.contentChanged(ino);
   }
 
   /** A run is about to be written (inside txn): a format 1 store becomes format 2 with it. */
@@ -761,6 +786,53 @@ export class Store {
   removeExtent(ino: Ino, record: Extent & { count?: number }): void {
     if (isHoleChunk(record.length, record.digest)) this.addHoleBytes(ino, -record.length * (record.count ?? 1));
     this.extentsDb.remove(extentKey(ino, record.offset));
+    this.contentChanged(ino);
+  }
+
+  // ---- files to examine ---------------------------------------------------------------------
+  // Every record put or removed marks its file unexamined in the same transaction, so the page
+  // cache finds each file that may have become a slinked file (its last bytes are what
+  // matters, and every change of content or length goes through putExtent or removeExtent)
+  // without reading every inode at each mount, and a kill -9 loses no file to look at.
+  // Marks of this process carry a generation (in memory) so that a look at older content
+  // cannot take away the mark of a newer change (settleExamination).
+
+  private examineGeneration = 0;
+  private readonly markedAt = new Map<Ino, number>();
+
+  private contentChanged(ino: Ino): void {
+    if (!this.unexamined) return;
+    this.unexamined.put(inoKey(ino), EMPTY);
+    this.markedAt.set(ino, ++this.examineGeneration);
+  }
+
+  /** The files marked unexamined; undefined in a store read-only from before the mark existed. */
+  unexaminedInodes(): Ino[] | undefined {
+    if (!this.unexamined || !this.meta.get(EXAMINE_INDEXED)) return undefined;
+    return Array.from(this.unexamined.getKeys({}), (k) => readIno(k));
+  }
+
+  /** The generation of ino's latest mark (0: marked before this process opened the store, or never). */
+  examinationMark(ino: Ino): number {
+    return this.markedAt.get(ino) ?? 0;
+  }
+
+  /**
+   * Clears the marks of files looked at (inside txn): each only if it was not marked again
+   * after `mark` (from examinationMark, taken before the look). Returns how many went.
+   */
+  settleExamination(looked: ReadonlyMap<Ino, number>): number {
+    if (!this.unexamined) return 0;
+    let n = 0;
+    for (const [ino, mark] of looked) {
+      if ((this.markedAt.get(ino) ?? 0) !== mark) continue;
+      this.markedAt.delete(ino);
+      const key = inoKey(ino);
+      if (!this.unexamined.doesExist(key)) continue;
+      this.unexamined.remove(key);
+      n++;
+    }
+    return n;
   }
 
   /**

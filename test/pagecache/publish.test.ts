@@ -10,6 +10,10 @@ import { digestToString } from '../../src/chunking/digest';
 import { decodePageTable, PAGE_CODE, storeTableKey } from '../../src/pagecache/pageTable';
 import { OBJECTS_DIR } from '../../src/pagecache';
 import { slinkPrograms } from '../elf/slinkHelpers';
+import { chunkBuffer } from '../../src/chunking/chunker';
+import { encodeChunk } from '../../src/chunking/compress';
+import { addNode } from '../../src/net/storeTree';
+import { ROOT_INO } from '../../src/store/records';
 import { names, openRig, readFile, ROOT, tempDir, writeFile, type Rig } from './helpers';
 
 let progDir: string;
@@ -198,4 +202,39 @@ test('a slinked file already in the store when the daemon starts is published th
     await again.close();
     fs.rmSync(plain.dir, { recursive: true, force: true });
   }
+});
+
+test('files looked at once are not looked at again when the daemon starts next', async () => {
+  await writeFile(rig.fs, '/ls', fs.readFileSync(slinked.get('ls')!));
+  await writeFile(rig.fs, '/ls-dynamic', fs.readFileSync('/usr/bin/ls'));
+  await rig.pc.idle();
+  expect(rig.store.unexaminedInodes()).toEqual([]);
+  await rig.close();
+  const again = await openRig(rig.dir);
+  try {
+    await again.pc.idle();
+    expect((await again.pc.stats()).published).toMatchObject({ examined: 0, slinkedFiles: 0, objects: 5 });
+  } finally {
+    rig = again; // afterEach closes it
+  }
+});
+
+test('a file whose chunks are not all here stays listed, and is published once they are', async () => {
+  const bytes = fs.readFileSync(slinked.get('true')!);
+  const chunks = chunkBuffer(bytes);
+  // As `get --lazy` leaves a file mirrored from a peer: its recipe is here, its chunks are not.
+  const ino = await rig.store.txn(() =>
+    addNode(rig.store, ROOT_INO, 'true', { type: 'file', name: 'true', mode: 0o755, size: bytes.length, mtime: 0 }, { mode: 0o755, size: bytes.length, chunks }, ROOT),
+  );
+  rig.pc.lookAgain();
+  await rig.pc.idle();
+  expect(rig.store.unexaminedInodes()).toEqual([ino]);
+  expect((await stats()).published).toMatchObject({ examined: 0, objects: 0 });
+  await rig.store.txn(() => {
+    for (const c of chunks) rig.store.fillChunk(c.digest, encodeChunk(bytes.subarray(c.offset, c.offset + c.length)));
+  });
+  rig.pc.lookAgain();
+  await rig.pc.idle();
+  expect(rig.store.unexaminedInodes()).toEqual([]);
+  expect(await publishedNames()).toEqual((await objectsOf('true')).map((o) => digestToString(o.digest)).sort());
 });
