@@ -352,7 +352,7 @@ export class Store {
     await this.checkDiskSpace(newBytes);
     try {
       const result = this.options.syncEveryCommit
-        ? await this.env.transaction(() => this.env.childTransaction(fn) as T)
+        ? await this.env.transaction(() => this.env.childTransaction(this.asChange(fn)) as T)
         : await this.inBatch(fn);
       this.committed();
       return result;
@@ -368,6 +368,15 @@ export class Store {
       }
       throw err instanceof CommitError ? err.failure : err;
     }
+  }
+
+  /** Each change (a child transaction) has a number of its own: see contentChanged. */
+  private changeNumber = 0;
+  private asChange<T>(fn: () => T): () => T {
+    return () => {
+      this.changeNumber++;
+      return fn();
+    };
   }
 
   /** Changes waiting for the commit at the end of this turn of the event loop. */
@@ -393,7 +402,7 @@ export class Store {
       this.env.transactionSync(() => {
         for (const change of batch) {
           try {
-            outcomes.push({ ok: true, value: this.env.childTransaction(change.fn) });
+            outcomes.push({ ok: true, value: this.env.childTransaction(this.asChange(change.fn)) });
           } catch (error) {
             outcomes.push({ ok: false, error });
           }
@@ -799,11 +808,15 @@ export class Store {
 
   private examineGeneration = 0;
   private readonly markedAt = new Map<Ino, number>();
+  /** The file last marked, and in which change: a commit puts hundreds of records of one file,
+   *  and one mark per change is enough (a change rolled back takes its mark with it). */
+  private lastMark = { ino: -1, change: -1 };
 
   private contentChanged(ino: Ino): void {
-    if (!this.unexamined) return;
+    if (!this.unexamined || (this.lastMark.ino === ino && this.lastMark.change === this.changeNumber)) return;
     this.unexamined.put(inoKey(ino), EMPTY);
     this.markedAt.set(ino, ++this.examineGeneration);
+    this.lastMark = { ino, change: this.changeNumber };
   }
 
   /** The files marked unexamined; undefined in a store read-only from before the mark existed. */

@@ -66,6 +66,20 @@ test('a look at older content does not clear the mark of a change made after it 
   expect(store.unexaminedInodes()).toEqual([]);
 });
 
+test('a change that is rolled back takes its mark with it, and the next change of the file marks it again', async () => {
+  const ino = await write('/f', randomBytes(9, 30_000));
+  await lookAtAll();
+  const [first] = store.extents(ino);
+  const failed = store.txn(() => {
+    store.putExtent(ino, first);
+    throw new Error('rolled back');
+  });
+  const next = store.txn(() => store.putExtent(ino, first));
+  await expect(failed).rejects.toThrow('rolled back');
+  await next;
+  expect(store.unexaminedInodes()).toEqual([ino]);
+});
+
 test('marks outlive the store being closed, and a removed file takes its mark with it', async () => {
   const a = await write('/a', randomBytes(5, 30_000));
   const b = await write('/b', randomBytes(6, 30_000));
