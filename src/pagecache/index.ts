@@ -154,6 +154,9 @@ class SharedPageCache implements PageCache {
   private existing: Promise<void> = Promise.resolve();
   private readonly lookedAt = new Map<number, number>();
   private lookedTimer: NodeJS.Timeout | undefined;
+  private settling: Promise<void> = Promise.resolve();
+  /** After close: the store is about to close, nothing more is written to it. */
+  private settledForGood = false;
   private session: AttachedSession | undefined;
   private readonly twins: TwinFinder;
   private backing: TwinBacking | undefined;
@@ -365,6 +368,7 @@ class SharedPageCache implements PageCache {
    * the store with those of other files a second later, in one transaction, not one each.
    */
   private looked(ino: number, mark: number): void {
+    if (this.settledForGood) return;
     this.lookedAt.set(ino, mark);
     if (this.lookedAt.size >= LOOKED_BATCH) void this.settleLooked();
     else if (!this.lookedTimer) {
@@ -373,7 +377,13 @@ class SharedPageCache implements PageCache {
     }
   }
 
-  private async settleLooked(): Promise<void> {
+  /** Clears the marks of the files looked at so far; settles after every earlier call did. */
+  private settleLooked(): Promise<void> {
+    this.settling = this.settling.then(() => this.settleBatch());
+    return this.settling;
+  }
+
+  private async settleBatch(): Promise<void> {
     if (this.lookedTimer) clearTimeout(this.lookedTimer);
     this.lookedTimer = undefined;
     if (this.lookedAt.size === 0) return;
@@ -487,6 +497,7 @@ class SharedPageCache implements PageCache {
     await this.closeSocket();
     await this.publisher.stop();
     await this.settleLooked();
+    this.settledForGood = true;
   }
 }
 
