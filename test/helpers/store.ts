@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { open as openLmdb } from 'lmdb';
 import { chunkBuffer } from '../../src/chunking/chunker';
 import { Filesystem } from '../../src/fs/filesystem';
 import { LocalChunkSource } from '../../src/store/localSource';
@@ -81,4 +82,18 @@ export function useOpenFs(tag: string, use: (store: Store, fsys: Filesystem) => 
 /** The chunking of `data` as a recipe reads (digests in hex): what a file of those bytes must store. */
 export function chunkingOf(data: Buffer): Array<{ offset: number; length: number; digest: string }> {
   return chunkBuffer(data).map((c) => ({ offset: c.offset, length: c.length, digest: c.digest.toString('hex') }));
+}
+
+/**
+ * Make a closed store look like one written before database `db` existed: drop it and its
+ * `meta` mark (`<db>Indexed`) that says writers keep it.
+ */
+export async function asFromBefore(dir: string, db: string): Promise<void> {
+  const env = openLmdb({ path: path.join(dir, 'db'), maxDbs: 16, encoding: 'binary', keyEncoding: 'binary' });
+  try {
+    await env.openDB({ name: db, encoding: 'binary', keyEncoding: 'binary' }).drop();
+    await env.openDB({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary' }).remove(`${db}Indexed`);
+  } finally {
+    await env.close();
+  }
 }

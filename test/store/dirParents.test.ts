@@ -3,12 +3,10 @@
 // instead of a scan of every directory entry in the store, which made `ls -laR` of a large tree
 // quadratic. The index must follow every change, be built for a store written before it
 // existed, and never be trusted over the entries themselves.
-import path from 'node:path';
-import { open as openLmdb } from 'lmdb';
 import type { Filesystem } from '../../src/fs/filesystem';
 import { Store } from '../../src/store/store';
 import { direntKey, inoKey, ROOT_INO } from '../../src/store/records';
-import { ROOT, useTempStore } from '../helpers/store';
+import { asFromBefore, ROOT, useTempStore } from '../helpers/store';
 
 const temp = useTempStore('parents');
 const withFs = temp.withFs;
@@ -57,11 +55,7 @@ test('a store written before the index gets it built when opened', async () => {
     top = await inoOf(fsys, '/top');
     mid = await inoOf(fsys, '/top/mid');
   });
-  // Take the index away, as in a store from before it existed.
-  const env = openLmdb({ path: path.join(temp.dir, 'db'), maxDbs: 16, encoding: 'binary', keyEncoding: 'binary' });
-  await env.openDB({ name: 'dirparents', encoding: 'binary', keyEncoding: 'binary' }).drop();
-  await env.openDB({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary' }).remove('dirparentsIndexed');
-  await env.close();
+  await asFromBefore(temp.dir, 'dirparents');
   // Read-only (stats, verify of a stopped store), nothing is built: the parent is found anyway.
   const ro = await Store.open(temp.dir, { readOnly: true });
   try {

@@ -2,11 +2,9 @@
 // in the same transaction, so the page cache finds the files that may have become slinked files
 // without reading every inode, and a look at older content never clears the mark of a newer
 // change. Real LMDB stores through the Filesystem layer.
-import path from 'node:path';
-import { open as openLmdb } from 'lmdb';
 import { Filesystem } from '../../src/fs/filesystem';
 import { Store } from '../../src/store/store';
-import { ROOT, useOpenFs } from '../helpers/store';
+import { asFromBefore, ROOT, useOpenFs } from '../helpers/store';
 import { randomBytes } from '../helpers/prng';
 
 let store: Store;
@@ -98,11 +96,7 @@ test('a store from before the list gets every regular file marked the first time
   const b = await write('/d/b', randomBytes(8, 30_000));
   await lookAtAll();
   await store.close();
-  // Take the list away, as in a store from before it existed.
-  const env = openLmdb({ path: path.join(opened.dir, 'db'), maxDbs: 16, encoding: 'binary', keyEncoding: 'binary' });
-  await env.openDB({ name: 'unexamined', encoding: 'binary', keyEncoding: 'binary' }).drop();
-  await env.openDB({ name: 'meta', encoding: 'binary', keyEncoding: 'ordered-binary' }).remove('unexaminedIndexed');
-  await env.close();
+  await asFromBefore(opened.dir, 'unexamined');
   const ro = await Store.open(opened.dir, { readOnly: true });
   try {
     expect(ro.unexaminedInodes()).toBeUndefined();
