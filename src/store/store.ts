@@ -259,46 +259,44 @@ export class Store {
   }
 
   /**
-   * Build the directory parent index of a store written before it existed: one pass over the
-   * directory entries, once. Writers keep it current from then on (addEntry, removeEntry).
+   * Build, once, a database that a store written before it existed lacks: one pass, in one
+   * transaction, then the `mark` that says writers keep it current from then on.
    */
-  private async indexParents(): Promise<void> {
-    if (this.meta.get(PARENTS_INDEXED)) return;
+  private async buildOnce(mark: string, build: () => void): Promise<void> {
+    if (this.meta.get(mark)) return;
     await this.txn(() => {
-      if (this.meta.get(PARENTS_INDEXED)) return;
+      if (this.meta.get(mark)) return;
+      build();
+      this.meta.put(mark, Buffer.from('1'));
+    });
+  }
+
+  /** Each directory's name, from the directory entries. Writers keep it (addEntry, removeEntry). */
+  private indexParents(): Promise<void> {
+    return this.buildOnce(PARENTS_INDEXED, () => {
       for (const { key, value } of this.dirents.getRange({})) {
         const rec = this.getInode(readIno(value));
         if (rec && isDir(rec)) this.dirParents!.put(inoKey(rec.ino), Buffer.from(key));
       }
-      this.meta.put(PARENTS_INDEXED, Buffer.from('1'));
     });
   }
 
-  /**
-   * Count the holes of a store written before `holes` existed: one pass over the recipes, once.
-   * Writers keep the counts current from then on (putExtent, removeExtent).
-   */
-  private async indexHoles(): Promise<void> {
-    if (this.meta.get(HOLES_INDEXED)) return;
-    await this.txn(() => {
-      if (this.meta.get(HOLES_INDEXED)) return;
+  /** Each file's hole bytes, from the recipes. Writers keep them (putExtent, removeExtent). */
+  private indexHoles(): Promise<void> {
+    return this.buildOnce(HOLES_INDEXED, () => {
       for (const [ino, bytes] of this.countHoles()) this.holes!.put(inoKey(ino), u64(bytes));
-      this.meta.put(HOLES_INDEXED, Buffer.from('1'));
     });
   }
 
   /**
-   * A store written before `unexamined` existed: every file is unexamined, once. Writers keep it
-   * current from then on (putExtent, removeExtent), and the page cache empties it.
+   * Every regular file is unexamined. Writers mark the files they change (putExtent,
+   * removeExtent), and the page cache clears the marks.
    */
-  private async indexUnexamined(): Promise<void> {
-    if (this.meta.get(EXAMINE_INDEXED)) return;
-    await this.txn(() => {
-      if (this.meta.get(EXAMINE_INDEXED)) return;
+  private indexUnexamined(): Promise<void> {
+    return this.buildOnce(EXAMINE_INDEXED, () => {
       for (const { key, value } of this.inodes.getRange({})) {
         if (isReg(decodeInode(readIno(key), value))) this.unexamined!.put(key, EMPTY);
       }
-      this.meta.put(EXAMINE_INDEXED, Buffer.from('1'));
     });
   }
 
