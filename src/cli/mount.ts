@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { DEFAULT_SPIN_US, startDaemon, type SourceEvents } from '../fs/daemon';
+import { DEFAULT_COMPRESS_BACKLOG_MIB, DEFAULT_SPIN_US, startDaemon, type SourceEvents } from '../fs/daemon';
 import { READAHEAD_KIB } from '../fs/readahead';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
@@ -44,6 +44,7 @@ interface Args {
   'flush-delay-ms': number;
   'spin-us': number;
   'readahead-kib': number;
+  'compress-backlog-mib': number;
   xattr: boolean;
   passthrough: boolean;
   'ready-fd'?: number;
@@ -93,6 +94,7 @@ async function runForeground(args: Args, storeDir: string): Promise<void> {
       flushDelayMs: args['flush-delay-ms'],
       spinMicros: args['spin-us'],
       readaheadKib: args['readahead-kib'],
+      compressBacklogMib: args['compress-backlog-mib'],
       xattr: args.xattr,
       passthrough: args.passthrough,
       extraSources: args.peer?.length || args.serve !== undefined ? (store, l, events) => peerSources(store, args, l, events) : undefined,
@@ -126,6 +128,7 @@ async function runBackground(args: Args, storeDir: string): Promise<void> {
   if (args['sync-every-commit']) childArgs.push('--sync-every-commit');
   childArgs.push('--flush-delay-ms', String(args['flush-delay-ms']));
   childArgs.push('--spin-us', String(args['spin-us']), '--readahead-kib', String(args['readahead-kib']));
+  childArgs.push('--compress-backlog-mib', String(args['compress-backlog-mib']));
   for (const p of args.peer ?? []) childArgs.push('--peer', p);
   childArgs.push('--peer-timeout', String(args['peer-timeout']));
   if (args.serve !== undefined) childArgs.push('--serve', args.serve);
@@ -197,6 +200,12 @@ const command: CommandModule<{}, Args> = {
         default: READAHEAD_KIB,
         describe: "kernel read-ahead for the mount in KiB (root only); it is also the read-around of every mmap fault (128 is the kernel's own)",
       })
+      .option('compress-backlog-mib', {
+        requiresArg: true,
+        type: 'number',
+        default: DEFAULT_COMPRESS_BACKLOG_MIB,
+        describe: 'new data is stored raw and compressed when writes pause; past this many MiB waiting, writes compress it themselves (a bigger backlog: faster long copies, a database file that grows to their raw size)',
+      })
       .option('xattr', {
         type: 'boolean',
         default: true,
@@ -219,6 +228,9 @@ const command: CommandModule<{}, Args> = {
         }
         if (!Number.isInteger(a['flush-delay-ms']) || a['flush-delay-ms'] < 0 || a['flush-delay-ms'] > 60000) {
           throw new UserError(`--flush-delay-ms wants a whole number of milliseconds from 0 to 60000, not ${a['flush-delay-ms']}`);
+        }
+        if (!Number.isInteger(a['compress-backlog-mib']) || a['compress-backlog-mib'] < 0 || a['compress-backlog-mib'] > 1 << 20) {
+          throw new UserError(`--compress-backlog-mib wants a whole number of MiB from 0 to 1048576, not ${a['compress-backlog-mib']}`);
         }
         if (!Number.isInteger(a['spin-us']) || a['spin-us'] < 0 || a['spin-us'] > 100000) {
           throw new UserError(`--spin-us wants a whole number of microseconds from 0 to 100000, not ${a['spin-us']}`);

@@ -228,6 +228,12 @@ export interface FilesystemOptions {
   /** Store new chunks raw and leave compression to the idle-time compactor (src/store/compactor.ts). */
   compressLater?: boolean;
   /**
+   * With compressLater: how many raw chunks may wait for the compactor. Past that, a commit
+   * compresses its new chunks itself, so a long copy that never leaves the compactor a quiet
+   * moment does not grow the database file to the raw size of everything it wrote.
+   */
+  compressBacklogChunks?: number;
+  /**
    * Extra cut points for a file about to be committed (e.g. the object boundaries of a slinked
    * file). `size` is the file's new size; `read` reads its new bytes. Must be deterministic.
    */
@@ -242,6 +248,9 @@ export class Filesystem {
   private readonly log: (line: string) => void;
   private readonly onContentCommitted?: (ino: Ino, tail?: Buffer) => Promise<void>;
   private readonly compressLater: boolean;
+  private readonly compressBacklogChunks: number;
+  private backlog = 0;
+  private backlogReadAt = -Infinity;
   /** When the last write arrived: the compactor waits for a quiet moment. */
   lastWriteMs = 0;
 
@@ -250,6 +259,23 @@ export class Filesystem {
     this.log = options.log ?? (() => undefined);
     this.onContentCommitted = options.onContentCommitted;
     this.compressLater = options.compressLater ?? false;
+    this.compressBacklogChunks = options.compressBacklogChunks ?? Infinity;
+  }
+
+  /**
+   * Whether this commit's new chunks go in raw: only while the compactor's queue has room. The
+   * queue's length costs ~10 us to read, a few percent of a small file's commit, so it is read
+   * at most every 100 ms: a copy can overshoot the bound by what it writes in that time.
+   */
+  private deferCompression(): boolean {
+    if (!this.compressLater) return false;
+    if (this.compressBacklogChunks === Infinity) return true;
+    const now = performance.now();
+    if (now - this.backlogReadAt >= 100) {
+      this.backlog = this.store.compressionBacklog();
+      this.backlogReadAt = now;
+    }
+    return this.backlog < this.compressBacklogChunks;
   }
 
   // ---- path resolution ----------------------------------------------------------------------
@@ -1151,7 +1177,7 @@ export class Filesystem {
   /** Plan the new recipe and encode new chunks: reads the store, changes nothing. */
   private async prepare(st: FileState, overlay: Overlay, fromSize: number, size: number, options: RewriteOptions): Promise<Prepared> {
     const plan = await planRewrite(this.store, this.source, st.ino, fromSize, size, overlay, undefined, options);
-    return { plan, encoded: await encodeMissing(this.store, plan.added, this.compressLater) };
+    return { plan, encoded: await encodeMissing(this.store, plan.added, this.deferCompression()) };
   }
 
   /**
@@ -1172,7 +1198,7 @@ export class Filesystem {
       } catch (err) {
         // A chunk we saw in the store was reclaimed before our transaction: encode and retry.
         if (err instanceof NeedEncodingError && attempt < 3) {
-          encoded = await encodeMissing(this.store, plan.added, this.compressLater);
+          encoded = await encodeMissing(this.store, plan.added, this.deferCompression());
           continue;
         }
         this.log(`commit of inode ${st.ino} failed: ${(err as Error).message}`);

@@ -89,7 +89,7 @@ export function computeStats(store: Store): StoreStats {
     compressionRatio: ratio(uniqueBytes, storedBytes),
     databaseBytes: store.usedBytes(),
     databaseFreeBytes: store.freeBytes(),
-    pendingCompression: store.pendingCompressionCount(),
+    pendingCompression: store.compressionBacklog(),
   };
 }
 

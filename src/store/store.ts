@@ -944,8 +944,9 @@ export class Store {
     return Array.from(this.compressQueue.getKeys({ limit }), (k) => asDigest(Buffer.from(k)));
   }
 
-  pendingCompressionCount(): number {
-    return this.compressQueue.getCount();
+  /** How many chunks wait for compression: read from LMDB's own count, without a scan. */
+  compressionBacklog(): number {
+    return (this.compressQueue.getStats() as { entryCount: number }).entryCount;
   }
 
   /**

@@ -547,3 +547,9 @@ describe('mount options are checked before the daemon starts', () => {
     expect(r.stderr.trim()).toBe('slinkyfs: --serve bad: use HOST:PORT');
   });
 });
+
+test('mount with a negative --compress-backlog-mib is one line and exit 2', () => {
+  const r = slinkyfs(['mount', os.tmpdir(), '--compress-backlog-mib', '-1']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --compress-backlog-mib wants a whole number of MiB from 0 to 1048576, not -1');
+});

@@ -95,3 +95,25 @@ test('the free pages compression leaves are counted, and gc gives back that much
   expect(databaseBytes - databaseFreeBytes - after.databaseBytes).toBeLessThanOrEqual(2 * 4096);
   expect(after.databaseFreeBytes).toBe(0);
 });
+
+test('once the backlog holds its bound, new chunks are compressed as they are written and not queued', async () => {
+  await writeFile(new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true }), '/ls', fs.readFileSync('/usr/bin/ls'));
+  const before = computeStats(t.store);
+  const bounded = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true, compressBacklogChunks: before.pendingCompression });
+  await writeFile(bounded, '/cat', fs.readFileSync('/usr/bin/cat'));
+  const after = computeStats(t.store);
+  expect(after.chunks).toBeGreaterThan(before.chunks);
+  expect(after.pendingCompression).toBe(before.pendingCompression);
+  expect(after.storedBytes - before.storedBytes).toBeLessThan((after.uniqueBytes - before.uniqueBytes) * 0.7);
+  expect((await readFile(bounded, '/cat')).equals(fs.readFileSync('/usr/bin/cat'))).toBe(true);
+});
+
+test('below its bound the backlog takes every new chunk raw', async () => {
+  await writeFile(new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true }), '/ls', fs.readFileSync('/usr/bin/ls'));
+  const before = computeStats(t.store);
+  const bounded = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true, compressBacklogChunks: before.pendingCompression + 1 });
+  await writeFile(bounded, '/cat', fs.readFileSync('/usr/bin/cat'));
+  const after = computeStats(t.store);
+  expect(after.pendingCompression - before.pendingCompression).toBe(after.chunks - before.chunks);
+  expect(after.storedBytes - before.storedBytes).toBe(after.uniqueBytes - before.uniqueBytes);
+});
