@@ -15,6 +15,14 @@ export type ChunkCodec = typeof CODEC_RAW | typeof CODEC_ZSTD;
 
 export const DEFAULT_ZSTD_LEVEL = 3;
 
+/**
+ * For chunks compressed on the write path when compression cannot wait (the mount's backlog is
+ * full). On 8 KiB chunks of /usr/bin, one core: level 1 compresses at 266 MB/s against 195 and
+ * decodes at 734 MB/s against 645, for 3% more bytes (ratio 2.24 against 2.31); a 1 GiB copy
+ * that compresses as it goes ran at 201-207 MB/s against 168-182 MB/s at level 3.
+ */
+export const FAST_ZSTD_LEVEL = 1;
+
 /** Stored chunk bytes that do not decode to the expected plaintext length. */
 export class CorruptChunkError extends Error {
   override name = 'CorruptChunkError';

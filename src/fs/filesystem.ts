@@ -2,6 +2,7 @@
 // This file holds the semantics (paths, inodes, handles, write buffering) with no FUSE types,
 // so it can be driven by the FUSE adapter (fuseOps.ts) and by tests alike. Every change it
 // acknowledges is one store transaction.
+import { FAST_ZSTD_LEVEL } from '../chunking/compress';
 import type { ChunkSource } from '../store/chunkSource';
 import { CachedSource } from '../store/cachedSource';
 import {
@@ -17,6 +18,7 @@ import {
   dropContent,
   encodeMissing,
   NeedEncodingError,
+  type NewExtent,
   planBytes,
   planRewrite,
   readCommitted,
@@ -263,19 +265,23 @@ export class Filesystem {
   }
 
   /**
-   * Whether this commit's new chunks go in raw: only while the compactor's queue has room. The
-   * queue's length costs ~10 us to read, a few percent of a small file's commit, so it is read
-   * at most every 100 ms: a copy can overshoot the bound by what it writes in that time.
+   * Encode a commit's new chunks. With compressLater they go in raw while the compactor's queue
+   * has room; past its bound the commit compresses them itself, at the fast level since the
+   * copy waits for it. The queue's length costs ~10 us to read, a few percent of a small file's
+   * commit, so it is read at most every 100 ms: a copy can overshoot the bound by what it writes
+   * in that time.
    */
-  private deferCompression(): boolean {
-    if (!this.compressLater) return false;
-    if (this.compressBacklogChunks === Infinity) return true;
-    const now = performance.now();
-    if (now - this.backlogReadAt >= 100) {
-      this.backlog = this.store.compressionBacklog();
-      this.backlogReadAt = now;
+  private encodeNew(chunks: readonly NewExtent[]): ReturnType<typeof encodeMissing> {
+    if (!this.compressLater) return encodeMissing(this.store, chunks);
+    if (this.compressBacklogChunks !== Infinity) {
+      const now = performance.now();
+      if (now - this.backlogReadAt >= 100) {
+        this.backlog = this.store.compressionBacklog();
+        this.backlogReadAt = now;
+      }
+      if (this.backlog >= this.compressBacklogChunks) return encodeMissing(this.store, chunks, false, FAST_ZSTD_LEVEL);
     }
-    return this.backlog < this.compressBacklogChunks;
+    return encodeMissing(this.store, chunks, true);
   }
 
   // ---- path resolution ----------------------------------------------------------------------
@@ -1177,7 +1183,7 @@ export class Filesystem {
   /** Plan the new recipe and encode new chunks: reads the store, changes nothing. */
   private async prepare(st: FileState, overlay: Overlay, fromSize: number, size: number, options: RewriteOptions): Promise<Prepared> {
     const plan = await planRewrite(this.store, this.source, st.ino, fromSize, size, overlay, undefined, options);
-    return { plan, encoded: await encodeMissing(this.store, plan.added, this.deferCompression()) };
+    return { plan, encoded: await this.encodeNew(plan.added) };
   }
 
   /**
@@ -1198,7 +1204,7 @@ export class Filesystem {
       } catch (err) {
         // A chunk we saw in the store was reclaimed before our transaction: encode and retry.
         if (err instanceof NeedEncodingError && attempt < 3) {
-          encoded = await encodeMissing(this.store, plan.added, this.deferCompression());
+          encoded = await this.encodeNew(plan.added);
           continue;
         }
         this.log(`commit of inode ${st.ino} failed: ${(err as Error).message}`);

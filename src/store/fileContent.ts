@@ -9,7 +9,7 @@
 import type { Digest } from '../chunking/digest';
 import { LBFS_PARAMS, OBJECT_MAGIC_BYTES, type ChunkerParams } from '../chunking/chunker';
 import { chunkAndHash } from '../chunking/chunkHash';
-import { encodeChunkAsync } from '../chunking/compress';
+import { DEFAULT_ZSTD_LEVEL, encodeChunkAsync } from '../chunking/compress';
 import { readParts, type ChunkSource } from './chunkSource';
 import { runEnd, type Extent, type Ino, type Run } from './records';
 import { uncoveredBy, type Overlay } from './overlay';
@@ -341,10 +341,11 @@ function restartPoint(store: Store, ino: Ino, a: number, oldSize: number): numbe
 
 
 /**
- * Encode the plan's chunks that the store does not hold yet: compressed now, or (compressLater)
- * stored raw and queued for the compactor, which keeps compression off the write path.
+ * Encode the plan's chunks that the store does not hold yet: compressed now (at `level`), or
+ * (compressLater) stored raw and queued for the compactor, which keeps compression off the write
+ * path.
  */
-export async function encodeMissing(store: Store, chunks: readonly NewExtent[], compressLater = false): Promise<Map<string, StoredChunk>> {
+export async function encodeMissing(store: Store, chunks: readonly NewExtent[], compressLater = false, level = DEFAULT_ZSTD_LEVEL): Promise<Map<string, StoredChunk>> {
   const out = new Map<string, StoredChunk>();
   const jobs: Promise<void>[] = [];
   for (const c of chunks) {
@@ -355,7 +356,7 @@ export async function encodeMissing(store: Store, chunks: readonly NewExtent[], 
       continue;
     }
     out.set(k, { codec: 0, data: c.plain }); // placeholder, replaced below
-    jobs.push(encodeChunkAsync(c.plain).then((enc) => void out.set(k, enc)));
+    jobs.push(encodeChunkAsync(c.plain, level).then((enc) => void out.set(k, enc)));
   }
   await Promise.all(jobs);
   return out;

@@ -2,6 +2,7 @@
 // the compactor compresses them later, and the file reads back the same throughout.
 import fs from 'node:fs';
 import path from 'node:path';
+import { encodeChunk, FAST_ZSTD_LEVEL } from '../../src/chunking/compress';
 import { Filesystem } from '../../src/fs/filesystem';
 import { Compactor } from '../../src/store/compactor';
 import { LocalChunkSource } from '../../src/store/localSource';
@@ -96,16 +97,23 @@ test('the free pages compression leaves are counted, and gc gives back that much
   expect(after.databaseFreeBytes).toBe(0);
 });
 
-test('once the backlog holds its bound, new chunks are compressed as they are written and not queued', async () => {
+test('once the backlog holds its bound, new chunks are compressed at the fast level as they are written and not queued', async () => {
   await writeFile(new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true }), '/ls', fs.readFileSync('/usr/bin/ls'));
   const before = computeStats(t.store);
   const bounded = new Filesystem(t.store, new LocalChunkSource(t.store), { compressLater: true, compressBacklogChunks: before.pendingCompression });
-  await writeFile(bounded, '/cat', fs.readFileSync('/usr/bin/cat'));
+  const cat = fs.readFileSync('/usr/bin/cat');
+  await writeFile(bounded, '/cat', cat);
   const after = computeStats(t.store);
   expect(after.chunks).toBeGreaterThan(before.chunks);
   expect(after.pendingCompression).toBe(before.pendingCompression);
+  const queued = new Set(t.store.pendingCompression(before.pendingCompression + 1).map((d) => d.toString('hex')));
+  for (const e of t.store.extents((await bounded.getattr('/cat')).ino)) {
+    if (queued.has(e.digest.toString('hex'))) continue; // shared with ls: stored raw before
+    const fast = encodeChunk(cat.subarray(e.offset, e.offset + e.length), FAST_ZSTD_LEVEL);
+    expect(t.store.chunkRef(e.digest)).toMatchObject({ codec: fast.codec, storedLength: fast.data.length });
+  }
   expect(after.storedBytes - before.storedBytes).toBeLessThan((after.uniqueBytes - before.uniqueBytes) * 0.7);
-  expect((await readFile(bounded, '/cat')).equals(fs.readFileSync('/usr/bin/cat'))).toBe(true);
+  expect((await readFile(bounded, '/cat')).equals(cat)).toBe(true);
 });
 
 test('below its bound the backlog takes every new chunk raw', async () => {
