@@ -138,7 +138,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const events: SourceEvents = { chunksArrived: () => pages.lookAgain() };
     const extra = opts.extraSources ? await opts.extraSources(store, log, events) : undefined;
     const source = extra ?? local;
-    // New chunks go in raw; the compactor compresses them once writes pause (README: ingest).
+    // New chunks go in raw; the compactor compresses them once writes pause, and past the
+    // backlog bound commits compress their own (README: ingest).
     // Slinked files committed here have their objects published for the shared page cache.
     const compressBacklogChunks = Math.ceil(((opts.compressBacklogMib ?? DEFAULT_COMPRESS_BACKLOG_MIB) * 2 ** 20) / MEAN_CHUNK_BYTES);
     const filesystem = new Filesystem(store, source, { log, compressLater: true, compressBacklogChunks, onContentCommitted: (ino, tail) => pages.onContentCommitted(ino, tail) });

@@ -30,6 +30,12 @@ test('mount with a negative --spin-us is one line and exit 2', () => {
   expect(r.stderr.trim()).toBe('slinkyfs: --spin-us wants a whole number of microseconds from 0 to 100000, not -1');
 });
 
+test('mount with a negative --compress-backlog-mib is one line and exit 2', () => {
+  const r = slinkyfs(['mount', os.tmpdir(), '--compress-backlog-mib', '-1']);
+  expect(r.status).toBe(2);
+  expect(r.stderr.trim()).toBe('slinkyfs: --compress-backlog-mib wants a whole number of MiB from 0 to 1048576, not -1');
+});
+
 test('mount with a fractional --flush-delay-ms is one line and exit 2', () => {
   const r = slinkyfs(['mount', os.tmpdir(), '--flush-delay-ms', '2.5']);
   expect(r.status).toBe(2);
@@ -546,10 +552,4 @@ describe('mount options are checked before the daemon starts', () => {
     expect(r.status).toBe(2);
     expect(r.stderr.trim()).toBe('slinkyfs: --serve bad: use HOST:PORT');
   });
-});
-
-test('mount with a negative --compress-backlog-mib is one line and exit 2', () => {
-  const r = slinkyfs(['mount', os.tmpdir(), '--compress-backlog-mib', '-1']);
-  expect(r.status).toBe(2);
-  expect(r.stderr.trim()).toBe('slinkyfs: --compress-backlog-mib wants a whole number of MiB from 0 to 1048576, not -1');
 });
