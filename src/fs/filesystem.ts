@@ -279,9 +279,9 @@ export class Filesystem {
         this.backlog = this.store.compressionBacklog();
         this.backlogReadAt = now;
       }
-      if (this.backlog >= this.compressBacklogChunks) return encodeMissing(this.store, chunks, false, FAST_ZSTD_LEVEL);
+      if (this.backlog >= this.compressBacklogChunks) return encodeMissing(this.store, chunks, FAST_ZSTD_LEVEL);
     }
-    return encodeMissing(this.store, chunks, true);
+    return encodeMissing(this.store, chunks, 'later');
   }
 
   // ---- path resolution ----------------------------------------------------------------------

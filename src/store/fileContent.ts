@@ -341,22 +341,22 @@ function restartPoint(store: Store, ino: Ino, a: number, oldSize: number): numbe
 
 
 /**
- * Encode the plan's chunks that the store does not hold yet: compressed now (at `level`), or
- * (compressLater) stored raw and queued for the compactor, which keeps compression off the write
+ * Encode the plan's chunks that the store does not hold yet: compressed now at zstd level `how`,
+ * or ('later') stored raw and queued for the compactor, which keeps compression off the write
  * path.
  */
-export async function encodeMissing(store: Store, chunks: readonly NewExtent[], compressLater = false, level = DEFAULT_ZSTD_LEVEL): Promise<Map<string, StoredChunk>> {
+export async function encodeMissing(store: Store, chunks: readonly NewExtent[], how: 'later' | number = DEFAULT_ZSTD_LEVEL): Promise<Map<string, StoredChunk>> {
   const out = new Map<string, StoredChunk>();
   const jobs: Promise<void>[] = [];
   for (const c of chunks) {
     const k = c.digest.toString('latin1');
     if (out.has(k) || store.hasChunk(c.digest)) continue;
-    if (compressLater) {
+    if (how === 'later') {
       out.set(k, { codec: 0, data: c.plain, compressLater: true });
       continue;
     }
     out.set(k, { codec: 0, data: c.plain }); // placeholder, replaced below
-    jobs.push(encodeChunkAsync(c.plain, level).then((enc) => void out.set(k, enc)));
+    jobs.push(encodeChunkAsync(c.plain, how).then((enc) => void out.set(k, enc)));
   }
   await Promise.all(jobs);
   return out;
