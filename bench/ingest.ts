@@ -4,7 +4,8 @@
 //     without big_writes it gets 4 KiB writes and is no fair baseline),
 //   - casync make of the same tree into a chunk store (a content-defined chunk store).
 // Inputs: this machine's /usr/bin (cp -a: files and symlinks) and one large file made of real
-// shared libraries (default 1 GiB). Prints MB/s, sizes and ratios; asserts nothing.
+// shared libraries (default 1 GiB). Prints MB/s, sizes, what the disk wrote, and ratios;
+// asserts nothing.
 //
 //   make build && node dist/bench/ingest.js [--big-mib 1024] [--skip-casync] [--rounds 3]
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -54,6 +55,14 @@ function deviceWrittenBytes(p: string): number {
   const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
   const fields = fs.readFileSync(`/sys/dev/block/${major}:${minor}/stat`, 'utf8').trim().split(/\s+/);
   return Number(fields[6]) * 512;
+}
+/** What the device under `dir` wrote while `work` ran, each side of it synced. */
+function deviceWritesOf(dir: string, work: () => void): number {
+  sh('sync');
+  const before = deviceWrittenBytes(dir);
+  work();
+  sh('sync');
+  return deviceWrittenBytes(dir) - before;
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -220,12 +229,10 @@ function main(): void {
       execFileSync(process.execPath, [BIN, 'mount', mnt3, '--store', store3, ...mountArgs]);
       try {
         warmSources();
-        sh('sync');
-        const before = deviceWrittenBytes(work);
-        sh(`cp -a /usr/bin/. '${mnt3}/'`);
-        waitForCompression(mnt3);
-        sh('sync');
-        return deviceWrittenBytes(work) - before;
+        return deviceWritesOf(work, () => {
+          sh(`cp -a /usr/bin/. '${mnt3}/'`);
+          waitForCompression(mnt3);
+        });
       } finally {
         spawnSync(process.execPath, [BIN, 'umount', mnt3]);
         fs.rmSync(store3, { recursive: true, force: true });
@@ -239,11 +246,7 @@ function main(): void {
     sh(`bindfs -o big_writes '${ext3}' '${bmnt}'`);
     let bindWrites: number;
     try {
-      sh('sync');
-      const before = deviceWrittenBytes(work);
-      sh(`cp -a /usr/bin/. '${bmnt}/'`);
-      sh('sync');
-      bindWrites = deviceWrittenBytes(work) - before;
+      bindWrites = deviceWritesOf(work, () => sh(`cp -a /usr/bin/. '${bmnt}/'`));
     } finally {
       spawnSync('fusermount', ['-u', bmnt]);
     }
