@@ -242,6 +242,12 @@ const command: CommandModule<{}, Args> = {
       .example('$0 mount /slinky --peer http://10.0.0.5:7070 --peer-timeout 60', 'the same over a link that can stall for longer than 15 s')
       .example('$0 mount /mnt/s --store /var/lib/slinkyfs -f', 'mount another store in the foreground'),
   handler: async (args) => {
+    // A malformed --peer is a usage error (2), found before a store or a daemon is made. The
+    // network code loads only when there are peers, hence here rather than in check().
+    if (args.peer?.length) {
+      const { parsePeer } = await import('../net/client');
+      for (const p of args.peer) parsePeer(String(p));
+    }
     if (!fs.existsSync(args.mountpoint)) {
       let stale = false;
       try {

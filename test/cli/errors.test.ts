@@ -500,6 +500,19 @@ test('a peer address without a port is refused', () => {
   expect(r.stderr.trim()).toBe('slinkyfs: peer address 127.0.0.1 needs a port');
 });
 
+test('mount with a malformed --peer is one line and exit 2, and makes no store', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-peerarg-'));
+  try {
+    const store = path.join(dir, 'store');
+    const r = slinkyfs(['mount', dir, '--store', store, '--peer', 'ftp://10.0.0.5:7070']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe('slinkyfs: unsupported peer scheme ftp: (only http)');
+    expect(fs.existsSync(store)).toBe(false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('get --timeout beyond a day is one line and exit 2, before any connection', () => {
   const r = slinkyfs(['get', '127.0.0.1:1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never'), '--timeout', '1e308']);
   expect(r.status).toBe(2);
