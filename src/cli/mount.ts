@@ -256,6 +256,8 @@ const command: CommandModule<{}, Args> = {
         stale = (err as NodeJS.ErrnoException).code === 'ENOTCONN';
       }
       if (!stale) throw new UserError(`mountpoint ${args.mountpoint} does not exist`);
+    } else if (!fs.statSync(args.mountpoint).isDirectory()) {
+      throw new UserError(`mountpoint ${args.mountpoint} is not a directory`);
     }
     const storeDir = storeDirFrom({ store: args.store });
     if (args.foreground) await runForeground(args, storeDir);

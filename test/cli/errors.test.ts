@@ -513,6 +513,21 @@ test('mount with a malformed --peer is one line and exit 2, and makes no store',
   }
 });
 
+test('mount on a file is one line and exit 2, and makes no store', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-mntfile-'));
+  try {
+    const file = path.join(dir, 'file');
+    fs.writeFileSync(file, 'x');
+    const store = path.join(dir, 'store');
+    const r = slinkyfs(['mount', file, '--store', store]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe(`slinkyfs: mountpoint ${file} is not a directory`);
+    expect(fs.existsSync(store)).toBe(false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('get --timeout beyond a day is one line and exit 2, before any connection', () => {
   const r = slinkyfs(['get', '127.0.0.1:1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never'), '--timeout', '1e308']);
   expect(r.status).toBe(2);
