@@ -528,6 +528,19 @@ test('mount on a file is one line and exit 2, and makes no store', () => {
   }
 });
 
+test('mount with a comma in the store path is one line and exit 2, and makes no store', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-comma-'));
+  try {
+    const store = path.join(dir, 'a,b');
+    const r = slinkyfs(['mount', dir, '--store', store]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe(`slinkyfs: store path must not contain a comma: ${store}`);
+    expect(fs.existsSync(store)).toBe(false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('get --timeout beyond a day is one line and exit 2, before any connection', () => {
   const r = slinkyfs(['get', '127.0.0.1:1', '/bin/ls', '-o', path.join(os.tmpdir(), 'slinkyfs-never'), '--timeout', '1e308']);
   expect(r.status).toBe(2);
