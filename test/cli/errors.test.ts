@@ -500,42 +500,20 @@ test('a peer address without a port is refused', () => {
   expect(r.stderr.trim()).toBe('slinkyfs: peer address 127.0.0.1 needs a port');
 });
 
-test('mount with a malformed --peer is one line and exit 2, and makes no store', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-peerarg-'));
+// Each found by the CLI before it makes the store directory (the daemon would find them too,
+// as exit 3, after the store directory had been made for its log).
+test.each<[string, (dir: string) => string[], (dir: string) => string]>([
+  ['a malformed --peer', (dir) => ['mount', dir, '--store', path.join(dir, 'store'), '--peer', 'ftp://10.0.0.5:7070'], () => 'unsupported peer scheme ftp: (only http)'],
+  ['a mountpoint that is a file', (dir) => ['mount', path.join(dir, 'file'), '--store', path.join(dir, 'store')], (dir) => `mountpoint ${path.join(dir, 'file')} is not a directory`],
+  ['a comma in the store path', (dir) => ['mount', dir, '--store', path.join(dir, 'store,2')], (dir) => `store path must not contain a comma: ${path.join(dir, 'store,2')}`],
+])('mount with %s is one line and exit 2, and makes no store', (_what, args, message) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-mountarg-'));
   try {
-    const store = path.join(dir, 'store');
-    const r = slinkyfs(['mount', dir, '--store', store, '--peer', 'ftp://10.0.0.5:7070']);
+    fs.writeFileSync(path.join(dir, 'file'), 'x');
+    const r = slinkyfs(args(dir));
     expect(r.status).toBe(2);
-    expect(r.stderr.trim()).toBe('slinkyfs: unsupported peer scheme ftp: (only http)');
-    expect(fs.existsSync(store)).toBe(false);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('mount on a file is one line and exit 2, and makes no store', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-mntfile-'));
-  try {
-    const file = path.join(dir, 'file');
-    fs.writeFileSync(file, 'x');
-    const store = path.join(dir, 'store');
-    const r = slinkyfs(['mount', file, '--store', store]);
-    expect(r.status).toBe(2);
-    expect(r.stderr.trim()).toBe(`slinkyfs: mountpoint ${file} is not a directory`);
-    expect(fs.existsSync(store)).toBe(false);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('mount with a comma in the store path is one line and exit 2, and makes no store', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slinkyfs-comma-'));
-  try {
-    const store = path.join(dir, 'a,b');
-    const r = slinkyfs(['mount', dir, '--store', store]);
-    expect(r.status).toBe(2);
-    expect(r.stderr.trim()).toBe(`slinkyfs: store path must not contain a comma: ${store}`);
-    expect(fs.existsSync(store)).toBe(false);
+    expect(r.stderr.trim()).toBe(`slinkyfs: ${message(dir)}`);
+    expect(fs.readdirSync(dir)).toEqual(['file']);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
