@@ -261,7 +261,7 @@ const command: CommandModule<{}, Args> = {
     }
     const storeDir = storeDirFrom({ store: args.store });
     // It becomes a FUSE mount option (the mount's source in /proc/mounts), where commas separate.
-    if (path.resolve(storeDir).includes(',')) throw new UserError(`store path must not contain a comma: ${path.resolve(storeDir)}`);
+    if (storeDir.includes(',')) throw new UserError(`store path must not contain a comma: ${storeDir}`);
     if (args.foreground) await runForeground(args, storeDir);
     else await runBackground(args, storeDir);
   },
