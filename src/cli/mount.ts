@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { DEFAULT_COMPRESS_BACKLOG_MIB, DEFAULT_SPIN_US, startDaemon, type SourceEvents } from '../fs/daemon';
+import { DEFAULT_COMPRESS_BACKLOG_MIB, DEFAULT_SPIN_US, checkMountTarget, startDaemon, type SourceEvents } from '../fs/daemon';
 import { READAHEAD_KIB } from '../fs/readahead';
 import { UserError } from './errors';
 import { storeDirFrom, withStore } from './storeArg';
@@ -248,20 +248,8 @@ const command: CommandModule<{}, Args> = {
       const { parsePeer } = await import('../net/client');
       for (const p of args.peer) parsePeer(String(p));
     }
-    if (!fs.existsSync(args.mountpoint)) {
-      let stale = false;
-      try {
-        fs.statSync(args.mountpoint);
-      } catch (err) {
-        stale = (err as NodeJS.ErrnoException).code === 'ENOTCONN';
-      }
-      if (!stale) throw new UserError(`mountpoint ${args.mountpoint} does not exist`);
-    } else if (!fs.statSync(args.mountpoint).isDirectory()) {
-      throw new UserError(`mountpoint ${args.mountpoint} is not a directory`);
-    }
     const storeDir = storeDirFrom({ store: args.store });
-    // It becomes a FUSE mount option (the mount's source in /proc/mounts), where commas separate.
-    if (storeDir.includes(',')) throw new UserError(`store path must not contain a comma: ${storeDir}`);
+    await checkMountTarget(args.mountpoint, storeDir);
     if (args.foreground) await runForeground(args, storeDir);
     else await runBackground(args, storeDir);
   },

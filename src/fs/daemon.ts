@@ -87,6 +87,26 @@ export class MountError extends Error {
   readonly exitCode = 3;
 }
 
+/** A mountpoint or store path that cannot be mounted whatever the machine's state: bad usage. */
+export class MountTargetError extends Error {
+  override name = 'MountTargetError';
+  readonly exitCode = 2;
+}
+
+/**
+ * The mountpoint is a directory (or a stale mount, cleared later) and the store path can be a
+ * FUSE mount option (where commas separate options). The CLI asks before it makes the store
+ * directory, the daemon again before it mounts.
+ */
+export async function checkMountTarget(mountpoint: string, storeDir: string): Promise<void> {
+  if (storeDir.includes(',')) throw new MountTargetError(`store path must not contain a comma: ${storeDir}`);
+  const st = await fs.promises.stat(mountpoint).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOTCONN') return undefined; // stale mount: cleared by startDaemon
+    throw new MountTargetError(`mountpoint ${mountpoint} does not exist`);
+  });
+  if (st && !st.isDirectory()) throw new MountTargetError(`mountpoint ${mountpoint} is not a directory`);
+}
+
 /** A mount left by a daemon that died answers ENOTCONN; clear it so we can mount again. */
 export async function clearStaleMount(mountpoint: string, log: (l: string) => void): Promise<void> {
   const entry = findSlinkyMount(mountpoint);
@@ -115,12 +135,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const { log } = opts;
   const mountpoint = path.resolve(opts.mountpoint);
   const storeDir = path.resolve(opts.storeDir);
-  if (storeDir.includes(',')) throw new MountError(`store path must not contain a comma: ${storeDir}`);
-  const st = await fs.promises.stat(mountpoint).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOTCONN') return undefined; // stale mount: cleared below
-    throw new MountError(`mountpoint ${mountpoint} does not exist`);
-  });
-  if (st && !st.isDirectory()) throw new MountError(`mountpoint ${mountpoint} is not a directory`);
+  await checkMountTarget(mountpoint, storeDir);
   await makeDirs(storeDir);
   const unlock = acquireLock(storeDir, mountpoint);
   let store: Store | undefined;

@@ -500,8 +500,7 @@ test('a peer address without a port is refused', () => {
   expect(r.stderr.trim()).toBe('slinkyfs: peer address 127.0.0.1 needs a port');
 });
 
-// Each found by the CLI before it makes the store directory (the daemon would find them too,
-// as exit 3, after the store directory had been made for its log).
+// Each found by the CLI before it makes the store directory (the daemon checks again).
 test.each<[string, (dir: string) => string[], (dir: string) => string]>([
   ['a malformed --peer', (dir) => ['mount', dir, '--store', path.join(dir, 'store'), '--peer', 'ftp://10.0.0.5:7070'], () => 'unsupported peer scheme ftp: (only http)'],
   ['a mountpoint that is a file', (dir) => ['mount', path.join(dir, 'file'), '--store', path.join(dir, 'store')], (dir) => `mountpoint ${path.join(dir, 'file')} is not a directory`],
