@@ -97,8 +97,10 @@ export function capabilitiesFromCpuinfo(cpuinfo: string): HostCapabilities {
     }
     if (platform === 'x86_64' && all('avx2', 'fma', 'bmi1', 'bmi2', 'abm', 'movbe', 'popcnt')) platform = 'haswell';
   }
-  // Every subset of [tls, hwcap names..., platform], largest first, the first component most significant.
-  const parts = ['tls', ...hwcapNames, platform];
+  // Every subset of [tls, platform, hwcap names from the highest bit down], largest first, the
+  // first component most significant: glibc lists the hwcap names by bit, then the platform, then
+  // "tls", and builds each directory from that list backwards (tls/haswell/avx512_1/x86_64 first).
+  const parts = ['tls', platform, ...[...hwcapNames].reverse()];
   const legacyHwcapDirs: string[] = [];
   for (let mask = (1 << parts.length) - 1; mask > 0; mask--) {
     const picked = parts.filter((_, i) => (mask & (1 << (parts.length - 1 - i))) !== 0);
