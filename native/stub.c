@@ -180,10 +180,12 @@ _Static_assert(sizeof(struct mf_header) == 64, "manifest header layout");
 _Static_assert(sizeof(struct mf_object) == 128, "object record layout");
 
 struct image {
-	int fd; /* the slinked file itself */
+	int fd; /* the slinked file itself, or -1 until something needs it (see self_fd) */
 	u64 file_size;
-	u8 *map; /* the manifest, mapped read-only */
+	u64 manifest_offset; /* every object lies before it */
+	u8 *map; /* the manifest, mapped read-only; 0 when it came from the mailbox */
 	u64 map_len;
+	u64 *auxv;
 	const struct mf_header *hdr;
 	const struct mf_object *objects;
 	const char *strings;
@@ -222,6 +224,8 @@ static void pread_all(int fd, void *buf, u64 len, u64 off, const char *what)
 	}
 }
 
+static void parse_manifest(struct image *im, const u8 *base, u64 len);
+
 static void read_manifest(struct image *im)
 {
 	struct trailer t;
@@ -242,9 +246,14 @@ static void read_manifest(struct image *im)
 	i64 m = sys6(SYS_mmap, 0, (i64)im->map_len, PROT_READ, MAP_PRIVATE, im->fd, (i64)page_off);
 	if (m < 0 && m > -4096) die("cannot map the manifest", m);
 	im->map = (u8 *)m;
-	const u8 *base = im->map + (t.manifest_offset - page_off);
+	im->manifest_offset = t.manifest_offset;
+	parse_manifest(im, im->map + (t.manifest_offset - page_off), t.manifest_length);
+}
+
+/* Checks a manifest (the file's own, or the mailbox's copy) and indexes its objects by role. */
+static void parse_manifest(struct image *im, const u8 *base, u64 len)
+{
 	const struct mf_header *h = (const struct mf_header *)base;
-	u64 len = t.manifest_length;
 	if (!mem_eq(h->magic, "SLINKYMF", 8) || h->version != FORMAT_VERSION)
 		die("corrupt manifest: bad magic or version", 0);
 	if (h->object_record_size != sizeof(struct mf_object) || h->object_count == 0 ||
@@ -262,8 +271,8 @@ static void read_manifest(struct image *im)
 	im->library_count = 0;
 	for (u32 i = 0; i < h->object_count; i++) {
 		const struct mf_object *o = &im->objects[i];
-		if ((o->offset & (PAGE - 1)) || o->offset > t.manifest_offset ||
-		    o->size > t.manifest_offset - o->offset || o->size < 64)
+		if ((o->offset & (PAGE - 1)) || o->offset > im->manifest_offset ||
+		    o->size > im->manifest_offset - o->offset || o->size < 64)
 			die("corrupt manifest: object out of bounds", 0);
 		if (o->name_str >= h->strings_size || o->path_str >= h->strings_size)
 			die("corrupt manifest: bad string reference", 0);
@@ -274,6 +283,54 @@ static void read_manifest(struct image *im)
 	}
 	if (programs != 1 || interpreters != 1)
 		die("corrupt manifest: needs exactly one program and one interpreter", 0);
+}
+
+/*
+ * The mailbox (docs/FORMAT.md "Mailbox"): one page of the stub's read-only image that slink fills
+ * with a copy of the manifest's object table. The kernel maps it with the rest of the stub, so a
+ * stub whose objects are all on the mount reads nothing from its own file: on a FUSE mount,
+ * opening /proc/self/exe is a round trip to the daemon (and another at close), 20-90 us of a
+ * program start. An empty mailbox (too many objects to fit, or a file from before it) sends the
+ * stub to the file's manifest as before.
+ */
+#define MAILBOX_SIZE 4096
+#define MAILBOX_HEADER 64
+struct mailbox_header {
+	char magic[8]; /* "SLINKYMB" */
+	u32 version;   /* 1 once slink filled it; 0 in build/stub */
+	u32 manifest_length;
+	u64 manifest_offset; /* of the file's own manifest: every object lies before it */
+	u8 reserved[40];
+};
+_Static_assert(sizeof(struct mailbox_header) == MAILBOX_HEADER, "mailbox header layout");
+
+__attribute__((section(".rodata.slinky_mailbox"), aligned(4096), used))
+const u8 stub_mailbox[MAILBOX_SIZE] = {'S', 'L', 'I', 'N', 'K', 'Y', 'M', 'B'};
+
+static int read_mailbox(struct image *im)
+{
+	/* slink rewrites these bytes after the build: hide the initialiser from the optimiser. */
+	const u8 *mb = stub_mailbox;
+	__asm__("" : "+r"(mb));
+	const struct mailbox_header *h = (const struct mailbox_header *)mb;
+	if (!mem_eq(h->magic, "SLINKYMB", 8) || h->version != 1) return 0;
+	if (h->manifest_length < sizeof(struct mf_header) || h->manifest_length > MAILBOX_SIZE - MAILBOX_HEADER)
+		die("corrupt mailbox", 0);
+	im->manifest_offset = h->manifest_offset;
+	parse_manifest(im, mb + MAILBOX_HEADER, h->manifest_length);
+	return 1;
+}
+
+/* The slinked file itself, opened the first time something must be read from it. */
+static int self_fd(struct image *im)
+{
+	if (im->fd >= 0) return im->fd;
+	im->fd = open_self(im->auxv);
+	i64 size = sys3(SYS_lseek, im->fd, 0, SEEK_END);
+	if (size < 0) die("cannot size the slinked file", size);
+	/* `slinkyfs digest` may rewrite the manifest, never what lies before it. */
+	if ((u64)size < im->manifest_offset) die("the slinked file is shorter than its mailbox says", 0);
+	return im->fd;
 }
 
 /* ---- mapping the embedded loader ---------------------------------------------------------- */
@@ -475,15 +532,16 @@ static size_t object_name(const struct mf_object *o, char *out)
  * directory is trusted only when owned by root or by the user running the program and writable
  * by nobody else: a directory anyone else could fill must never supply code.
  */
-static int open_objects_dir(int self_fd, u32 *owner)
+static int open_objects_dir(u32 *owner)
 {
 	struct kstatx st;
-	if (stat_at(self_fd, "", AT_EMPTY_PATH, &st) < 0 || st.dev_major != 0) return -1;
-	u32 dev_minor = st.dev_minor;
 	static char path[4096 + 32];
 	i64 n = sys4(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", path, 4096);
 	if (n <= 1 || n >= 4096 || path[0] != '/') return -1;
 	path[n] = 0;
+	/* A deleted or renamed file fails here or lands elsewhere: the objects are still checked. */
+	if (stat_at(AT_FDCWD, path, 0, &st) < 0 || st.dev_major != 0) return -1;
+	u32 dev_minor = st.dev_minor;
 	size_t len = (size_t)n, root = (size_t)-1;
 	for (;;) {
 		while (len > 0 && path[len - 1] != '/') len--;
@@ -523,11 +581,11 @@ static int object_on_mount(int dir, u32 owner, const struct mf_object *o)
 	return (st.mode & S_IFMT) == S_IFREG && (st.mode & 0222) == 0 && st.uid == owner && st.size == o->size;
 }
 
-static void prepare_object_sources(const struct image *im)
+static void prepare_object_sources(struct image *im)
 {
 	int next = first_high_fd(im->library_count + 2);
 	u32 owner = 0, found = 0;
-	sources.dir = open_objects_dir(im->fd, &owner);
+	sources.dir = open_objects_dir(&owner);
 	for (u32 i = 0; i < im->hdr->object_count; i++) {
 		sources.fd[i] = -1;
 		sources.on_mount[i] = sources.dir >= 0 && object_on_mount(sources.dir, owner, &im->objects[i]);
@@ -545,7 +603,7 @@ static void prepare_object_sources(const struct image *im)
 		i64 m = sys2(SYS_memfd_create, *name ? name : "slinky-object", MFD_CLOEXEC);
 		if (m < 0) die("memfd_create failed", m);
 		m = move_high((int)m, &next);
-		int err = copy_range_to((int)m, im->fd, o->offset, o->size);
+		int err = copy_range_to((int)m, self_fd(im), o->offset, o->size);
 		if (err) die("cannot copy an embedded object into memory", err);
 		sources.fd[i] = (int)m;
 	}
@@ -553,7 +611,7 @@ static void prepare_object_sources(const struct image *im)
 
 /* Maps the loader from its object file on the mount when there is one, else from the slinked
  * file itself (in place: the loader is never copied). */
-static void map_interpreter_from_source(const struct image *im, struct loader *ld)
+static void map_interpreter_from_source(struct image *im, struct loader *ld)
 {
 	u32 i = im->interpreter;
 	char name[OBJECT_NAME_MAX];
@@ -565,7 +623,7 @@ static void map_interpreter_from_source(const struct image *im, struct loader *l
 			return;
 		}
 	}
-	map_interpreter(im, ld, im->fd, im->objects[i].offset);
+	map_interpreter(im, ld, self_fd(im), im->objects[i].offset);
 }
 
 /* Writes the path of object i into out (NUL-terminated) and returns its length (without NUL). */
@@ -587,6 +645,13 @@ static size_t object_path(const struct image *im, u32 i, char *out)
 #define OBJECT_PATH_MAX (24 + OBJECT_NAME_MAX)
 
 /* ---- set-id: the loader's secure mode would refuse our preload paths ---------------------- */
+
+static int is_secure(const u64 *auxv)
+{
+	for (const u64 *a = auxv; a[0]; a += 2)
+		if (a[0] == 23 /* AT_SECURE */ && a[1]) return 1;
+	return 0;
+}
 
 static void drop_privilege(u64 *auxv)
 {
@@ -667,8 +732,15 @@ __attribute__((noreturn, used)) void stub_main(u64 *sp)
 	while (auxv[2 * auxc] != AT_NULL) auxc++;
 
 	static struct image im;
-	im.fd = open_self(auxv);
-	read_manifest(&im);
+	im.fd = -1;
+	im.auxv = auxv;
+	if (!read_mailbox(&im)) {
+		im.fd = open_self(auxv);
+		read_manifest(&im);
+	} else if (is_secure(auxv)) {
+		/* A set-id file may be unreadable to the user that drop_privilege leaves us as. */
+		self_fd(&im);
+	}
 	drop_privilege(auxv);
 	prepare_object_sources(&im);
 	struct loader ld;
@@ -726,8 +798,8 @@ __attribute__((noreturn, used)) void stub_main(u64 *sp)
 	}
 	*w++ = AT_NULL, *w++ = 0;
 
-	sys2(SYS_munmap, im.map, im.map_len);
-	sys1(SYS_close, im.fd);
+	if (im.map) sys2(SYS_munmap, im.map, im.map_len);
+	if (im.fd >= 0) sys1(SYS_close, im.fd);
 	u64 rw_start = page_down((u64)_DYNAMIC);
 	stub_jump(nsp, ld.entry, rw_start, page_up((u64)_end) - rw_start);
 }

@@ -13,6 +13,7 @@ PACKAGES=(
   bindfs casync hyperfine zstd               # benchmark peers (bench/)
   acl                                        # setfacl/getfacl for the ACL tests
   attr                                       # getfattr/setfattr for the tests of what digest keeps
+  strace                                     # the tests of which files a slinked program opens
 )
 
 missing=()

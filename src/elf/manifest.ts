@@ -180,6 +180,47 @@ export function encodeManifest(m: Manifest): Buffer {
   return out;
 }
 
+export const MAILBOX_MAGIC = Buffer.from('SLINKYMB', 'latin1');
+export const MAILBOX_SIZE = 4096;
+const MAILBOX_HEADER_SIZE = 64;
+
+/**
+ * The stub's mailbox (docs/FORMAT.md "Mailbox"): the manifest without its page digests, so that a
+ * stub whose objects are all on a slinkyfs mount never opens its own file; undefined when that
+ * does not fit in the page (the stub then reads the file's manifest).
+ */
+export function encodeMailbox(m: Manifest, manifestOffset: number): Buffer | undefined {
+  const core = encodeManifest({ objects: m.objects.map((o) => ({ ...o, runs: [] })), pageDigestAlgorithm: null });
+  if (MAILBOX_HEADER_SIZE + core.length > MAILBOX_SIZE) return undefined;
+  const b = Buffer.alloc(MAILBOX_SIZE);
+  MAILBOX_MAGIC.copy(b, 0);
+  b.writeUInt32LE(1, 8);
+  b.writeUInt32LE(core.length, 12);
+  b.writeBigUInt64LE(BigInt(manifestOffset), 16);
+  core.copy(b, MAILBOX_HEADER_SIZE);
+  return b;
+}
+
+/** The manifest a filled mailbox holds (without page digests), or undefined for an empty one. */
+export function decodeMailbox(b: Buffer): Manifest | undefined {
+  if (b.length < MAILBOX_SIZE || !b.subarray(0, 8).equals(MAILBOX_MAGIC)) throw new SlinkedFormatError('no mailbox');
+  if (b.readUInt32LE(8) !== 1) return undefined;
+  const length = b.readUInt32LE(12);
+  if (length > MAILBOX_SIZE - MAILBOX_HEADER_SIZE) fail('mailbox length out of bounds');
+  return decodeManifest(b.subarray(MAILBOX_HEADER_SIZE, MAILBOX_HEADER_SIZE + length), Number(b.readBigUInt64LE(16)));
+}
+
+/**
+ * Where the mailbox page sits in a stub: the page-aligned copy of its magic (the stub's code
+ * holds the same eight bytes as a string to compare with, never page-aligned).
+ */
+export function mailboxOffset(stub: Buffer): number {
+  for (let at = 0; at + MAILBOX_SIZE <= stub.length; at += PAGE_SIZE) {
+    if (stub.subarray(at, at + 8).equals(MAILBOX_MAGIC)) return at;
+  }
+  throw new SlinkedFormatError('the stub has no mailbox page (rebuild it: make build)');
+}
+
 function fail(what: string): never {
   throw new SlinkedFormatError(`corrupt manifest: ${what}`);
 }

@@ -10,7 +10,7 @@ import { readElf, type ElfFile } from './elfFile';
 import { SlinkOutputError, UnsupportedElfError } from './errors';
 import { Resolver, type Closure, type LoadedObject } from './resolve';
 import { layoutSlinkedFile } from './layout';
-import { encodeManifest, encodeTrailer, MAX_OBJECTS, type ManifestObject, type ObjectRole, type PageRun } from './manifest';
+import { encodeMailbox, encodeManifest, encodeTrailer, mailboxOffset, MAX_OBJECTS, type ManifestObject, type ObjectRole, type PageRun } from './manifest';
 import { pageDigestRuns } from './pageDigests';
 import { isSlinked } from './slinkedFile';
 
@@ -49,6 +49,12 @@ export class SlinkContext {
   stub(): Buffer {
     this.stubBytes ??= readFileSync(stubPath());
     return this.stubBytes;
+  }
+
+  private mailboxAt?: number;
+  mailboxOffset(): number {
+    this.mailboxAt ??= mailboxOffset(this.stub());
+    return this.mailboxAt;
   }
 
   /** Digests of an object's bytes, memoised by file identity (device, inode, size, mtime). */
@@ -230,6 +236,8 @@ export async function slinkFile(input: string, output: string, opts: SlinkOption
     const trailer = encodeTrailer({ manifestOffset: layout.manifestOffset, manifestLength: manifest.length });
     // Zero padding between the last object and the manifest comes from writing past the end.
     await writeAll(fh, Buffer.concat([manifest, trailer]), layout.manifestOffset);
+    const mailbox = encodeMailbox({ objects, pageDigestAlgorithm: algorithm }, layout.manifestOffset);
+    if (mailbox) await writeAll(fh, mailbox, ctx.mailboxOffset());
     return layout.manifestOffset + manifest.length + trailer.length;
   });
   return { kind: 'slinked', output, size, objects };

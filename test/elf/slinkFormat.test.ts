@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { digestOf } from '../../src/chunking/digest';
 import { parseElf } from '../../src/elf/elfFile';
-import { decodeManifest, encodeManifest, TRAILER_SIZE, type Manifest } from '../../src/elf/manifest';
+import { decodeMailbox, decodeManifest, encodeMailbox, encodeManifest, mailboxOffset, MAILBOX_SIZE, TRAILER_SIZE, type Manifest } from '../../src/elf/manifest';
 import { layoutSlinkedFile } from '../../src/elf/layout';
 import { openSlinked } from '../../src/elf/slinkedFile';
 import { slinkFile, stubPath } from '../../src/elf/slink';
@@ -62,13 +62,39 @@ test('the file starts with the stub, an ELF executable the kernel can run direct
   await slinkFile('/usr/bin/true', out);
   const stub = fs.readFileSync(stubPath());
   const bytes = fs.readFileSync(out);
-  expect(bytes.subarray(0, stub.length).equals(stub)).toBe(true);
+  // Byte for byte, but for the mailbox page that slink fills (next test).
+  const mb = mailboxOffset(stub);
+  expect(bytes.subarray(0, mb).equals(stub.subarray(0, mb))).toBe(true);
+  expect(bytes.subarray(mb + MAILBOX_SIZE, stub.length).equals(stub.subarray(mb + MAILBOX_SIZE))).toBe(true);
   const elf = parseElf(stub, 'stub');
   expect(elf.type).toBe('dyn'); // static-pie: no fixed address to collide with ET_EXEC programs
   expect(elf.interpreter).toBeUndefined();
   expect(elf.needed).toEqual([]);
   const f = await openSlinked(out);
   expect(f.manifest.objects[0].offset).toBe(Math.ceil(stub.length / 4096) * 4096);
+});
+
+test('the stub\'s mailbox holds the manifest\'s objects without their page digests', async () => {
+  const out = path.join(dir, 'ls-mailbox');
+  await slinkFile('/usr/bin/ls', out);
+  const f = await openSlinked(out);
+  const bytes = fs.readFileSync(out);
+  const mb = mailboxOffset(fs.readFileSync(stubPath()));
+  const inMailbox = decodeMailbox(bytes.subarray(mb, mb + MAILBOX_SIZE));
+  expect(inMailbox).toEqual({ objects: f.manifest.objects.map((o) => ({ ...o, runs: [] })), pageDigestAlgorithm: null });
+  expect(bytes.readBigUInt64LE(mb + 16)).toBe(BigInt(f.trailer.manifestOffset));
+});
+
+test('a manifest too large for the mailbox page leaves the mailbox empty', () => {
+  const object = (i: number) => ({
+    role: (i === 0 ? 'program' : i === 39 ? 'interpreter' : 'library') as 'program' | 'library' | 'interpreter',
+    name: `lib${i}.so`, path: `/usr/lib/x86_64-linux-gnu/lib${i}.so`, offset: 4096 * (i + 1), size: 4096,
+    digest: digestOf(Buffer.from([i])), runs: [],
+  });
+  const few = { objects: [0, 1, 39].map(object), pageDigestAlgorithm: null };
+  const many = { objects: Array.from({ length: 40 }, (_, i) => object(i)), pageDigestAlgorithm: null };
+  expect(encodeMailbox(few, 4096 * 41)).toBeDefined();
+  expect(encodeMailbox(many, 4096 * 41)).toBeUndefined();
 });
 
 test('the same input gives the same bytes', async () => {

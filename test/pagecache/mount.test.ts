@@ -10,6 +10,8 @@ import { sh, slinkyfs } from '../helpers/cli';
 import { slinkPrograms, CLEAN_ENV } from '../elf/slinkHelpers';
 import { fileMappings, objectsOf, pageStats, startAndWait, stopChild, waitPublished, type ObjectRef } from './mountHelpers';
 import { tempDir } from './helpers';
+import { mailboxOffset } from '../../src/elf/manifest';
+import { stubPath } from '../../src/elf/slink';
 
 const PROGRAMS = ['sleep', 'cat', 'ls', 'true'];
 let m: TestMount;
@@ -111,6 +113,29 @@ test('a slinked program started from the mount has its object files opened and c
     after = pageStats(m.store).fastPath;
   }
   expect([after.opens - before.opens, after.flushes - before.flushes, after.releases - before.releases]).toEqual([n, 0, n]);
+});
+
+/** The paths a program passes to open and openat, as strace sees them. */
+function filesOpened(file: string): { status: number | null; paths: string[] } {
+  const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=open,openat', '-e', 'signal=none', file], { encoding: 'utf8', env: CLEAN_ENV });
+  return { status: r.status, paths: [...r.stderr.matchAll(/open(?:at)?\((?:[^,"]+, )?"([^"]*)"/g)].map((x) => x[1]) };
+}
+
+test('a slinked program on the mount never opens its own file: its stub reads the mailbox', () => {
+  const { status, paths } = filesOpened(bin('true'));
+  expect(status).toBe(0);
+  expect(paths).not.toContain('/proc/self/exe');
+  expect(paths).toContain(objectsDir());
+});
+
+test('with an empty mailbox the stub reads the manifest from its own file and still maps objects from the mount', () => {
+  const bytes = fs.readFileSync(bin('true'));
+  bytes.writeUInt32LE(0, mailboxOffset(fs.readFileSync(stubPath())) + 8); // version 0: nothing in it
+  fs.writeFileSync(bin('true-no-mailbox'), bytes, { mode: 0o755 });
+  const { status, paths } = filesOpened(bin('true-no-mailbox'));
+  expect(status).toBe(0);
+  expect(paths).toContain('/proc/self/exe');
+  expect(paths).toContain(objectsDir());
 });
 
 test('slinked programs from the mount print what the dynamic originals print', () => {
