@@ -34,9 +34,13 @@ const PROGRAMS: readonly Program[] = [
 
 const quote = (s: string) => (/^[\w./=:-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
-function measure(argv: readonly string[], runs: number, dir: string): number[] {
+/** Before each timed run of the "after idle" variants: every CPU and the daemon go quiet. */
+const IDLE = ['sleep', '0.002'];
+
+function measure(argv: readonly string[], runs: number, dir: string, prepare?: readonly string[]): number[] {
   const json = path.join(dir, 'hf.json');
-  const r = spawnSync('hyperfine', ['-N', '--style', 'none', '--warmup', '20', '--runs', String(runs), '--export-json', json, argv.map(quote).join(' ')], { encoding: 'utf8' });
+  const before = prepare ? ['--prepare', prepare.join(' ')] : [];
+  const r = spawnSync('hyperfine', ['-N', '--style', 'none', '--warmup', '20', ...before, '--runs', String(runs), '--export-json', json, argv.map(quote).join(' ')], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`hyperfine failed: ${r.stderr}`);
   return JSON.parse(fs.readFileSync(json, 'utf8')).results[0].times.map((t: number) => t * 1000);
 }
@@ -62,10 +66,14 @@ async function main() {
         served: [served.bin(p.name), ...p.args],
         explicit: ['/lib64/ld-linux-x86-64.so.2', ...(libs.length ? ['--preload', libs.join(':')] : []), prog, ...p.args],
         standalone: [m.standalone(p.name), ...p.args],
+        dynamicIdle: [path.join('/usr/bin', p.name), ...p.args],
+        mountIdle: [m.bin(p.name), ...p.args],
       };
       const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
       const perRound = Math.max(1, Math.ceil(runs / rounds));
-      for (let r = 0; r < rounds; r++) for (const [k, argv] of Object.entries(variants)) times[k].push(...measure(argv, perRound, m.dir));
+      for (let r = 0; r < rounds; r++) {
+        for (const [k, argv] of Object.entries(variants)) times[k].push(...measure(argv, perRound, m.dir, k.endsWith('Idle') ? IDLE : undefined));
+      }
       const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
       rows.push([
         p.label,
@@ -78,22 +86,27 @@ async function main() {
         `${(med.explicit / med.dynamic).toFixed(2)}x`,
         med.standalone.toFixed(3),
         `${(med.standalone / med.dynamic).toFixed(2)}x`,
+        med.dynamicIdle.toFixed(3),
+        med.mountIdle.toFixed(3),
+        `${(med.mountIdle / med.dynamicIdle).toFixed(2)}x`,
         String(objects.length),
       ]);
     }
     console.log(`start-up from a slinkyfs mount (hot), median of ${Math.ceil(runs / rounds) * rounds} runs each (hyperfine -N), ${machine()}`);
-    printTable(['program', 'dynamic ms', 'mount ms', 'mount/dyn', '--no-passthrough ms', '/dyn', 'objects from mount ms', 'objects/dyn', 'standalone ms', 'standalone/dyn', 'objects'], rows);
+    printTable(['program', 'dynamic ms', 'mount ms', 'mount/dyn', '--no-passthrough ms', '/dyn', 'objects from mount ms', 'objects/dyn', 'standalone ms', 'standalone/dyn', 'after idle: dynamic ms', 'mount ms', 'mount/dyn', 'objects'], rows);
     console.log(
       [
         '',
-        'mount: the slinked file run from the mount; its stub opens /proc/self/exe, finds <mount>/.slinky/objects',
+        'mount: the slinked file run from the mount; its stub reads its objects from its mailbox, finds <mount>/.slinky/objects',
         '(cached lookups), maps the loader from its object file and hands the object files to it. Every open of a',
         'file on the mount is a FUSE round trip to the daemon (OPEN; objects answer without touching the store), so',
-        'a program costs (objects + 2) round trips more than on ext4; the page contents come from the kernel page',
+        'a program costs (objects + 1) round trips more than on ext4; the page contents come from the kernel page',
         'cache shared with every other process (by default the page cache of the identical system file, e.g.',
         "libc.so.6, through FUSE passthrough; with --no-passthrough the mount's own, filled by the daemon).",
         'objects from mount: the system loader run on the object files of',
         'the mount, without the stub. standalone: memfd copies (bench/startup.ts explains that cost).',
+        `after idle: each run follows \`${IDLE.join(' ')}\` (hyperfine --prepare), so the daemon has stopped polling`,
+        'and the CPUs are idle when the program starts, as between the commands of a script or a user.',
       ].join('\n'),
     );
     for (const [label, x] of [['mount', m], ['--no-passthrough', served]] as const) {

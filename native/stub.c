@@ -1,8 +1,9 @@
 /*
  * The loader stub at the front of every slinked file (see docs/FORMAT.md, "Slinked file").
  *
- * The kernel executes the slinked file and runs this stub. The stub reads the manifest at the end
- * of its own file, maps the embedded dynamic loader (ld-linux) from its offset in the file, and
+ * The kernel executes the slinked file and runs this stub. The stub reads the list of objects from
+ * its mailbox (a page of its own image that slink fills) or else from the manifest at the end of
+ * its file, maps the embedded dynamic loader (ld-linux) from its offset in the file, and
  * hands control to it as if the loader had been started as a program ("explicit invocation"),
  * with options telling it to preload every embedded library and to run the embedded program.
  * Nothing is exec'd, nothing is written to disk: same PID, same environment, /proc/self/exe is the

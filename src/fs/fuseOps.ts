@@ -103,7 +103,7 @@ export function makeLowLevelOps(fs: Filesystem, opts: FuseOpsOptions): LowLevelO
     // Writes reach us through the kernel, which keeps its page cache in step: keep it across opens.
     // A read-only open has nothing of its own to flush (writers flush at their own close, and
     // release still commits), so the kernel need not wait for a FLUSH round trip at its close:
-    // that is one of the round trips of every program start from the mount (exec, /proc/self/exe).
+    // that is one of the round trips of every program start from the mount (its exec).
     open: async (_req, ino, flags) => ({ fh: await fs.openIno(ino, flags), keepCache: true, noflush: (flags & O_ACCMODE) === O_RDONLY }),
     read: async (_req, _ino, fh, offset, size) => {
       const buf = Buffer.allocUnsafe(size);
