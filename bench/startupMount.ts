@@ -7,7 +7,9 @@
 //     run explicitly on the published object files, i.e. the same opens of the same files the
 //     stub hands over, without the stub and without running a file of the mount: what loading
 //     the objects from FUSE costs by itself;
-//   - "standalone": the same slinked file on ext4, where the stub copies objects into memfds.
+//   - "standalone": the same slinked file on ext4, where the stub copies objects into memfds;
+//   - "after idle": dynamic and mount again, each run after a 2 ms pause (the daemon no longer
+//     polls, the CPUs are idle), where back to back each run finds the daemon still awake.
 //
 //   make build && node dist/bench/startupMount.js [runs=1000] [rounds=5]
 //
