@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { machine } from './slinkedMount';
+import { readLock } from '../src/store/lock';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'slinkyfs');
@@ -64,13 +65,14 @@ function deviceWritesOf(dir: string, work: () => void): number {
   sh('sync');
   return deviceWrittenBytes(dir) - before;
 }
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 /** User plus system CPU seconds of a store's daemon, every thread (/proc/PID/stat). */
 function daemonCpuSeconds(store: string): number {
-  const { pid } = JSON.parse(fs.readFileSync(path.join(store, 'daemon.pid'), 'utf8')) as { pid: number };
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  const daemon = readLock(store);
+  if (!daemon) throw new Error(`no daemon runs on ${store}`);
+  const fields = fs.readFileSync(`/proc/${daemon.pid}/stat`, 'utf8').split(') ')[1].split(' ');
   // Fields 14 and 15 of stat(5); the split drops the first two.
-  return (Number(fields[11]) + Number(fields[12])) / ticks;
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

@@ -182,7 +182,6 @@ _Static_assert(sizeof(struct mf_object) == 128, "object record layout");
 
 struct image {
 	int fd; /* the slinked file itself, or -1 until something needs it (see self_fd) */
-	u64 file_size;
 	u64 manifest_offset; /* every object lies before it */
 	u8 *map; /* the manifest, mapped read-only; 0 when it came from the mailbox */
 	u64 map_len;
@@ -232,12 +231,12 @@ static void read_manifest(struct image *im)
 	struct trailer t;
 	i64 size = sys3(SYS_lseek, im->fd, 0, SEEK_END);
 	if (size < 0) die("cannot size the slinked file", size);
-	im->file_size = (u64)size;
-	if (im->file_size < TRAILER_SIZE) die("not a slinked file: no trailer", 0);
-	pread_all(im->fd, &t, TRAILER_SIZE, im->file_size - TRAILER_SIZE, "cannot read the trailer");
+	u64 file_size = (u64)size;
+	if (file_size < TRAILER_SIZE) die("not a slinked file: no trailer", 0);
+	pread_all(im->fd, &t, TRAILER_SIZE, file_size - TRAILER_SIZE, "cannot read the trailer");
 	if (!mem_eq(t.magic, "SLINKYTR", 8)) die("not a slinked file: bad trailer magic", 0);
 	if (t.version != FORMAT_VERSION) die("unsupported slinked file version", 0);
-	u64 end = im->file_size - TRAILER_SIZE;
+	u64 end = file_size - TRAILER_SIZE;
 	if (t.manifest_offset > end || t.manifest_length > end - t.manifest_offset ||
 	    t.manifest_length < sizeof(struct mf_header) || (t.manifest_offset & 7))
 		die("corrupt trailer: manifest out of bounds", 0);
